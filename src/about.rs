@@ -1,0 +1,104 @@
+//! `--about`: what Meltano and people read to learn the tap's settings and
+//! capabilities. Built from the settings table and the stream registry, so it
+//! cannot drift from what the tap does.
+
+use serde_json::{json, Map, Value};
+
+use crate::config::{Kind, SETTINGS};
+use crate::streams::STREAMS;
+
+pub const NAME: &str = "tap-gleap";
+pub const DESCRIPTION: &str = "Singer tap for Gleap: tickets, sessions, messages, teams, surveys, survey responses and message templates.";
+
+/// Capabilities the tap implements (Meltano reads these).
+pub const CAPABILITIES: &[&str] = &["about", "catalog", "discover", "state", "activate-version"];
+
+fn setting_schema(kind: Kind) -> Value {
+    match kind {
+        Kind::String => json!({"type": "string"}),
+        Kind::Integer { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
+        Kind::Boolean => json!({"type": "boolean"}),
+        Kind::DateTime => json!({"type": "string", "format": "date-time"}),
+        Kind::Url => json!({"type": "string", "format": "uri"}),
+    }
+}
+
+fn typed_default(kind: Kind, d: &str) -> Value {
+    match kind {
+        Kind::Integer { .. } => d.parse::<i64>().map(Value::from).unwrap_or_else(|_| json!(d)),
+        Kind::Boolean => json!(d == "true"),
+        _ => json!(d),
+    }
+}
+
+pub fn about_json() -> Value {
+    let mut props = Map::new();
+    for s in SETTINGS {
+        let mut p = setting_schema(s.kind);
+        p["description"] = json!(s.description);
+        if let Some(d) = s.default {
+            p["default"] = typed_default(s.kind, d);
+        }
+        if s.secret {
+            p["secret"] = json!(true);
+            p["writeOnly"] = json!(true);
+        }
+        props.insert(s.name.to_string(), p);
+    }
+    let required: Vec<&str> = SETTINGS.iter().filter(|s| s.required).map(|s| s.name).collect();
+    let streams: Vec<Value> = STREAMS
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "endpoint": format!("GET {}", s.path.replace("{parent_id}", "{survey_id}")),
+                "key_properties": [s.key],
+                "replication_method": s.default_method.as_singer(),
+                "replication_key": s.replication_key,
+            })
+        })
+        .collect();
+    json!({
+        "name": NAME,
+        "description": DESCRIPTION,
+        "version": env!("CARGO_PKG_VERSION"),
+        "capabilities": CAPABILITIES,
+        "settings": {"type": "object", "properties": props, "required": required},
+        "streams": streams,
+    })
+}
+
+pub fn about_markdown() -> String {
+    let mut md = format!("# `{NAME}`\n\n{DESCRIPTION}\n\nVersion {}\n\n## Capabilities\n\n", env!("CARGO_PKG_VERSION"));
+    for c in CAPABILITIES {
+        md.push_str(&format!("* `{c}`\n"));
+    }
+    md.push_str("\n## Settings\n\n| Setting | Type | Required | Secret | Default | Description |\n|:--|:--|:--|:--|:--|:--|\n");
+    for s in SETTINGS {
+        let kind = match s.kind {
+            Kind::String => "string",
+            Kind::Integer { .. } => "integer",
+            Kind::Boolean => "boolean",
+            Kind::DateTime => "date-time",
+            Kind::Url => "URL",
+        };
+        md.push_str(&format!(
+            "| {} | {kind} | {} | {} | {} | {} |\n",
+            s.name,
+            if s.required { "yes" } else { "no" },
+            if s.secret { "yes" } else { "no" },
+            s.default.unwrap_or(""),
+            s.description
+        ));
+    }
+    md.push_str("\nEvery setting can also come from the environment as `TAP_GLEAP_<SETTING>` (with `--config ENV`, or no `--config`).\n");
+    md.push_str("\n## Streams\n\n| Stream | Endpoint | Key | Replication |\n|:--|:--|:--|:--|\n");
+    for s in STREAMS {
+        let repl = match s.replication_key {
+            Some(rk) if s.default_method == crate::streams::Method::Incremental => format!("INCREMENTAL on `{rk}`"),
+            _ => "FULL_TABLE".to_string(),
+        };
+        md.push_str(&format!("| {} | `GET {}` | `{}` | {repl} |\n", s.name, s.path.replace("{parent_id}", "{survey_id}"), s.key));
+    }
+    md
+}

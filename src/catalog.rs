@@ -1,0 +1,273 @@
+//! The Singer catalog: what `--discover` prints, and how a catalog passed to
+//! a sync selects streams, fields and replication methods.
+//!
+//! Meltano writes a stream's settings both as root metadata
+//! (`replication-method`, `replication-key`, `selected`) and as top-level
+//! `replication_method` / `replication_key` keys; both are read, metadata first.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::{json, Map, Value};
+
+use crate::error::{Error, Result};
+use crate::streams::{self, Method, StreamDef, STREAMS};
+
+/// A stream chosen for this sync, with its method and the fields to keep.
+#[derive(Debug)]
+pub struct Selected {
+    pub def: &'static StreamDef,
+    pub method: Method,
+    /// The schema's properties that are selected (keys and the replication
+    /// key always are), in schema order.
+    pub fields: Vec<String>,
+    /// The schema sent in the SCHEMA message: deselected fields removed,
+    /// from `required` too.
+    pub schema: Value,
+}
+
+pub fn schema_of(def: &StreamDef) -> Value {
+    serde_json::from_str(def.schema).expect("embedded schemas are valid JSON (checked by a unit test)")
+}
+
+fn property_names(schema: &Value) -> Vec<String> {
+    schema["properties"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default()
+}
+
+fn is_automatic(def: &StreamDef, field: &str) -> bool {
+    field == def.key || Some(field) == def.replication_key || def.parent.is_some_and(|p| p.child_field == field)
+}
+
+/// The catalog `--discover` prints.
+pub fn discover() -> Value {
+    let streams: Vec<Value> = STREAMS.iter().map(discover_stream).collect();
+    json!({ "streams": streams })
+}
+
+fn discover_stream(def: &StreamDef) -> Value {
+    let schema = schema_of(def);
+    let mut root = Map::new();
+    root.insert("inclusion".into(), json!("available"));
+    root.insert("selected-by-default".into(), json!(true));
+    root.insert("table-key-properties".into(), json!([def.key]));
+    match def.replication_key {
+        Some(rk) => {
+            root.insert("valid-replication-keys".into(), json!([rk]));
+            root.insert("replication-method".into(), json!(def.default_method.as_singer()));
+            root.insert("replication-key".into(), json!(rk));
+        }
+        None => {
+            root.insert("forced-replication-method".into(), json!(Method::FullTable.as_singer()));
+        }
+    }
+    let mut metadata = vec![json!({ "breadcrumb": [], "metadata": root })];
+    for field in property_names(&schema) {
+        let inclusion = if is_automatic(def, &field) { "automatic" } else { "available" };
+        metadata.push(json!({
+            "breadcrumb": ["properties", field],
+            "metadata": { "inclusion": inclusion, "selected-by-default": true }
+        }));
+    }
+    let mut entry = json!({
+        "tap_stream_id": def.name,
+        "stream": def.name,
+        "schema": schema,
+        "key_properties": [def.key],
+        "replication_method": def.default_method.as_singer(),
+        "metadata": metadata,
+    });
+    if let Some(rk) = def.replication_key {
+        entry["replication_key"] = json!(rk);
+    }
+    entry
+}
+
+/// Every stream with every field: a sync without a catalog.
+pub fn select_all() -> Vec<Selected> {
+    STREAMS
+        .iter()
+        .map(|def| {
+            let schema = schema_of(def);
+            Selected { def, method: def.default_method, fields: property_names(&schema), schema }
+        })
+        .collect()
+}
+
+/// Reads a catalog file and returns the streams it selects.
+pub fn load(path: &Path) -> Result<Vec<Selected>> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Catalog(format!("cannot read {name}: {e}")))?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|e| Error::Catalog(format!("{name} is not valid JSON: {e}")))?;
+    select(&value).map_err(|m| Error::Catalog(format!("{name}: {m}")))
+}
+
+fn select(catalog: &Value) -> std::result::Result<Vec<Selected>, String> {
+    let entries = catalog
+        .get("streams")
+        .and_then(Value::as_array)
+        .ok_or("expected an object with a \"streams\" array, as `tap-gleap --discover` prints")?;
+    let mut selected = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let id = entry
+            .get("tap_stream_id")
+            .or_else(|| entry.get("stream"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("streams[{i}] has no \"tap_stream_id\""))?;
+        let def = streams::find(id).ok_or_else(|| {
+            let known: Vec<&str> = STREAMS.iter().map(|s| s.name).collect();
+            format!("unknown stream \"{id}\": the streams are {}", known.join(", "))
+        })?;
+        if !seen.insert(id) {
+            return Err(format!("stream \"{id}\" appears twice"));
+        }
+        if let Some(s) = select_stream(def, entry)? {
+            selected.push(s);
+        }
+    }
+    if selected.is_empty() {
+        return Err("no stream is selected: set \"selected\": true in a stream's root metadata (breadcrumb [])".into());
+    }
+    Ok(selected)
+}
+
+fn metadata_for<'a>(entry: &'a Value, breadcrumb: &[&str]) -> Option<&'a Map<String, Value>> {
+    entry.get("metadata")?.as_array()?.iter().find_map(|m| {
+        let bc = m.get("breadcrumb")?.as_array()?;
+        let same = bc.len() == breadcrumb.len() && bc.iter().zip(breadcrumb).all(|(a, b)| a.as_str() == Some(*b));
+        if same {
+            m.get("metadata")?.as_object()
+        } else {
+            None
+        }
+    })
+}
+
+/// `selected` wins; otherwise `selected-by-default`, as the Meltano SDK reads it.
+fn is_selected(md: Option<&Map<String, Value>>, fallback: Option<&Value>) -> bool {
+    let md_value = |k: &str| md.and_then(|m| m.get(k)).and_then(Value::as_bool);
+    md_value("selected").or_else(|| fallback.and_then(Value::as_bool)).or_else(|| md_value("selected-by-default")).unwrap_or(false)
+}
+
+fn select_stream(def: &'static StreamDef, entry: &Value) -> std::result::Result<Option<Selected>, String> {
+    let root = metadata_for(entry, &[]);
+    if !is_selected(root, entry.get("selected")) {
+        return Ok(None);
+    }
+    let root_str = |k: &str| root.and_then(|m| m.get(k)).and_then(Value::as_str);
+    let method = match root_str("replication-method").or_else(|| entry.get("replication_method").and_then(Value::as_str)) {
+        None | Some("") => def.default_method,
+        Some(m) if m.eq_ignore_ascii_case("FULL_TABLE") => Method::FullTable,
+        Some(m) if m.eq_ignore_ascii_case("INCREMENTAL") => {
+            if def.replication_key.is_none() {
+                return Err(format!(
+                    "stream \"{}\" can only be synced FULL_TABLE (the API gives no way to filter it by update time)",
+                    def.name
+                ));
+            }
+            Method::Incremental
+        }
+        Some(other) => return Err(format!("stream \"{}\": replication method \"{other}\" is not supported: use INCREMENTAL or FULL_TABLE", def.name)),
+    };
+    if let Some(rk) = root_str("replication-key").or_else(|| entry.get("replication_key").and_then(Value::as_str)) {
+        if !rk.is_empty() && Some(rk) != def.replication_key {
+            let valid = def.replication_key.map(|k| format!("\"{k}\"")).unwrap_or_else(|| "none".into());
+            return Err(format!("stream \"{}\": unknown replication key \"{rk}\" (valid: {valid})", def.name));
+        }
+    }
+    let mut schema = schema_of(def);
+    let all = property_names(&schema);
+    let fields: Vec<String> = all
+        .iter()
+        .filter(|f| {
+            if is_automatic(def, f) {
+                return true;
+            }
+            let md = metadata_for(entry, &["properties", f.as_str()]);
+            let unsupported = md.and_then(|m| m.get("inclusion")).and_then(Value::as_str) == Some("unsupported");
+            // `selected` wins, then `selected-by-default`; a field with neither is kept.
+            let flag = |k: &str| md.and_then(|m| m.get(k)).and_then(Value::as_bool);
+            !unsupported && flag("selected").or_else(|| flag("selected-by-default")).unwrap_or(true)
+        })
+        .cloned()
+        .collect();
+    if let Some(props) = schema["properties"].as_object_mut() {
+        props.retain(|k, _| fields.contains(k));
+    }
+    if let Some(req) = schema.get_mut("required").and_then(Value::as_array_mut) {
+        req.retain(|k| k.as_str().is_some_and(|k| fields.iter().any(|f| f == k)));
+    }
+    Ok(Some(Selected { def, method, fields, schema }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_root(mut cat: Value, stream: &str, md: Value) -> Value {
+        for e in cat["streams"].as_array_mut().unwrap() {
+            if e["tap_stream_id"] == stream {
+                let m = e["metadata"].as_array_mut().unwrap();
+                for (k, v) in md.as_object().unwrap() {
+                    m[0]["metadata"][k] = v.clone();
+                }
+            }
+        }
+        cat
+    }
+
+    fn deselect_all(mut cat: Value) -> Value {
+        for e in cat["streams"].as_array_mut().unwrap() {
+            e["metadata"][0]["metadata"]["selected"] = json!(false);
+        }
+        cat
+    }
+
+    #[test]
+    fn the_discovered_catalog_selects_everything_by_default() {
+        assert_eq!(select(&discover()).unwrap().len(), STREAMS.len());
+    }
+
+    #[test]
+    fn only_selected_streams_and_fields_are_kept_but_keys_always_are() {
+        let mut cat = with_root(deselect_all(discover()), "tickets", json!({"selected": true}));
+        for e in cat["streams"].as_array_mut().unwrap() {
+            for m in e["metadata"].as_array_mut().unwrap() {
+                if m["breadcrumb"] == json!(["properties", "title"]) || m["breadcrumb"] == json!(["properties", "id"]) {
+                    m["metadata"]["selected"] = json!(false);
+                }
+            }
+        }
+        let s = select(&cat).unwrap();
+        assert_eq!(s.len(), 1);
+        assert!(!s[0].fields.contains(&"title".to_string()));
+        assert!(s[0].fields.contains(&"id".to_string()) && s[0].fields.contains(&"updatedAt".to_string()));
+        assert!(s[0].schema["properties"].get("title").is_none());
+    }
+
+    #[test]
+    fn full_table_can_be_chosen_for_an_incremental_stream_in_either_place() {
+        let cat = with_root(deselect_all(discover()), "sessions", json!({"selected": true, "replication-method": "FULL_TABLE"}));
+        assert_eq!(select(&cat).unwrap()[0].method, Method::FullTable);
+        let mut cat = with_root(deselect_all(discover()), "sessions", json!({"selected": true}));
+        for e in cat["streams"].as_array_mut().unwrap() {
+            if e["tap_stream_id"] == "sessions" {
+                e["replication_method"] = json!("FULL_TABLE");
+                e["metadata"][0]["metadata"].as_object_mut().unwrap().remove("replication-method");
+            }
+        }
+        assert_eq!(select(&cat).unwrap()[0].method, Method::FullTable);
+    }
+
+    #[test]
+    fn bad_catalogs_are_refused_with_a_reason() {
+        assert!(select(&json!({})).unwrap_err().contains("streams"));
+        assert!(select(&json!({"streams": [{"tap_stream_id": "nope"}]})).unwrap_err().contains("unknown stream \"nope\""));
+        assert!(select(&deselect_all(discover())).unwrap_err().contains("no stream is selected"));
+        let cat = with_root(deselect_all(discover()), "tickets", json!({"selected": true, "replication-key": "createdAt"}));
+        assert!(select(&cat).unwrap_err().contains("unknown replication key"));
+        let cat = with_root(deselect_all(discover()), "teams", json!({"selected": true, "replication-method": "INCREMENTAL"}));
+        assert!(select(&cat).unwrap_err().contains("FULL_TABLE"));
+    }
+}

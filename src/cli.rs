@@ -1,0 +1,50 @@
+//! The command line, as Singer taps spell it.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AboutFormat {
+    Json,
+    Markdown,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "tap-gleap", version, about = crate::about::DESCRIPTION)]
+pub struct Args {
+    /// Config file (JSON). Repeat to merge several, later keys winning; `ENV`
+    /// reads TAP_GLEAP_* variables. Without any, the environment is read.
+    #[arg(long, value_name = "FILE|ENV")]
+    pub config: Vec<String>,
+
+    /// State file from a previous run (its last STATE message, or its value).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
+    /// Catalog selecting streams and fields (`--properties` is the old name).
+    #[arg(long, visible_alias = "properties", value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+
+    /// Print the catalog and exit.
+    #[arg(long)]
+    pub discover: bool,
+
+    /// Print the tap's name, version, capabilities and settings, and exit.
+    #[arg(long)]
+    pub about: bool,
+
+    /// Format of `--about`.
+    #[arg(long, value_enum, default_value_t = AboutFormat::Json, requires = "about")]
+    pub format: AboutFormat,
+
+    /// Log format on stderr (`json` for orchestrators that parse logs).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}

@@ -1,0 +1,365 @@
+//! The HTTP client: one rate budget for the whole process, retries within a
+//! time budget, and the only place that ever touches the API key.
+//!
+//! - One governor limiter at `requests_per_minute`, burst 1: requests are
+//!   spaced evenly, so no 60-second rolling window ever holds more than the
+//!   configured number (a burst allowance would let two windows' worth land
+//!   in one).
+//! - `X-RateLimit-Remaining` running low (another client of the same project
+//!   is spending the shared budget) and `429` responses pause every stream:
+//!   the limit is per project, so one stream's 429 is everyone's.
+//! - 5xx, 408, timeouts, resets and 200s whose body is not the documented
+//!   JSON are retried with exponential backoff and full jitter, until the
+//!   retry budget (a duration, per request) runs out.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::StatusCode;
+use tokio::sync::{watch, Mutex};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::metrics::{self, StreamStats};
+
+/// Responses larger than this are refused rather than buffered: a page of
+/// 10,000 messages is a few tens of megabytes; hundreds of MB is a broken
+/// proxy or a runaway field, and holding it would defeat the memory bound.
+const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+const BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// With no `Retry-After`, a 429 waits at least this long: the window is 60 s,
+/// and hammering it only delays the moment a slot frees.
+const RATE_LIMIT_MIN_WAIT: Duration = Duration::from_secs(2);
+
+/// Why a request did not produce a page.
+#[derive(Debug)]
+pub enum FetchError {
+    /// 404: for a child (a survey deleted mid-sync) the caller skips it.
+    NotFound,
+    /// Stop the sync with this error.
+    Fatal(Error),
+    /// SIGINT/SIGTERM arrived while waiting.
+    Cancelled,
+}
+
+/// A cancellation signal shared by every task (set on SIGINT/SIGTERM, or
+/// when the target closes stdout).
+#[derive(Clone)]
+pub struct Cancel(watch::Receiver<bool>);
+
+impl Cancel {
+    pub fn new() -> (watch::Sender<bool>, Cancel) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Cancel(rx))
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    pub async fn cancelled(&self) {
+        let mut rx = self.0.clone();
+        // An error means the sender is gone: nobody can cancel any more.
+        if rx.wait_for(|c| *c).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Sleeps, unless cancelled first. Returns false when cancelled.
+    pub async fn sleep(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = self.cancelled() => false,
+        }
+    }
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    limiter: DefaultDirectRateLimiter,
+    /// Milliseconds since `epoch` before which no request may start (429s, low remaining).
+    hold_until_ms: AtomicU64,
+    epoch: Instant,
+    retry_budget: Duration,
+    cancel: Cancel,
+    /// Serialises the slow-down decision so concurrent responses do not stack pauses.
+    hold_lock: Mutex<()>,
+}
+
+impl Client {
+    pub fn new(config: &Config, cancel: Cancel) -> Result<Arc<Client>, Error> {
+        // reqwest is built without a default crypto provider, so that only
+        // ring (no C toolchain, no OpenSSL) is compiled in.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut headers = HeaderMap::new();
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", config.api_key.expose()))
+            .map_err(|_| Error::Config("\"api_key\" contains characters that cannot be sent in an HTTP header".into()))?;
+        // Marks the header so that HTTP-level debug logging never prints it.
+        auth.set_sensitive(true);
+        headers.insert(AUTHORIZATION, auth);
+        headers.insert(
+            "Project",
+            HeaderValue::from_str(&config.project_id)
+                .map_err(|_| Error::Config("\"project_id\" contains characters that cannot be sent in an HTTP header".into()))?,
+        );
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("tap-gleap/", env!("CARGO_PKG_VERSION")))
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(15)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .gzip(true)
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
+        let per_request = Duration::from_secs_f64(60.0 / f64::from(config.requests_per_minute.max(1)));
+        let quota = Quota::with_period(per_request).expect("period is positive").allow_burst(NonZeroU32::MIN);
+        Ok(Arc::new(Client {
+            http,
+            base: config.api_url.clone(),
+            limiter: RateLimiter::direct(quota),
+            hold_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            retry_budget: config.retry_budget,
+            cancel,
+            hold_lock: Mutex::new(()),
+        }))
+    }
+
+    /// GETs `path?query` and hands the body to `parse`, retrying (within the
+    /// retry budget) anything transient, including a body `parse` rejects.
+    pub async fn get<T>(
+        &self,
+        stats: &StreamStats,
+        path: &str,
+        query: &str,
+        mut parse: impl FnMut(&str) -> Result<T, String>,
+    ) -> Result<T, FetchError> {
+        let url = if query.is_empty() { format!("{}{path}", self.base) } else { format!("{}{path}?{query}", self.base) };
+        let first_try = Instant::now();
+        let mut attempt: u32 = 0;
+        loop {
+            self.wait_turn().await?;
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
+            tracing::debug!(stream = stats.stream, "GET {path}?{query}");
+            let outcome = self.http.get(&url).send().await;
+            let (wait, why) = match outcome {
+                Err(e) => (None, describe_reqwest_error(&e)),
+                Ok(resp) => {
+                    let status = resp.status();
+                    self.note_remaining(resp.headers()).await;
+                    let retry_after = parse_retry_after(resp.headers().get(RETRY_AFTER));
+                    match status {
+                        s if s.is_success() => match read_body(resp).await {
+                            Ok(body) => {
+                                metrics::http_timer(stats.stream, path, status.as_u16(), started.elapsed());
+                                stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                                match parse(&body) {
+                                    Ok(v) => return Ok(v),
+                                    Err(e) => (None, format!("HTTP {} with a body that is not the documented JSON ({e})", status.as_u16())),
+                                }
+                            }
+                            Err(e) => (None, e),
+                        },
+                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                            metrics::http_timer(stats.stream, path, status.as_u16(), started.elapsed());
+                            return Err(FetchError::Fatal(Error::Auth(format!(
+                                "the API answered {} for {path}: check the \"api_key\" and \"project_id\" settings (Project Settings > Security > API Key in Gleap)",
+                                status.as_u16()
+                            ))));
+                        }
+                        StatusCode::NOT_FOUND => {
+                            metrics::http_timer(stats.stream, path, 404, started.elapsed());
+                            return Err(FetchError::NotFound);
+                        }
+                        StatusCode::TOO_MANY_REQUESTS => {
+                            metrics::http_timer(stats.stream, path, 429, started.elapsed());
+                            stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                            let wait = retry_after.unwrap_or_else(|| backoff(attempt).max(RATE_LIMIT_MIN_WAIT));
+                            // The limit is per project: every stream pauses.
+                            self.hold_for(wait);
+                            (Some(wait), "HTTP 429 Too Many Requests".to_string())
+                        }
+                        s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => {
+                            metrics::http_timer(stats.stream, path, s.as_u16(), started.elapsed());
+                            (retry_after, format!("HTTP {}", s.as_u16()))
+                        }
+                        s => {
+                            metrics::http_timer(stats.stream, path, s.as_u16(), started.elapsed());
+                            let body = read_body(resp).await.unwrap_or_default();
+                            return Err(FetchError::Fatal(Error::Api(format!(
+                                "HTTP {} for GET {path}?{query}: {}",
+                                s.as_u16(),
+                                excerpt(&body)
+                            ))));
+                        }
+                    }
+                }
+            };
+            let wait = wait.unwrap_or_else(|| backoff(attempt));
+            if first_try.elapsed() + wait > self.retry_budget {
+                return Err(FetchError::Fatal(Error::Api(format!(
+                    "GET {path} still failing after {} attempts over {}s ({why}); the retry budget is {}s (\"retry_budget_seconds\"). The bookmarks in the last STATE are safe to resume from",
+                    attempt + 1,
+                    first_try.elapsed().as_secs(),
+                    self.retry_budget.as_secs()
+                ))));
+            }
+            attempt += 1;
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(stream = stats.stream, "GET {path}: {why}; retry {attempt} in {:.1}s", wait.as_secs_f64());
+            if !self.cancel.sleep(wait).await {
+                return Err(FetchError::Cancelled);
+            }
+        }
+    }
+
+    /// Waits for any global pause, then for the rate limiter.
+    async fn wait_turn(&self) -> Result<(), FetchError> {
+        loop {
+            let hold = self.hold_until_ms.load(Ordering::Relaxed);
+            let now = self.epoch.elapsed().as_millis() as u64;
+            if hold <= now {
+                break;
+            }
+            if !self.cancel.sleep(Duration::from_millis(hold - now)).await {
+                return Err(FetchError::Cancelled);
+            }
+        }
+        tokio::select! {
+            _ = self.limiter.until_ready() => Ok(()),
+            _ = self.cancel.cancelled() => Err(FetchError::Cancelled),
+        }
+    }
+
+    fn hold_for(&self, d: Duration) {
+        let until = self.epoch.elapsed().as_millis() as u64 + d.as_millis() as u64;
+        self.hold_until_ms.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// When the project's shared budget runs low (another integration is
+    /// using it too), spread the remaining requests over the rest of the
+    /// window instead of running into a 429.
+    async fn note_remaining(&self, headers: &HeaderMap) {
+        let num = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+        let (Some(remaining), Some(limit)) = (num("x-ratelimit-remaining"), num("x-ratelimit-limit")) else { return };
+        let low_water = (limit / 20).max(2);
+        if remaining >= low_water || limit == 0 {
+            return;
+        }
+        let _guard = self.hold_lock.lock().await;
+        // At zero, wait a twentieth of the window; above, proportionally less.
+        let pause = Duration::from_millis(60_000 / 20 * (low_water - remaining) / low_water);
+        tracing::debug!("rate limit low ({remaining}/{limit} left): pausing {}ms", pause.as_millis());
+        self.hold_for(pause);
+    }
+}
+
+/// Exponential backoff with full jitter: 0.5 s, 1 s, 2 s ... capped at 60 s.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16)).min(BACKOFF_CAP);
+    let jittered = rand::rng().random_range(ceiling.as_millis() as u64 / 2..=ceiling.as_millis() as u64);
+    Duration::from_millis(jittered)
+}
+
+/// `Retry-After` as seconds or as an HTTP date; anything else is ignored.
+fn parse_retry_after(v: Option<&HeaderValue>) -> Option<Duration> {
+    let s = v?.to_str().ok()?.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Some(Duration::from_secs(secs.min(3600)));
+    }
+    let when = httpdate::parse_http_date(s).ok()?;
+    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO).min(Duration::from_secs(3600)))
+}
+
+async fn read_body(mut resp: reqwest::Response) -> Result<String, String> {
+    let mut buf: Vec<u8> = Vec::with_capacity(resp.content_length().unwrap_or(64 * 1024).min(MAX_BODY_BYTES as u64) as usize);
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(format!("response body larger than {} MiB", MAX_BODY_BYTES >> 20));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return Err(format!("connection broke while reading the body ({})", describe_reqwest_error(&e))),
+        }
+    }
+    match String::from_utf8(buf) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            // Bytes that are not UTF-8 become U+FFFD rather than failing the page.
+            tracing::warn!("response body is not valid UTF-8: invalid bytes replaced with U+FFFD");
+            Ok(String::from_utf8_lossy(e.as_bytes()).into_owned())
+        }
+    }
+}
+
+fn describe_reqwest_error(e: &reqwest::Error) -> String {
+    // reqwest's Display includes the URL, which holds no secret (the key
+    // travels in a header); the kind is what a reader needs.
+    let kind = if e.is_timeout() {
+        "request timed out (\"request_timeout_seconds\")"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "response body broken"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+/// The start of an error body, on one line, for error messages.
+fn excerpt(body: &str) -> String {
+    let one_line: String = body.chars().take(200).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if one_line.trim().is_empty() {
+        "(empty body)".into()
+    } else {
+        one_line.trim().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_an_http_date() {
+        assert_eq!(parse_retry_after(Some(&HeaderValue::from_static("7"))), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        let d = parse_retry_after(Some(&HeaderValue::from_str(&later).unwrap())).unwrap();
+        assert!(d <= Duration::from_secs(30) && d >= Duration::from_secs(28), "{d:?}");
+        let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(30));
+        assert_eq!(parse_retry_after(Some(&HeaderValue::from_str(&past).unwrap())), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after(Some(&HeaderValue::from_static("soon"))), None);
+        assert_eq!(parse_retry_after(None), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 0..40 {
+            let d = backoff(attempt);
+            let ceiling = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16)).min(BACKOFF_CAP);
+            assert!(d <= ceiling && d >= ceiling / 2, "attempt {attempt}: {d:?}");
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! Settings: declared once as data (`SETTINGS`), which drives validation,
+//! environment variables, `--about` and the README's table alike.
+//!
+//! Several `--config` files merge, later keys winning; `--config ENV` (or no
+//! `--config` at all) reads `TAP_GLEAP_<KEY>` variables, as Meltano SDK taps do.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::timefmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    String,
+    Integer { min: i64, max: i64 },
+    Boolean,
+    DateTime,
+    Url,
+}
+
+pub struct Setting {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub default: Option<&'static str>,
+    pub required: bool,
+    pub secret: bool,
+    pub description: &'static str,
+}
+
+pub const DEFAULT_API_URL: &str = "https://api.gleap.io/v3";
+
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        name: "api_key",
+        kind: Kind::String,
+        default: None,
+        required: true,
+        secret: true,
+        description: "Gleap API key (Project Settings > Security > API Key). Sent as a Bearer token; never logged.",
+    },
+    Setting {
+        name: "project_id",
+        kind: Kind::String,
+        default: None,
+        required: true,
+        secret: false,
+        description: "Gleap project id, sent in the `Project` header.",
+    },
+    Setting {
+        name: "start_date",
+        kind: Kind::DateTime,
+        default: None,
+        required: false,
+        secret: false,
+        description: "Where incremental streams begin when there is no bookmark (RFC 3339 date or date-time; no zone means UTC). Empty: from the beginning.",
+    },
+    Setting {
+        name: "api_url",
+        kind: Kind::Url,
+        default: Some(DEFAULT_API_URL),
+        required: false,
+        secret: false,
+        description: "Base URL of the Gleap API, including the version. Plain http:// is refused unless it points at loopback or allow_insecure_http is true.",
+    },
+    Setting {
+        name: "page_size",
+        kind: Kind::Integer { min: 1, max: 10_000 },
+        default: Some("1000"),
+        required: false,
+        secret: false,
+        description: "Records requested per page (capped per endpoint at the API's own maximum: 1000 for tickets, 10000 for messages).",
+    },
+    Setting {
+        name: "requests_per_minute",
+        kind: Kind::Integer { min: 1, max: 100_000 },
+        default: Some("900"),
+        required: false,
+        secret: false,
+        description: "Requests per minute for the whole process, all streams together. The API allows 1000 per project; the default leaves room for the project's other integrations.",
+    },
+    Setting {
+        name: "request_timeout_seconds",
+        kind: Kind::Integer { min: 1, max: 3600 },
+        default: Some("60"),
+        required: false,
+        secret: false,
+        description: "Timeout of one HTTP request, body included.",
+    },
+    Setting {
+        name: "retry_budget_seconds",
+        kind: Kind::Integer { min: 0, max: 86_400 },
+        default: Some("600"),
+        required: false,
+        secret: false,
+        description: "How long one request may keep being retried (429, 5xx, timeouts, broken bodies) before the sync stops with an error. Outlasts a full rate-limit window by default.",
+    },
+    Setting {
+        name: "emit_activate_version_messages",
+        kind: Kind::Boolean,
+        default: Some("false"),
+        required: false,
+        secret: false,
+        description: "Full-table streams send ACTIVATE_VERSION after a complete pass, so targets can drop rows that disappeared.",
+    },
+    Setting {
+        name: "allow_insecure_http",
+        kind: Kind::Boolean,
+        default: Some("false"),
+        required: false,
+        secret: false,
+        description: "Allow a plain http:// api_url that is not loopback (the API key would travel unencrypted).",
+    },
+];
+
+/// Keys Meltano or the Meltano SDK may pass to any tap; accepted silently.
+const TOLERATED_KEYS: &[&str] = &[
+    "stream_maps",
+    "stream_map_config",
+    "flattening_enabled",
+    "flattening_max_depth",
+    "batch_config",
+    "faker_config",
+];
+
+/// The API key: held apart so that no `{:?}` or log line can show it.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub api_key: ApiKey,
+    pub project_id: String,
+    pub start_date: Option<DateTime<Utc>>,
+    pub api_url: String,
+    pub page_size: u32,
+    pub requests_per_minute: u32,
+    pub request_timeout: Duration,
+    pub retry_budget: Duration,
+    pub emit_activate_version_messages: bool,
+    pub allow_insecure_http: bool,
+}
+
+/// A raw value and where it came from, so errors can name the file or variable.
+struct Raw {
+    value: Value,
+    source: String,
+}
+
+/// Reads and merges every `--config` argument, then validates the result.
+pub fn load(args: &[String]) -> Result<Config> {
+    let mut merged: Vec<(String, Raw)> = Vec::new();
+    let mut put = |key: String, raw: Raw| {
+        merged.retain(|(k, _)| *k != key);
+        merged.push((key, raw));
+    };
+    let env_only = args.is_empty();
+    for arg in args {
+        if arg == "ENV" {
+            for (k, raw) in from_env() {
+                put(k, raw);
+            }
+        } else {
+            for (k, v) in read_object(Path::new(arg))? {
+                put(k, Raw { value: v, source: arg.clone() });
+            }
+        }
+    }
+    if env_only {
+        for (k, raw) in from_env() {
+            put(k, raw);
+        }
+    }
+    validate(merged)
+}
+
+fn read_object(path: &Path) -> Result<Map<String, Value>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Error::Config(format!(
+            "{}: expected a JSON object of settings like {{\"api_key\": \"...\", \"project_id\": \"...\"}}",
+            path.display()
+        ))),
+        Err(e) => Err(Error::Config(format!("{} is not valid JSON: {e}", path.display()))),
+    }
+}
+
+fn env_name(key: &str) -> String {
+    format!("TAP_GLEAP_{}", key.to_ascii_uppercase())
+}
+
+fn from_env() -> Vec<(String, Raw)> {
+    SETTINGS
+        .iter()
+        .filter_map(|s| {
+            let var = env_name(s.name);
+            std::env::var(&var)
+                .ok()
+                .map(|v| (s.name.to_string(), Raw { value: Value::String(v), source: format!("environment variable {var}") }))
+        })
+        .collect()
+}
+
+fn validate(merged: Vec<(String, Raw)>) -> Result<Config> {
+    for (key, raw) in &merged {
+        if !SETTINGS.iter().any(|s| s.name == key) && !TOLERATED_KEYS.contains(&key.as_str()) {
+            tracing::warn!("{}: unknown setting \"{key}\" is ignored (see `tap-gleap --about` for the settings)", raw.source);
+        }
+    }
+    let get = |name: &str| merged.iter().find(|(k, _)| k == name).map(|(_, r)| r);
+    let mut values: Vec<(&'static str, Option<Parsed>)> = Vec::new();
+    for s in SETTINGS {
+        let parsed = match get(s.name) {
+            Some(raw) if !raw.value.is_null() && raw.value != Value::String(String::new()) => {
+                Some(parse_value(s, &raw.value).map_err(|expected| {
+                    Error::Config(format!(
+                        "{}: \"{}\" must be {expected}, got {}",
+                        raw.source,
+                        s.name,
+                        if s.secret { "<redacted>".to_string() } else { short(&raw.value) }
+                    ))
+                })?)
+            }
+            _ => match s.default {
+                Some(d) => Some(parse_value(s, &Value::String(d.into())).expect("defaults are valid")),
+                None if s.required => {
+                    return Err(Error::Config(format!(
+                        "the required setting \"{}\" is missing: add it to the config file or set {}",
+                        s.name,
+                        env_name(s.name)
+                    )))
+                }
+                None => None,
+            },
+        };
+        values.push((s.name, parsed));
+    }
+    let take = |name: &str| values.iter().find(|(n, _)| *n == name).and_then(|(_, p)| p.clone());
+    let text = |name: &str| match take(name) {
+        Some(Parsed::Text(t)) => t,
+        _ => String::new(),
+    };
+    let int = |name: &str| match take(name) {
+        Some(Parsed::Int(i)) => i,
+        _ => 0,
+    };
+    let flag = |name: &str| matches!(take(name), Some(Parsed::Bool(true)));
+
+    let config = Config {
+        api_key: ApiKey(text("api_key")),
+        project_id: text("project_id"),
+        start_date: match take("start_date") {
+            Some(Parsed::Time(t)) => Some(t),
+            _ => None,
+        },
+        api_url: text("api_url").trim_end_matches('/').to_string(),
+        page_size: int("page_size") as u32,
+        requests_per_minute: int("requests_per_minute") as u32,
+        request_timeout: Duration::from_secs(int("request_timeout_seconds") as u64),
+        retry_budget: Duration::from_secs(int("retry_budget_seconds") as u64),
+        emit_activate_version_messages: flag("emit_activate_version_messages"),
+        allow_insecure_http: flag("allow_insecure_http"),
+    };
+    check_url_security(&config, get("api_url").map(|r| r.source.as_str()).unwrap_or("default"))?;
+    if let Some(start) = config.start_date {
+        if start > Utc::now() {
+            return Err(Error::Config(format!(
+                "\"start_date\" {} lies in the future: use a past date, or leave it out to extract everything",
+                timefmt::format_ms(start)
+            )));
+        }
+    }
+    if config.requests_per_minute > 1000 {
+        tracing::warn!(
+            "requests_per_minute {} is above the documented limit of 1000 per project: expect 429 responses",
+            config.requests_per_minute
+        );
+    }
+    Ok(config)
+}
+
+#[derive(Clone)]
+enum Parsed {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+    Time(DateTime<Utc>),
+}
+
+/// Parses one value; values from the environment arrive as strings and are
+/// coerced to the setting's type. The error is what was expected.
+fn parse_value(s: &Setting, v: &Value) -> std::result::Result<Parsed, String> {
+    match s.kind {
+        Kind::String => match v {
+            Value::String(t) if !t.trim().is_empty() => Ok(Parsed::Text(t.trim().to_string())),
+            _ => Err("a non-empty string".into()),
+        },
+        Kind::Integer { min, max } => {
+            let n = match v {
+                Value::Number(n) => n.as_i64(),
+                Value::String(t) => t.trim().parse::<i64>().ok(),
+                _ => None,
+            };
+            match n {
+                Some(n) if (min..=max).contains(&n) => Ok(Parsed::Int(n)),
+                _ => Err(format!("a whole number from {min} to {max}")),
+            }
+        }
+        Kind::Boolean => match v {
+            Value::Bool(b) => Ok(Parsed::Bool(*b)),
+            Value::String(t) => match t.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Ok(Parsed::Bool(true)),
+                "false" | "0" | "no" => Ok(Parsed::Bool(false)),
+                _ => Err("true or false".into()),
+            },
+            _ => Err("true or false".into()),
+        },
+        Kind::DateTime => match v {
+            Value::String(t) => timefmt::parse_instant(t)
+                .map(Parsed::Time)
+                .ok_or_else(|| "an RFC 3339 date or date-time such as \"2024-01-31\" or \"2024-01-31T00:00:00Z\"".into()),
+            _ => Err("an RFC 3339 date or date-time string such as \"2024-01-31\"".into()),
+        },
+        Kind::Url => match v {
+            Value::String(t) => match url::Url::parse(t.trim()) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(Parsed::Text(t.trim().to_string())),
+                _ => Err("an http(s) URL such as \"https://api.gleap.io/v3\"".into()),
+            },
+            _ => Err("an http(s) URL string such as \"https://api.gleap.io/v3\"".into()),
+        },
+    }
+}
+
+/// Refuses to send the API key in clear text to anything but this machine.
+fn check_url_security(config: &Config, source: &str) -> Result<()> {
+    let url = url::Url::parse(&config.api_url).map_err(|e| Error::Config(format!("{source}: \"api_url\" is not a URL: {e}")))?;
+    if url.scheme() == "https" || config.allow_insecure_http {
+        return Ok(());
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if loopback {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "{source}: \"api_url\" uses plain http:// to a host that is not loopback, which would send the API key unencrypted: use https://, or set \"allow_insecure_http\": true if you really mean it"
+        )))
+    }
+}
+
+/// A value shown in an error, cut short so a pasted blob does not flood the log.
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 60 {
+        format!("{}...", s.chars().take(60).collect::<String>())
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, Value)]) -> Result<Config> {
+        validate(pairs.iter().map(|(k, v)| (k.to_string(), Raw { value: v.clone(), source: "c.json".into() })).collect())
+    }
+
+    fn base() -> Vec<(&'static str, Value)> {
+        vec![("api_key", "k".into()), ("project_id", "p".into())]
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = cfg(&base()).unwrap();
+        assert_eq!(c.api_url, DEFAULT_API_URL);
+        assert_eq!(c.page_size, 1000);
+        assert_eq!(c.requests_per_minute, 900);
+        assert!(!c.emit_activate_version_messages);
+    }
+
+    #[test]
+    fn errors_name_the_source_the_key_and_what_is_expected() {
+        let mut p = base();
+        p.push(("page_size", (-5).into()));
+        let e = cfg(&p).unwrap_err().to_string();
+        assert!(e.contains("c.json") && e.contains("page_size") && e.contains("whole number"), "{e}");
+        let e = cfg(&[("project_id", "p".into())]).unwrap_err().to_string();
+        assert!(e.contains("api_key") && e.contains("TAP_GLEAP_API_KEY"), "{e}");
+    }
+
+    #[test]
+    fn strings_from_the_environment_are_coerced() {
+        let mut p = base();
+        p.push(("page_size", "250".into()));
+        p.push(("emit_activate_version_messages", "true".into()));
+        let c = cfg(&p).unwrap();
+        assert_eq!(c.page_size, 250);
+        assert!(c.emit_activate_version_messages);
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_unless_allowed() {
+        let mut p = base();
+        p.push(("api_url", "http://127.0.0.1:8723/v3/".into()));
+        assert_eq!(cfg(&p).unwrap().api_url, "http://127.0.0.1:8723/v3");
+        let mut p = base();
+        p.push(("api_url", "http://example.com/v3".into()));
+        assert!(cfg(&p).unwrap_err().to_string().contains("allow_insecure_http"));
+        p.push(("allow_insecure_http", true.into()));
+        assert!(cfg(&p).is_ok());
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let mut p = base();
+        p[0] = ("api_key", "canary-secret-123".into());
+        let c = cfg(&p).unwrap();
+        assert!(!format!("{c:?}").contains("canary-secret-123"));
+    }
+
+    #[test]
+    fn a_wrong_typed_secret_is_not_echoed() {
+        let mut p = base();
+        p[0] = ("api_key", 12345678.into());
+        let e = cfg(&p).unwrap_err().to_string();
+        assert!(!e.contains("12345678") && e.contains("redacted"), "{e}");
+    }
+}

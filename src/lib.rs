@@ -1,0 +1,68 @@
+//! tap-gleap: a Singer tap for the Gleap REST API.
+//!
+//! Where things live:
+//! - `cli`: the command line; `config`: settings (one table drives
+//!   validation, environment variables and `--about`); `about`.
+//! - `streams`: the registry of streams, declared as data; `catalog`:
+//!   discovery and selection; `state`: bookmarks.
+//! - `client`: HTTP, rate limit, retries; `pager`: how pages are walked so
+//!   that no record is skipped; `conform`: from page bytes to RECORD lines.
+//! - `output`: the one stdout writer, which orders records before the STATE
+//!   that covers them; `sync`: runs the streams concurrently.
+//! - `error`: one error type, an exit code per class; `metrics`, `timefmt`.
+
+pub mod about;
+pub mod catalog;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod conform;
+pub mod error;
+pub mod metrics;
+pub mod output;
+pub mod pager;
+pub mod state;
+pub mod streams;
+pub mod sync;
+pub mod timefmt;
+
+use std::io::Write;
+
+use cli::{AboutFormat, Args};
+use error::{Error, Result};
+
+/// Runs the tap as the arguments say, writing Singer messages to `stdout`.
+pub fn run(args: Args, stdout: Box<dyn Write + Send>) -> Result<()> {
+    let mut stdout = stdout;
+    let print = |out: &mut Box<dyn Write + Send>, text: &str| -> Result<()> {
+        match out.write_all(text.as_bytes()).and_then(|_| out.write_all(b"\n")).and_then(|_| out.flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Output(format!("cannot write to stdout: {e}"))),
+            _ => Ok(()),
+        }
+    };
+    if args.about {
+        let text = match args.format {
+            AboutFormat::Json => serde_json::to_string_pretty(&about::about_json()).expect("JSON serialises"),
+            AboutFormat::Markdown => about::about_markdown(),
+        };
+        return print(&mut stdout, &text);
+    }
+    let config = config::load(&args.config)?;
+    if args.discover {
+        return print(&mut stdout, &serde_json::to_string_pretty(&catalog::discover()).expect("JSON serialises"));
+    }
+    let selected = match &args.catalog {
+        Some(path) => catalog::load(path)?,
+        None => catalog::select_all(),
+    };
+    let state = match &args.state {
+        Some(path) => state::State::load(path)?,
+        None => state::State::empty(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(sync::sync(config, selected, state, stdout))
+}

@@ -1,0 +1,128 @@
+//! The one writer of stdout. Stream tasks send it ready RECORD lines together
+//! with the bookmark those lines reach; it writes the lines, and only then
+//! moves the bookmark and prints a STATE, after flushing. So a STATE never
+//! claims a record the output does not hold, and a target that saves the
+//! last STATE it saw can always resume from it.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+
+use crate::error::Error;
+use crate::metrics::StreamStats;
+use crate::state::{Context, State};
+use crate::streams::StreamDef;
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+pub struct Bookmark {
+    pub def: &'static StreamDef,
+    pub context: Context,
+    pub value: String,
+}
+
+/// A batch for the writer: lines (SCHEMA, RECORDs, ACTIVATE_VERSION), how
+/// many of them are records, and the bookmark they complete.
+pub struct Batch {
+    pub lines: Vec<u8>,
+    pub records: u64,
+    pub stats: Option<Arc<StreamStats>>,
+    pub bookmark: Option<Bookmark>,
+}
+
+pub enum Finish {
+    /// Every batch written; the final STATE printed.
+    Done,
+    /// stdout was closed by the reader (the target exited).
+    BrokenPipe,
+}
+
+/// Runs on a blocking thread until every sender is dropped.
+pub fn run_writer(
+    mut rx: mpsc::Receiver<Batch>,
+    mut state: State,
+    stdout: Box<dyn Write + Send>,
+    cancel: Arc<watch::Sender<bool>>,
+    all_stats: Vec<Arc<StreamStats>>,
+) -> Result<Finish, Error> {
+    let mut out = io::BufWriter::with_capacity(1 << 20, stdout);
+    let mut last_state: Option<Value> = None;
+    let mut last_progress = Instant::now();
+    let mut result: io::Result<()> = Ok(());
+    while let Some(batch) = rx.blocking_recv() {
+        if result.is_err() {
+            continue; // drain, so that senders never block on a dead writer
+        }
+        result = (|| {
+            out.write_all(&batch.lines)?;
+            if let Some(stats) = &batch.stats {
+                stats.records.fetch_add(batch.records, std::sync::atomic::Ordering::Relaxed);
+            }
+            if let Some(b) = batch.bookmark {
+                state.set_bookmark(b.def, b.context, &b.value);
+                emit_state(&mut out, &state, &mut last_state)?;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = cancel.send(true);
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            for s in all_stats.iter().filter(|s| s.get(&s.records) > 0) {
+                s.log_progress();
+            }
+        }
+    }
+    // The last STATE always goes out, so even a run that found nothing new
+    // hands the orchestrator back the full state it was given.
+    let finish = result.and_then(|_| {
+        emit_state(&mut out, &state, &mut last_state)?;
+        out.flush()
+    });
+    match finish {
+        Ok(()) => Ok(Finish::Done),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Finish::BrokenPipe),
+        Err(e) => Err(Error::Output(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+/// Flushes the records before the STATE that covers them, and prints the
+/// STATE only when it differs from the last one printed.
+fn emit_state(out: &mut impl Write, state: &State, last: &mut Option<Value>) -> io::Result<()> {
+    let value = state.to_value();
+    if last.as_ref() == Some(&value) {
+        return Ok(());
+    }
+    out.flush()?;
+    serde_json::to_writer(&mut *out, &json!({"type": "STATE", "value": value}))?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    *last = Some(value);
+    Ok(())
+}
+
+pub fn schema_line(def: &StreamDef, schema: &Value, incremental: bool) -> Vec<u8> {
+    let mut msg = json!({
+        "type": "SCHEMA",
+        "stream": def.name,
+        "schema": schema,
+        "key_properties": [def.key],
+    });
+    if let (true, Some(rk)) = (incremental, def.replication_key) {
+        msg["bookmark_properties"] = json!([rk]);
+    }
+    let mut line = serde_json::to_vec(&msg).expect("a JSON value serialises");
+    line.push(b'\n');
+    line
+}
+
+pub fn activate_version_line(def: &StreamDef, version: i64) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&json!({"type": "ACTIVATE_VERSION", "stream": def.name, "version": version}))
+        .expect("a JSON value serialises");
+    line.push(b'\n');
+    line
+}

@@ -1,0 +1,452 @@
+//! Walking a stream's pages so that no record is ever skipped.
+//!
+//! Offset pagination (`skip`) over data that changes while it is read skips
+//! records: a record updated behind the reader moves to the end of
+//! `updatedAt` order and shifts everything after it one place back, so the
+//! next `skip` jumps over one record that never changed. Hence:
+//!
+//! **Keyset on the replication key** (incremental and full-table syncs of
+//! tickets, sessions, messages, survey responses). Each request asks for
+//! `updatedAt>=C&updatedAt<=S&sort=updatedAt&limit=L`, where `C` is the
+//! largest `updatedAt` read so far and `S` the signpost (the moment the sync
+//! started). Every record with `updatedAt < C` has then been written, so `C`
+//! (never more than `S`) is a safe bookmark. Records at exactly `C` come back
+//! again on the next page and are dropped by id. A record updated during the
+//! sync moves past `S`: the next run picks it up, because no bookmark passes `S`.
+//!
+//! **Tie groups.** When a whole page shares one `updatedAt` (a bulk update of
+//! more than a page), `>=C` cannot move on. The group is then read on its own
+//! (`updatedAt>=C&updatedAt<=C&sort=_id`) by offset, in passes, until two
+//! passes in a row return the same ids. Members can only leave the group
+//! (an update moves them past `S`), and a departure can make a pass skip a
+//! record only by removing a record that pass already read, which the next
+//! pass then lacks: two identical passes therefore saw every member. Then the
+//! scan resumes with `updatedAt>C`.
+//!
+//! **A server that ignores the filter or the sort** (records below the
+//! cursor, or out of order) is detected on the page where it happens. The
+//! scan then falls back to a plain offset walk of everything, de-duplicated
+//! by id, and leaves the bookmark where it was, so the next run looks again.
+//!
+//! **Offset with overlap** (teams, surveys, message templates: small lists
+//! with no documented pagination). Each page after the first re-reads the
+//! last record of the previous one; if it is not the same record the data
+//! shifted (or `skip` is ignored), and the walk starts over, de-duplicating
+//! by id. The walk ends on a page that adds no new id: a short page is not
+//! trusted to be the last, because an endpoint may cap `limit` silently.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::catalog::Selected;
+use crate::client::{Cancel, Client, FetchError};
+use crate::conform::{self, Conformer, Meta};
+use crate::metrics::StreamStats;
+use crate::output::{self, Batch, Bookmark};
+use crate::state::{Context, State};
+use crate::streams::{self, Method, StreamDef};
+use crate::timefmt;
+
+/// Passes over a tie group before giving up on it changing under us.
+const MAX_TIE_PASSES: usize = 8;
+/// Restarts of an offset walk whose data keeps shifting.
+const MAX_OFFSET_RESTARTS: usize = 3;
+
+/// Everything one stream's extraction needs.
+pub struct StreamRun {
+    pub def: &'static StreamDef,
+    pub client: Arc<Client>,
+    pub tx: mpsc::Sender<Batch>,
+    pub stats: Arc<StreamStats>,
+    pub conformer: Conformer,
+    pub page_size: u32,
+    /// The sync's start, epoch ms: no bookmark ever passes it.
+    pub signpost_ms: i64,
+    /// `version` of full-table records, when ACTIVATE_VERSION is on.
+    pub version: Option<i64>,
+    pub cancel: Cancel,
+}
+
+/// One page, conformed.
+struct PageOut {
+    lines: Vec<u8>,
+    written: u64,
+    /// Every record with an id, in the order the API sent them.
+    metas: Vec<Meta>,
+    /// Elements in the page, records without an id included.
+    len: usize,
+}
+
+/// What a keyset walk learnt.
+struct ScanEnd {
+    max_seen: Option<i64>,
+    /// The server ignored the filter or the sort: do not move the bookmark.
+    degraded: bool,
+}
+
+impl StreamRun {
+    /// Extracts the stream: SCHEMA, then its records and bookmarks.
+    pub async fn run(mut self, sel: &Selected, state: &State, start_date: Option<i64>) -> Result<(), FetchError> {
+        let incremental = sel.method == Method::Incremental;
+        self.send(output::schema_line(self.def, &sel.schema, incremental), 0, None).await?;
+        let def = self.def;
+        if let Some(parent) = def.parent {
+            let from = if incremental { later(state.bookmark(def, &[]).map(|t| t.timestamp_millis()), start_date) } else { None };
+            self.run_child(streams::find(parent.stream).expect("registry parents exist"), from, incremental).await?;
+        } else {
+            for &partition in def.partitions {
+                match (def.replication_key, incremental) {
+                    (Some(_), true) => {
+                        let from = later(state.bookmark(def, partition).map(|t| t.timestamp_millis()), start_date);
+                        self.keyset(def.path, partition, None, from, Some(partition)).await?;
+                    }
+                    (Some(_), false) => {
+                        self.keyset(def.path, partition, None, None, None).await?;
+                    }
+                    (None, _) => {
+                        self.offset_walk(def, def.path, partition, None, true).await?;
+                    }
+                }
+            }
+        }
+        if let (false, Some(version)) = (incremental, self.version) {
+            self.send(output::activate_version_line(def, version), 0, None).await?;
+        }
+        self.stats.log_summary();
+        Ok(())
+    }
+
+    /// A child stream: its parent's ids, then one keyset walk per parent.
+    /// The stream keeps one bookmark (the state stays small however many
+    /// parents there are), moved only once every parent has been read.
+    async fn run_child(&mut self, parent: &'static StreamDef, from: Option<i64>, incremental: bool) -> Result<(), FetchError> {
+        let mut parent_ids = self.offset_walk(parent, parent.path, &[], None, false).await?;
+        parent_ids.sort();
+        tracing::info!(stream = self.def.name, "reading responses of {} {}", parent_ids.len(), parent.name);
+        let mut max_seen: Option<i64> = None;
+        let mut degraded = false;
+        for id in &parent_ids {
+            let path = self.def.path.replace("{parent_id}", id);
+            match self.keyset(&path, &[], Some(id), from, None).await {
+                Ok(end) => {
+                    max_seen = max_seen.max(end.max_seen);
+                    degraded |= end.degraded;
+                }
+                Err(FetchError::NotFound) => {
+                    tracing::info!(stream = self.def.name, "{} {id} no longer exists (404): skipped", parent.name);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let (true, false, Some(max)) = (incremental, degraded, max_seen) {
+            let value = self.bookmark_value(max.max(from.unwrap_or(i64::MIN)));
+            self.send(Vec::new(), 0, Some(Bookmark { def: self.def, context: &[], value })).await?;
+        }
+        Ok(())
+    }
+
+    fn bookmark_value(&self, cursor_ms: i64) -> String {
+        timefmt::format_epoch_ms(cursor_ms.min(self.signpost_ms)).unwrap_or_default()
+    }
+
+    /// The keyset walk described at the top of this file. `bookmarks` is the
+    /// partition whose bookmark each page moves, if any.
+    async fn keyset(
+        &mut self,
+        path: &str,
+        partition: Context,
+        parent_id: Option<&str>,
+        from: Option<i64>,
+        bookmarks: Option<Context>,
+    ) -> Result<ScanEnd, FetchError> {
+        let rk = self.def.replication_key.expect("keyset walks need a replication key");
+        let limit = self.page_size.min(self.def.max_page_size);
+        let signpost = timefmt::format_epoch_ms(self.signpost_ms).unwrap_or_default();
+        // `lower` is the filter sent; `cursor` the largest value read so far.
+        let mut lower: Option<(i64, bool)> = from.map(|f| (f, true));
+        let mut cursor = from;
+        let mut seen_at_cursor: HashSet<String> = HashSet::new();
+        let mut max_seen = None;
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(FetchError::Cancelled);
+            }
+            let mut params = vec![("sort", "=", rk.to_string()), ("limit", "=", limit.to_string())];
+            if let Some((v, inclusive)) = lower {
+                params.push((rk, if inclusive { ">=" } else { ">" }, fmt_ms(v)));
+            }
+            params.push((rk, "<=", signpost.clone()));
+            let query = build_query(partition, &params);
+            let seen = &seen_at_cursor;
+            let page = self
+                .fetch(self.def, path, &query, parent_id, |m| !(m.updated_ms.is_some() && m.updated_ms == cursor && seen.contains(&m.id)))
+                .await?;
+            let times: Vec<i64> = page.metas.iter().filter_map(|m| m.updated_ms).collect();
+            let unsorted = times.windows(2).any(|w| w[1] < w[0]);
+            let below = lower.is_some_and(|(v, inclusive)| times.iter().any(|&t| if inclusive { t < v } else { t <= v }));
+            if unsorted || below {
+                self.send(page.lines, page.written, None).await?;
+                let what = if unsorted { format!("sort={rk}") } else { format!("the {rk} filter") };
+                tracing::warn!(
+                    stream = self.def.name,
+                    "the API ignored {what} on {path}: reading everything by offset instead, and leaving the bookmark where it was"
+                );
+                self.offset_walk(self.def, path, partition, parent_id, true).await?;
+                return Ok(ScanEnd { max_seen: None, degraded: true });
+            }
+            let page_max = times.last().copied();
+            max_seen = max_seen.max(page_max);
+            let advanced = page_max.is_some() && page_max > cursor;
+            if advanced {
+                let c = page_max.expect("advanced implies a value");
+                seen_at_cursor = page.metas.iter().filter(|m| m.updated_ms == Some(c)).map(|m| m.id.clone()).collect();
+                cursor = Some(c);
+                lower = Some((c, true));
+            } else if let Some(c) = cursor {
+                seen_at_cursor.extend(page.metas.iter().filter(|m| m.updated_ms == Some(c)).map(|m| m.id.clone()));
+            }
+            let bookmark = match (bookmarks, cursor) {
+                (Some(context), Some(c)) => Some(Bookmark { def: self.def, context, value: self.bookmark_value(c) }),
+                _ => None,
+            };
+            self.send(page.lines, page.written, bookmark).await?;
+            if page.len == 0 || advanced {
+                if page.len == 0 {
+                    break;
+                }
+                continue;
+            }
+            // No progress: either everything at `cursor` has been read (a
+            // short page), or a tie group fills whole pages.
+            match cursor {
+                Some(c) if page.len >= limit as usize => {
+                    self.tie_group(path, partition, parent_id, c, &mut seen_at_cursor).await?;
+                    lower = Some((c, false));
+                    seen_at_cursor.clear();
+                }
+                _ => break,
+            }
+        }
+        Ok(ScanEnd { max_seen, degraded: false })
+    }
+
+    /// Reads every record whose replication key is exactly `at`, in passes
+    /// until two passes agree (see the top of this file).
+    async fn tie_group(
+        &mut self,
+        path: &str,
+        partition: Context,
+        parent_id: Option<&str>,
+        at: i64,
+        seen: &mut HashSet<String>,
+    ) -> Result<(), FetchError> {
+        let rk = self.def.replication_key.expect("tie groups exist on replication keys");
+        let limit = self.page_size.min(self.def.max_page_size);
+        tracing::info!(stream = self.def.name, "more than a page of records share {rk} {}: reading them by id", fmt_ms(at));
+        let mut previous: Option<HashSet<String>> = None;
+        let mut warned_order = false;
+        for _ in 0..MAX_TIE_PASSES {
+            let mut pass: HashSet<String> = HashSet::new();
+            let mut skip = 0usize;
+            loop {
+                let params = [
+                    (rk, ">=", fmt_ms(at)),
+                    (rk, "<=", fmt_ms(at)),
+                    ("sort", "=", "_id".to_string()),
+                    ("limit", "=", limit.to_string()),
+                    ("skip", "=", skip.to_string()),
+                ];
+                let query = build_query(partition, &params);
+                let already = &*seen;
+                let page = self.fetch(self.def, path, &query, parent_id, |m| m.updated_ms == Some(at) && !already.contains(&m.id)).await?;
+                let ids: Vec<&String> = page.metas.iter().filter(|m| m.updated_ms == Some(at)).map(|m| &m.id).collect();
+                if !warned_order && ids.windows(2).any(|w| w[1] < w[0]) {
+                    warned_order = true;
+                    tracing::warn!(stream = self.def.name, "the API ignored sort=_id: the tie group at {} is read in repeated passes", fmt_ms(at));
+                }
+                let at_count = ids.len();
+                for id in ids {
+                    seen.insert(id.clone());
+                    pass.insert(id.clone());
+                }
+                let len = page.len;
+                self.send(page.lines, page.written, None).await?;
+                if len == 0 || at_count == 0 {
+                    break;
+                }
+                skip += len;
+            }
+            if previous.as_ref() == Some(&pass) {
+                return Ok(());
+            }
+            previous = Some(pass);
+        }
+        tracing::warn!(
+            stream = self.def.name,
+            "the tie group at {} kept changing over {MAX_TIE_PASSES} passes; records of it updated meanwhile are picked up by the next run",
+            fmt_ms(at)
+        );
+        Ok(())
+    }
+
+    /// Offset walk with a one-record overlap (see the top of this file).
+    /// Returns the ids read. With `emit` false it only collects ids (the
+    /// parents of a child stream).
+    async fn offset_walk(
+        &mut self,
+        def: &'static StreamDef,
+        path: &str,
+        partition: Context,
+        parent_id: Option<&str>,
+        emit: bool,
+    ) -> Result<Vec<String>, FetchError> {
+        let limit = self.page_size.min(def.max_page_size) as usize;
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut order: Vec<String> = Vec::new();
+        let mut skip = 0usize;
+        let mut last_id: Option<String> = None;
+        let mut restarts = 0;
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(FetchError::Cancelled);
+            }
+            let overlap = usize::from(skip > 0);
+            let params = [("limit", "=", limit.to_string()), ("skip", "=", (skip - overlap).to_string())];
+            let query = build_query(partition, &params);
+            let already = &seen;
+            let page = self.fetch(def, path, &query, parent_id, |m| emit && !already.contains(&m.id)).await?;
+            let shifted = overlap == 1 && page.metas.first().map(|m| &m.id) != last_id.as_ref();
+            let mut new = 0;
+            for m in &page.metas {
+                if seen.insert(m.id.clone()) {
+                    order.push(m.id.clone());
+                    new += 1;
+                }
+            }
+            let len = page.len;
+            last_id = page.metas.last().map(|m| m.id.clone());
+            self.send(page.lines, page.written, None).await?;
+            if shifted && restarts < MAX_OFFSET_RESTARTS && len > 0 {
+                // The list moved under us (or the server ignores `skip`):
+                // read it again from the start; ids already written are skipped.
+                restarts += 1;
+                skip = 0;
+                last_id = None;
+                continue;
+            }
+            if len == 0 || new == 0 || len > limit {
+                break;
+            }
+            skip = skip - overlap + len;
+        }
+        Ok(order)
+    }
+
+    /// Fetches and conforms one page; `keep` says which records to write.
+    async fn fetch(
+        &mut self,
+        def: &'static StreamDef,
+        path: &str,
+        query: &str,
+        parent_id: Option<&str>,
+        keep: impl Fn(&Meta) -> bool,
+    ) -> Result<PageOut, FetchError> {
+        let StreamRun { client, stats, conformer, version, .. } = self;
+        let version = *version;
+        let page = client
+            .get(stats, path, query, |body| {
+                let parsed = conform::parse_page(body, def)?;
+                let tail = conform::record_tail(&timefmt::format_ms(chrono::Utc::now()), version);
+                let mut out = PageOut { lines: Vec::with_capacity(body.len()), written: 0, metas: Vec::with_capacity(parsed.records.len()), len: parsed.records.len() };
+                if let Some(total) = parsed.total {
+                    stats.total.store(total, std::sync::atomic::Ordering::Relaxed);
+                }
+                for rec in &parsed.records {
+                    match conformer.meta(rec) {
+                        Some(meta) => {
+                            if keep(&meta) {
+                                conformer.write_record(rec, parent_id, &tail, &mut out.lines);
+                                out.written += 1;
+                            }
+                            out.metas.push(meta);
+                        }
+                        None => conformer.skip_without_id(stats),
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(page)
+    }
+
+    async fn send(&self, lines: Vec<u8>, records: u64, bookmark: Option<Bookmark>) -> Result<(), FetchError> {
+        if lines.is_empty() && bookmark.is_none() {
+            return Ok(());
+        }
+        let batch = Batch { lines, records, stats: Some(self.stats.clone()), bookmark };
+        // The writer only goes away when stdout is closed: stop quietly.
+        self.tx.send(batch).await.map_err(|_| FetchError::Cancelled)
+    }
+}
+
+fn later(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    a.max(b)
+}
+
+fn fmt_ms(ms: i64) -> String {
+    timefmt::format_epoch_ms(ms).unwrap_or_default()
+}
+
+/// The query string. A comparison is written into the pair itself, as the
+/// API documents it (`updatedAt>=VALUE`, `updatedAt<VALUE`); `<` and `>` are
+/// percent-encoded, so the server decodes exactly that text.
+fn build_query(partition: Context, params: &[(&str, &str, String)]) -> String {
+    let mut q = String::new();
+    let exact = partition.iter().map(|(k, v)| (*k, "=", *v));
+    for (field, op, value) in exact.chain(params.iter().map(|(k, op, v)| (*k, *op, v.as_str()))) {
+        if !q.is_empty() {
+            q.push('&');
+        }
+        encode_into(&mut q, field);
+        q.push_str(match op {
+            ">=" => "%3E=",
+            ">" => "%3E",
+            "<=" => "%3C=",
+            "<" => "%3C",
+            _ => "=",
+        });
+        encode_into(&mut q, value);
+    }
+    q
+}
+
+fn encode_into(out: &mut String, s: &str) {
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':' | b',') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_operator_is_part_of_the_key_and_values_are_encoded() {
+        let t = "2024-01-01T00:00:00.000Z".to_string();
+        let q = build_query(
+            &[("archived", "true")],
+            &[("updatedAt", ">=", t.clone()), ("updatedAt", ">", t.clone()), ("updatedAt", "<=", t), ("x", "=", "a b+c".into())],
+        );
+        assert_eq!(
+            q,
+            "archived=true&updatedAt%3E=2024-01-01T00:00:00.000Z&updatedAt%3E2024-01-01T00:00:00.000Z\
+             &updatedAt%3C=2024-01-01T00:00:00.000Z&x=a%20b%2Bc"
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! The stream registry: every stream the tap knows, declared as data. Adding a
+//! stream is adding an entry here and a schema file in `schemas/`; the sync,
+//! the catalog and `--about` read everything else from this table.
+
+/// Where the records sit in a response body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// A bare JSON array.
+    Array,
+    /// An object holding the records under this key (tickets: `{"tickets": [...], "totalCount": N}`).
+    Object { records: &'static str },
+    /// Undocumented: a bare array, or an object wrapping one (survey responses).
+    ArrayOrWrapped,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Incremental,
+    FullTable,
+}
+
+impl Method {
+    pub fn as_singer(self) -> &'static str {
+        match self {
+            Method::Incremental => "INCREMENTAL",
+            Method::FullTable => "FULL_TABLE",
+        }
+    }
+}
+
+/// A child stream is listed once per record of its parent stream.
+#[derive(Clone, Copy, Debug)]
+pub struct Parent {
+    /// The parent stream's name (its endpoint is listed to find the ids).
+    pub stream: &'static str,
+    /// The field the child records get, holding the parent's id.
+    pub child_field: &'static str,
+}
+
+#[derive(Debug)]
+pub struct StreamDef {
+    pub name: &'static str,
+    /// Path under `api_url`; `{parent_id}` is replaced for child streams.
+    pub path: &'static str,
+    pub shape: Shape,
+    pub key: &'static str,
+    /// The replication key, for streams that can be synced incrementally.
+    /// Such streams are paged by keyset on it (see `pager.rs`); the others by offset.
+    pub replication_key: Option<&'static str>,
+    /// The method used when the catalog does not choose one.
+    pub default_method: Method,
+    /// The API's largest `limit` for this endpoint; `page_size` is capped to it.
+    pub max_page_size: u32,
+    /// Query variants that together return every record. Tickets hide archived
+    /// and spam tickets unless asked for them, and the API does not document
+    /// what the default includes, so every combination is listed explicitly;
+    /// each variant is a partition with its own bookmark.
+    pub partitions: &'static [&'static [(&'static str, &'static str)]],
+    pub parent: Option<Parent>,
+    /// Fields the API sends that the schema deliberately leaves out (Mongo's
+    /// `_id` duplicates `id`): dropped without a schema-drift warning.
+    pub ignored_fields: &'static [&'static str],
+    /// The response field holding the total number of matching records, for progress.
+    pub total_field: Option<&'static str>,
+    pub schema: &'static str,
+}
+
+impl StreamDef {
+    pub fn is_partitioned(&self) -> bool {
+        self.partitions.len() > 1
+    }
+}
+
+const NO_PARTITIONS: &[&[(&str, &str)]] = &[&[]];
+const MONGO_FIELDS: &[&str] = &["_id", "__v"];
+
+pub static STREAMS: &[StreamDef] = &[
+    StreamDef {
+        name: "tickets",
+        path: "/tickets",
+        shape: Shape::Object { records: "tickets" },
+        key: "id",
+        replication_key: Some("updatedAt"),
+        default_method: Method::Incremental,
+        max_page_size: 1000,
+        partitions: &[&[], &[("archived", "true")], &[("isSpam", "true")], &[("archived", "true"), ("isSpam", "true")]],
+        parent: None,
+        ignored_fields: MONGO_FIELDS,
+        total_field: Some("totalCount"),
+        schema: include_str!("../schemas/tickets.json"),
+    },
+    StreamDef {
+        name: "sessions",
+        path: "/sessions",
+        shape: Shape::Array,
+        key: "id",
+        replication_key: Some("updatedAt"),
+        default_method: Method::Incremental,
+        max_page_size: 1000,
+        partitions: NO_PARTITIONS,
+        parent: None,
+        ignored_fields: MONGO_FIELDS,
+        total_field: None,
+        schema: include_str!("../schemas/sessions.json"),
+    },
+    StreamDef {
+        name: "messages",
+        path: "/messages",
+        shape: Shape::Array,
+        key: "id",
+        replication_key: Some("updatedAt"),
+        default_method: Method::Incremental,
+        max_page_size: 10_000,
+        partitions: NO_PARTITIONS,
+        parent: None,
+        ignored_fields: MONGO_FIELDS,
+        total_field: None,
+        schema: include_str!("../schemas/messages.json"),
+    },
+    StreamDef {
+        name: "teams",
+        path: "/teams",
+        shape: Shape::Array,
+        key: "id",
+        replication_key: None,
+        default_method: Method::FullTable,
+        max_page_size: 1000,
+        partitions: NO_PARTITIONS,
+        parent: None,
+        ignored_fields: MONGO_FIELDS,
+        total_field: None,
+        schema: include_str!("../schemas/teams.json"),
+    },
+    StreamDef {
+        name: "surveys",
+        path: "/engagement/surveys",
+        shape: Shape::Array,
+        key: "id",
+        replication_key: None,
+        default_method: Method::FullTable,
+        max_page_size: 1000,
+        partitions: NO_PARTITIONS,
+        parent: None,
+        ignored_fields: MONGO_FIELDS,
+        total_field: None,
+        schema: include_str!("../schemas/surveys.json"),
+    },
+    StreamDef {
+        name: "survey_responses",
+        path: "/engagement/surveys/{parent_id}/responses",
+        shape: Shape::ArrayOrWrapped,
+        key: "id",
+        replication_key: Some("updatedAt"),
+        default_method: Method::Incremental,
+        max_page_size: 1000,
+        partitions: NO_PARTITIONS,
+        parent: Some(Parent { stream: "surveys", child_field: "survey_id" }),
+        // `survey` is the parent's id, which the record carries as `survey_id`.
+        ignored_fields: &["_id", "__v", "survey"],
+        total_field: None,
+        schema: include_str!("../schemas/survey_responses.json"),
+    },
+    StreamDef {
+        name: "message_templates",
+        path: "/message-templates",
+        shape: Shape::Array,
+        key: "id",
+        replication_key: None,
+        default_method: Method::FullTable,
+        max_page_size: 1000,
+        partitions: NO_PARTITIONS,
+        parent: None,
+        ignored_fields: MONGO_FIELDS,
+        total_field: None,
+        schema: include_str!("../schemas/message_templates.json"),
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static StreamDef> {
+    STREAMS.iter().find(|s| s.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_schema_parses_and_declares_key_and_replication_key() {
+        for s in STREAMS {
+            let schema: serde_json::Value = serde_json::from_str(s.schema).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+            let props = schema["properties"].as_object().unwrap();
+            assert!(props.contains_key(s.key), "{}", s.name);
+            if let Some(rk) = s.replication_key {
+                assert_eq!(props[rk]["format"], "date-time", "{}", s.name);
+            }
+            if let Some(p) = s.parent {
+                assert!(props.contains_key(p.child_field), "{}", s.name);
+                assert!(find(p.stream).is_some());
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! A sync: every selected stream runs concurrently under the one rate
+//! budget, feeding the single stdout writer; SIGINT/SIGTERM and a closed
+//! stdout stop the fetching, and whatever was read is written with a final
+//! STATE that covers it.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::catalog::Selected;
+use crate::client::{Cancel, Client, FetchError};
+use crate::config::Config;
+use crate::conform::Conformer;
+use crate::error::{exit, Error};
+use crate::metrics::StreamStats;
+use crate::output::{self, Finish};
+use crate::pager::StreamRun;
+use crate::state::State;
+use crate::streams::Method;
+
+/// Pages in flight between the stream tasks and the writer: enough to keep
+/// the writer busy while the next pages download, few enough to keep memory flat.
+const CHANNEL_PAGES: usize = 4;
+
+pub async fn sync(config: Config, selected: Vec<Selected>, state: State, stdout: Box<dyn Write + Send>) -> Result<(), Error> {
+    let signpost = Utc::now();
+    let (cancel_tx, cancel) = Cancel::new();
+    let cancel_tx = Arc::new(cancel_tx);
+    let client = Client::new(&config, cancel.clone())?;
+    let stats: Vec<Arc<StreamStats>> = selected.iter().map(|s| Arc::new(StreamStats::new(s.def.name))).collect();
+    let (tx, rx) = mpsc::channel(CHANNEL_PAGES);
+    let writer = {
+        let (state, cancel_tx, stats) = (state.clone(), cancel_tx.clone(), stats.clone());
+        tokio::task::spawn_blocking(move || output::run_writer(rx, state, stdout, cancel_tx, stats))
+    };
+    let signal = Arc::new(AtomicI32::new(0));
+    let signal_task = tokio::spawn(watch_signals(cancel_tx.clone(), signal.clone()));
+
+    let state = Arc::new(state);
+    let start_ms = config.start_date.map(|t| t.timestamp_millis());
+    let mut tasks = JoinSet::new();
+    for (sel, stats) in selected.into_iter().zip(stats) {
+        let run = StreamRun {
+            def: sel.def,
+            client: client.clone(),
+            tx: tx.clone(),
+            stats,
+            conformer: Conformer::new(sel.def, &sel.fields),
+            page_size: config.page_size,
+            signpost_ms: signpost.timestamp_millis(),
+            version: (sel.method == Method::FullTable && config.emit_activate_version_messages).then(|| signpost.timestamp_millis()),
+            cancel: cancel.clone(),
+        };
+        let state = state.clone();
+        tasks.spawn(async move {
+            let name = sel.def.name;
+            (name, run.run(&sel, &state, start_ms).await)
+        });
+    }
+    drop(tx);
+
+    let mut failure: Option<Error> = None;
+    while let Some(joined) = tasks.join_next().await {
+        let (name, result) = match joined {
+            Ok(r) => r,
+            Err(e) => ("?", Err(FetchError::Fatal(Error::Internal(format!("a stream task failed: {e}"))))),
+        };
+        match result {
+            Ok(()) | Err(FetchError::Cancelled) => {}
+            Err(FetchError::NotFound) => {
+                record_failure(&mut failure, Error::Api(format!("stream {name}: the endpoint answered 404: check \"api_url\"")));
+                let _ = cancel_tx.send(true);
+            }
+            Err(FetchError::Fatal(e)) => {
+                record_failure(&mut failure, e);
+                // Stop the other streams too: what they read so far is still
+                // written, with a STATE covering it.
+                let _ = cancel_tx.send(true);
+            }
+        }
+    }
+    drop(client);
+    let finish = writer.await.map_err(|e| Error::Internal(format!("the writer failed: {e}")))??;
+    signal_task.abort();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if let Finish::BrokenPipe = finish {
+        tracing::info!("stdout was closed by the reader (the target exited): stopping");
+        return Ok(());
+    }
+    match signal.load(Ordering::Relaxed) {
+        0 => Ok(()),
+        code => Err(Error::Interrupted(code)),
+    }
+}
+
+/// Keeps the most telling error: an authentication failure explains the rest.
+fn record_failure(slot: &mut Option<Error>, e: Error) {
+    match slot {
+        None => *slot = Some(e),
+        Some(Error::Auth(_)) => {}
+        Some(_) if matches!(e, Error::Auth(_)) => *slot = Some(e),
+        Some(_) => {}
+    }
+}
+
+#[cfg(unix)]
+async fn watch_signals(cancel: Arc<watch::Sender<bool>>, code: Arc<AtomicI32>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
+    let got = tokio::select! {
+        _ = int.recv() => exit::SIGINT,
+        _ = term.recv() => exit::SIGTERM,
+    };
+    tracing::warn!("received {}: stopping after writing what was read", if got == exit::SIGINT { "SIGINT" } else { "SIGTERM" });
+    code.store(got, Ordering::Relaxed);
+    let _ = cancel.send(true);
+}
+
+#[cfg(not(unix))]
+async fn watch_signals(cancel: Arc<watch::Sender<bool>>, code: Arc<AtomicI32>) {
+    if tokio::signal::ctrl_c().await.is_ok() {
+        code.store(exit::SIGINT, Ordering::Relaxed);
+        let _ = cancel.send(true);
+    }
+}

@@ -1,0 +1,115 @@
+//! Timestamps: one parser for every date the tap reads (config, state, API
+//! records) and one canonical output format, the API's own
+//! `2024-01-15T10:30:00.000Z`, so bookmarks and records compare as text too.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+
+/// Formats an instant the way the Gleap API does: UTC, milliseconds, `Z`.
+pub fn format_ms(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub fn format_epoch_ms(ms: i64) -> Option<String> {
+    Utc.timestamp_millis_opt(ms).single().map(format_ms)
+}
+
+/// True when `s` is already in the canonical form (`YYYY-MM-DDTHH:MM:SS.mmmZ`),
+/// which is what the API sends nearly always: the record writer then copies
+/// the bytes instead of parsing and re-formatting them.
+pub fn is_canonical(s: &[u8]) -> bool {
+    const DIGITS: [usize; 17] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22];
+    s.len() == 24
+        && s[4] == b'-'
+        && s[7] == b'-'
+        && s[10] == b'T'
+        && s[13] == b':'
+        && s[16] == b':'
+        && s[19] == b'.'
+        && s[23] == b'Z'
+        && DIGITS.iter().all(|&i| s[i].is_ascii_digit())
+        // Digits in the right places are not enough: 2024-13-45 must go
+        // through the real parser (and be rejected there).
+        && month_day_ok(s)
+}
+
+fn month_day_ok(s: &[u8]) -> bool {
+    let two = |i: usize| (s[i] - b'0') as u32 * 10 + (s[i + 1] - b'0') as u32;
+    let (month, day, hour, min, sec) = (two(5), two(8), two(11), two(14), two(17));
+    (1..=12).contains(&month) && (1..=28).contains(&day) && hour < 24 && min < 60 && sec < 60
+}
+
+/// Parses the date forms users and APIs write: RFC 3339 with any offset, a
+/// date-time with no zone (taken as UTC, which is what the API means), a bare
+/// date (midnight UTC), and a space instead of `T`.
+pub fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    if let Ok(t) = DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%:z") {
+        return Some(t.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Some(Utc.from_utc_datetime(&t));
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| Utc.from_utc_datetime(&t))
+}
+
+/// Epoch numbers in records: milliseconds as the API's JavaScript would
+/// write them, or seconds when the value is too small to be milliseconds
+/// of any date after 1973.
+pub fn from_epoch_number(n: f64) -> Option<DateTime<Utc>> {
+    if !n.is_finite() {
+        return None;
+    }
+    let ms = if n.abs() < 1e11 { n * 1000.0 } else { n };
+    if ms.abs() > 8.64e15 {
+        return None;
+    }
+    Utc.timestamp_millis_opt(ms as i64).single()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_fast_path_matches_only_valid_canonical_dates() {
+        assert!(is_canonical(b"2024-01-15T10:30:00.000Z"));
+        assert!(!is_canonical(b"2024-13-15T10:30:00.000Z"));
+        assert!(!is_canonical(b"2024-01-15T10:30:00Z"));
+        assert!(!is_canonical(b"2024-01-15 10:30:00.000Z"));
+        assert!(!is_canonical(b"2024-01-31T10:30:00.000Z"), "day > 28 takes the slow, exact path");
+    }
+
+    #[test]
+    fn parses_every_plausible_form_to_the_same_instant() {
+        let want = "2024-01-15T10:30:00.000Z";
+        for s in [
+            "2024-01-15T10:30:00.000Z",
+            "2024-01-15T10:30:00Z",
+            "2024-01-15T11:30:00+01:00",
+            "2024-01-15T10:30:00",
+            "2024-01-15 10:30:00",
+            "2024-01-15T10:30:00.000+00:00",
+        ] {
+            assert_eq!(parse_instant(s).map(format_ms).as_deref(), Some(want), "{s}");
+        }
+        assert_eq!(parse_instant("2024-01-15").map(format_ms).as_deref(), Some("2024-01-15T00:00:00.000Z"));
+        assert_eq!(parse_instant("yesterday"), None);
+        assert_eq!(parse_instant("2024-02-30"), None);
+    }
+
+    #[test]
+    fn epoch_numbers_in_seconds_or_milliseconds() {
+        assert_eq!(from_epoch_number(1_705_314_600_000.0).map(format_ms).as_deref(), Some("2024-01-15T10:30:00.000Z"));
+        assert_eq!(from_epoch_number(1_705_314_600.0).map(format_ms).as_deref(), Some("2024-01-15T10:30:00.000Z"));
+        assert_eq!(from_epoch_number(f64::NAN), None);
+        assert_eq!(from_epoch_number(1e300), None);
+    }
+}
