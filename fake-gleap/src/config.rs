@@ -1,0 +1,362 @@
+//! Configuration of the fake: what data it serves and which of the
+//! undocumented ("unknown") behaviours of the real API it plays.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+/// The seven list streams the fake serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stream {
+    Tickets,
+    Sessions,
+    Messages,
+    Teams,
+    Surveys,
+    SurveyResponses,
+    MessageTemplates,
+}
+
+impl Stream {
+    pub const ALL: [Stream; 7] = [
+        Stream::Tickets,
+        Stream::Sessions,
+        Stream::Messages,
+        Stream::Teams,
+        Stream::Surveys,
+        Stream::SurveyResponses,
+        Stream::MessageTemplates,
+    ];
+
+    /// The stream's name as used by the tap and the control plane.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Tickets => "tickets",
+            Stream::Sessions => "sessions",
+            Stream::Messages => "messages",
+            Stream::Teams => "teams",
+            Stream::Surveys => "surveys",
+            Stream::SurveyResponses => "survey_responses",
+            Stream::MessageTemplates => "message_templates",
+        }
+    }
+
+    /// Position in per-stream arrays.
+    pub(crate) fn idx(self) -> usize {
+        self as usize
+    }
+
+    /// Code embedded in ObjectIds (bytes 5 of the id), so ids of different
+    /// streams never collide.
+    pub(crate) fn code(self) -> u8 {
+        self as u8 + 1
+    }
+
+    /// Streams whose records change over time (mutated by `mutate_every`).
+    pub fn is_incremental(self) -> bool {
+        matches!(
+            self,
+            Stream::Tickets | Stream::Sessions | Stream::Messages | Stream::SurveyResponses
+        )
+    }
+}
+
+impl fmt::Display for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Stream {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Stream::ALL
+            .into_iter()
+            .find(|st| st.name() == s || st.name().replace('_', "-") == s)
+            .ok_or_else(|| format!("unknown stream {s:?}"))
+    }
+}
+
+/// What `GET /tickets` does with archived and spam tickets when the query
+/// does not ask about them (the real default is unknown).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ArchivedDefault {
+    /// Hide archived and spam tickets unless asked (`archived=true`,
+    /// `isSpam=true`, `ignoreArchived=true`).
+    #[default]
+    Exclude,
+    /// Return every ticket.
+    Include,
+}
+
+/// Shape of `GET /engagement/surveys/{id}/responses` (unknown in the docs).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum ResponsesShape {
+    /// A bare JSON array.
+    #[default]
+    Array,
+    /// An object wrapping the array under this key, e.g. `{"responses":[...]}`.
+    Wrapped(String),
+}
+
+/// Order of records that share a sort value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TieOrder {
+    /// Ties come back in index (insertion) order, stable across requests.
+    #[default]
+    Natural,
+    /// Ties come back in a different random order on every request (MongoDB
+    /// leaves the order of ties unspecified), which breaks `skip` paging
+    /// across a tie group.
+    Shuffled,
+}
+
+/// Whether and how a 429 tells the client when to come back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RetryAfter {
+    /// `Retry-After: <integer seconds>`.
+    #[default]
+    Seconds,
+    /// `Retry-After: <HTTP date>`.
+    HttpDate,
+    /// No `Retry-After` header at all.
+    Absent,
+}
+
+/// Body of error responses that the docs leave open (429).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ErrorBody {
+    /// `{"statusCode":429,"message":"Too Many Requests"}`.
+    #[default]
+    Json,
+    /// `text/plain` `Too Many Requests`.
+    Text,
+    /// No body.
+    Empty,
+}
+
+/// Rolling-window rate limit, per project.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateLimit {
+    pub per_window: u32,
+    pub window: Duration,
+    pub retry_after: RetryAfter,
+    pub body: ErrorBody,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            per_window: 1000,
+            window: Duration::from_secs(60),
+            retry_after: RetryAfter::Seconds,
+            body: ErrorBody::Json,
+        }
+    }
+}
+
+/// A failure injected into an API response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    Status500,
+    Status502,
+    Status503,
+    Status504,
+    /// Sleep `Faults::hang`, then answer normally.
+    Hang,
+    /// 200 headers and part of the body, then the connection is aborted.
+    ResetMidBody,
+    /// 200 with the JSON cut in half (Content-Length matches the cut body).
+    TruncatedJson,
+    /// 200 with a `text/html` error page.
+    Html200,
+    /// 200 with valid JSON of a shape other than documented.
+    WrongShape,
+    /// 200 with an empty body.
+    EmptyBody200,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 10] = [
+        Fault::Status500,
+        Fault::Status502,
+        Fault::Status503,
+        Fault::Status504,
+        Fault::Hang,
+        Fault::ResetMidBody,
+        Fault::TruncatedJson,
+        Fault::Html200,
+        Fault::WrongShape,
+        Fault::EmptyBody200,
+    ];
+
+    /// Name used on the CLI, in the control plane and as the key in `Stats::faults`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Status500 => "500",
+            Fault::Status502 => "502",
+            Fault::Status503 => "503",
+            Fault::Status504 => "504",
+            Fault::Hang => "hang",
+            Fault::ResetMidBody => "reset",
+            Fault::TruncatedJson => "truncated",
+            Fault::Html200 => "html",
+            Fault::WrongShape => "wrong-shape",
+            Fault::EmptyBody200 => "empty",
+        }
+    }
+
+    /// Parses a comma separated list such as `500,hang,reset`.
+    pub fn parse_list(s: &str) -> Result<Vec<Fault>, String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::parse)
+            .collect()
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Fault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().to_ascii_lowercase();
+        let alias = match s.as_str() {
+            "reset-mid-body" | "resetmidbody" => "reset",
+            "truncated-json" | "truncatedjson" => "truncated",
+            "html200" | "html-200" => "html",
+            "wrongshape" | "wrong_shape" => "wrong-shape",
+            "empty-body" | "emptybody200" | "empty200" => "empty",
+            other => other,
+        };
+        Fault::ALL
+            .into_iter()
+            .find(|f| f.name() == alias)
+            .ok_or_else(|| format!("unknown fault {s:?}"))
+    }
+}
+
+/// Random failures injected into a share of API requests.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Faults {
+    /// Share of API requests (0.0..=1.0) that get a fault.
+    pub rate: f64,
+    /// Kinds to choose from (uniformly); empty means no faults.
+    pub kinds: Vec<Fault>,
+    /// How long `Fault::Hang` sleeps.
+    pub hang: Duration,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            rate: 0.0,
+            // Hang is left out of the default mix: it makes runs slow.
+            kinds: Fault::ALL
+                .into_iter()
+                .filter(|f| *f != Fault::Hang)
+                .collect(),
+            hang: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Background churn: every `requests` API requests, apply this many
+/// updates, creates and deletes to every incremental stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MutateEvery {
+    pub requests: u64,
+    pub updates: u64,
+    pub creates: u64,
+    pub deletes: u64,
+}
+
+/// Everything the fake serves and how it behaves.
+#[derive(Clone, Debug)]
+pub struct FakeConfig {
+    pub seed: u64,
+    pub api_key: String,
+    pub project_id: String,
+    pub tickets: u64,
+    pub sessions: u64,
+    pub messages: u64,
+    pub teams: u64,
+    pub surveys: u64,
+    pub responses_per_survey: u64,
+    pub message_templates: u64,
+    /// updatedAt of base record 0.
+    pub base_time: DateTime<Utc>,
+    /// updatedAt spacing between consecutive tie groups of base records.
+    pub step_ms: i64,
+    /// Consecutive base records sharing one updatedAt (bulk updates).
+    pub tie_group: u64,
+    pub rate_limit: Option<RateLimit>,
+    pub faults: Faults,
+    pub latency: Duration,
+    pub archived_default: ArchivedDefault,
+    pub responses_shape: ResponsesShape,
+    pub tie_order: TieOrder,
+    /// The server ignores range filters (`updatedAt>=...`); exact-match filters still apply.
+    pub ignore_filters: bool,
+    pub ignore_sort: bool,
+    pub unpaginated_small_lists: bool,
+    pub auth_failure_status: u16,
+    pub gzip: bool,
+    pub mutate_every: Option<MutateEvery>,
+    pub odd_records: bool,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        FakeConfig {
+            seed: 42,
+            api_key: "fake-api-key".into(),
+            project_id: "fake-project".into(),
+            tickets: 250,
+            sessions: 120,
+            messages: 300,
+            teams: 4,
+            surveys: 5,
+            responses_per_survey: 20,
+            message_templates: 6,
+            base_time: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
+            step_ms: 60_000,
+            tie_group: 1,
+            rate_limit: None,
+            faults: Faults::default(),
+            latency: Duration::ZERO,
+            archived_default: ArchivedDefault::Exclude,
+            responses_shape: ResponsesShape::Array,
+            tie_order: TieOrder::Natural,
+            ignore_filters: false,
+            ignore_sort: false,
+            unpaginated_small_lists: false,
+            auth_failure_status: 401,
+            gzip: true,
+            mutate_every: None,
+            odd_records: false,
+        }
+    }
+}
+
+impl FakeConfig {
+    /// Number of base (generated) records of a stream.
+    pub fn base_count(&self, stream: Stream) -> u64 {
+        match stream {
+            Stream::Tickets => self.tickets,
+            Stream::Sessions => self.sessions,
+            Stream::Messages => self.messages,
+            Stream::Teams => self.teams,
+            Stream::Surveys => self.surveys,
+            Stream::SurveyResponses => self.surveys.saturating_mul(self.responses_per_survey),
+            Stream::MessageTemplates => self.message_templates,
+        }
+    }
+}

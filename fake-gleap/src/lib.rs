@@ -1,0 +1,361 @@
+//! `fake-gleap`: a faithful fake of the Gleap REST API (v3), like
+//! stripe-mock for Stripe. The Singer tap `tap-gleap` is tested, benchmarked
+//! and demonstrated against it.
+//!
+//! Records are generated on the fly from (seed, stream, index), so millions
+//! of records cost no memory; a small overlay holds run-time updates,
+//! creations and deletions. Behaviours the API docs leave unknown (archived
+//! default, responses shape, tie order, Retry-After, ...) are config switches.
+//!
+//! Modules: `config` (settings), `data` (generation), `render` (JSON writer),
+//! `query` (raw query parsing), `store` (overlay and listing), `http`
+//! (router, auth, rate limit, faults), `control` (`/_fake` control plane).
+
+mod config;
+mod control;
+mod data;
+mod http;
+mod query;
+mod render;
+mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::{
+    ArchivedDefault, ErrorBody, FakeConfig, Fault, Faults, MutateEvery, RateLimit, ResponsesShape,
+    RetryAfter, Stream, TieOrder,
+};
+pub use http::Stats;
+pub use store::RecordRef;
+
+use http::Shared;
+
+/// A running fake server. The server stops when this is dropped.
+pub struct FakeGleap {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    stop: Stop,
+}
+
+enum Stop {
+    /// Served by a task of the caller's runtime.
+    Task(tokio::task::JoinHandle<()>),
+    /// Served by its own runtime on its own thread (`start_blocking`).
+    Thread {
+        tx: Option<tokio::sync::oneshot::Sender<()>>,
+        handle: Option<std::thread::JoinHandle<()>>,
+    },
+}
+
+impl Drop for FakeGleap {
+    fn drop(&mut self) {
+        match &mut self.stop {
+            Stop::Task(h) => h.abort(),
+            Stop::Thread { tx, handle } => {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(());
+                }
+                if let Some(h) = handle.take() {
+                    let _ = h.join();
+                }
+            }
+        }
+    }
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let app = http::router(shared);
+    // Not graceful: a shutdown must not wait for keep-alive clients or hangs.
+    tokio::select! {
+        r = axum::serve(listener, app) => { if let Err(e) = r { eprintln!("fake-gleap: server error: {e}"); } }
+        _ = shutdown => {}
+    }
+}
+
+/// Starts the fake on 127.0.0.1 with an OS-assigned port, served by a task
+/// of the current tokio runtime.
+pub async fn start(config: FakeConfig) -> std::io::Result<FakeGleap> {
+    start_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// Like [`start`] but on the given address (port 0 = any).
+pub async fn start_on(config: FakeConfig, addr: SocketAddr) -> std::io::Result<FakeGleap> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared::new(config));
+    let task = tokio::spawn(serve(listener, shared.clone(), std::future::pending()));
+    Ok(FakeGleap {
+        shared,
+        addr,
+        stop: Stop::Task(task),
+    })
+}
+
+/// Starts the fake on its own runtime and thread, for synchronous tests.
+pub fn start_blocking(config: FakeConfig) -> std::io::Result<FakeGleap> {
+    start_blocking_on(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+/// Like [`start_blocking`] but on the given address (port 0 = any).
+pub fn start_blocking_on(config: FakeConfig, addr: SocketAddr) -> std::io::Result<FakeGleap> {
+    let shared = Arc::new(Shared::new(config));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<SocketAddr>>();
+    let sh = shared.clone();
+    let handle = std::thread::Builder::new()
+        .name("fake-gleap".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("fake-gleap-worker")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::bind(addr).await.and_then(|l| {
+                    let a = l.local_addr()?;
+                    Ok((l, a))
+                }) {
+                    Ok((l, a)) => {
+                        let _ = ready_tx.send(Ok(a));
+                        l
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                serve(listener, sh, async {
+                    let _ = rx.await;
+                })
+                .await;
+            });
+            // Dropping the runtime cancels connection tasks (and hangs).
+            rt.shutdown_timeout(Duration::from_millis(100));
+        })?;
+    let addr = ready_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("fake-gleap thread died"))??;
+    Ok(FakeGleap {
+        shared,
+        addr,
+        stop: Stop::Thread {
+            tx: Some(tx),
+            handle: Some(handle),
+        },
+    })
+}
+
+impl FakeGleap {
+    /// Base URL including the API version, e.g. `http://127.0.0.1:40123/v3`.
+    pub fn url(&self) -> String {
+        format!("http://{}/v3", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The configuration the server was started with.
+    pub fn config(&self) -> &FakeConfig {
+        &self.shared.cfg
+    }
+
+    /// `n` random live records get updatedAt = now (ms, never below the
+    /// highest updatedAt issued so far, each one later than the previous).
+    pub fn update(&self, stream: Stream, n: u64) -> Vec<String> {
+        self.shared
+            .store
+            .lock()
+            .update(&self.shared.gen, stream, n, false)
+    }
+
+    /// `n` random live records all get the same new updatedAt.
+    pub fn bulk_update(&self, stream: Stream, n: u64) -> Vec<String> {
+        self.shared
+            .store
+            .lock()
+            .update(&self.shared.gen, stream, n, true)
+    }
+
+    /// Creates `n` records, with ids greater than all existing ids.
+    pub fn create(&self, stream: Stream, n: u64) -> Vec<String> {
+        self.shared.store.lock().create(&self.shared.gen, stream, n)
+    }
+
+    /// Deletes `n` random live records.
+    pub fn delete(&self, stream: Stream, n: u64) -> Vec<String> {
+        self.shared.store.lock().delete(&self.shared.gen, stream, n)
+    }
+
+    /// Deletes a survey by id: its responses endpoint then answers 404.
+    pub fn delete_survey(&self, id: &str) {
+        self.shared
+            .store
+            .lock()
+            .delete_id(&self.shared.gen, Stream::Surveys, id);
+    }
+
+    /// Deletes one record by id; false if there is no such live record.
+    pub fn delete_id(&self, stream: Stream, id: &str) -> bool {
+        self.shared
+            .store
+            .lock()
+            .delete_id(&self.shared.gen, stream, id)
+    }
+
+    /// Every record the API currently holds (all tickets, archived and spam
+    /// included), sorted by id.
+    pub fn snapshot(&self, stream: Stream) -> Vec<RecordRef> {
+        self.shared.store.lock().snapshot(&self.shared.gen, stream)
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.lock().clone()
+    }
+
+    pub fn reset_stats(&self) {
+        *self.shared.stats.lock() = Stats::default();
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.dynamic.lock().faults = faults;
+    }
+
+    pub fn set_rate_limit(&self, rl: Option<RateLimit>) {
+        self.shared.dynamic.lock().rate_limit = rl;
+        self.shared.window.lock().clear();
+    }
+
+    pub fn set_latency(&self, d: Duration) {
+        self.shared.dynamic.lock().latency = d;
+    }
+}
+
+/// Renders a raw API response body (no HTTP), e.g. for benchmarks of the
+/// generator itself. `path` like `/v3/tickets`, `query` the raw query string.
+pub fn render_body(config: &FakeConfig, path: &str, query: &str) -> Result<Vec<u8>, u16> {
+    let sh = Shared::new(config.clone());
+    http::route_public(&sh, path, query)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every page of every stream is valid JSON (odd records included), and
+    /// the same seed renders the same bytes.
+    #[test]
+    fn every_page_is_valid_json_and_deterministic() {
+        for odd in [false, true] {
+            let cfg = FakeConfig {
+                tickets: 3000,
+                sessions: 1500,
+                messages: 2500,
+                teams: 12,
+                surveys: 7,
+                responses_per_survey: 30,
+                message_templates: 9,
+                odd_records: odd,
+                archived_default: ArchivedDefault::Include,
+                ..FakeConfig::default()
+            };
+            let sh = Shared::new(cfg.clone());
+            let sh2 = Shared::new(cfg.clone());
+            let mut pages: Vec<(String, String)> = Vec::new();
+            for (p, n) in [
+                ("/v3/tickets", 3000u64),
+                ("/v3/sessions", 1500),
+                ("/v3/messages", 2500),
+            ] {
+                for skip in (0..n).step_by(1000) {
+                    pages.push((p.into(), format!("limit=1000&skip={skip}")));
+                }
+            }
+            for p in [
+                "/v3/teams",
+                "/v3/engagement/surveys",
+                "/v3/message-templates",
+            ] {
+                pages.push((p.into(), String::new()));
+            }
+            for s in 0..7 {
+                let id = sh.gen.base_id(Stream::Surveys, s);
+                pages.push((
+                    format!(
+                        "/v3/engagement/surveys/{}/responses",
+                        std::str::from_utf8(&id).unwrap()
+                    ),
+                    String::new(),
+                ));
+            }
+            let mut records = 0;
+            let mut odd_seen = 0;
+            for (p, q) in &pages {
+                let body = http::route_public(&sh, p, q).unwrap();
+                assert_eq!(body, http::route_public(&sh2, p, q).unwrap(), "{p}?{q}");
+                let v: serde_json::Value =
+                    serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{p}?{q}: {e}"));
+                let items = v.get("tickets").unwrap_or(&v).as_array().unwrap().clone();
+                records += items.len();
+                odd_seen += items
+                    .iter()
+                    .filter(|r| {
+                        !r["updatedAt"].is_string()
+                            || r.get("id").is_none()
+                            || r.get("legacyRef").is_some()
+                    })
+                    .count();
+            }
+            assert_eq!(records, 3000 + 1500 + 2500 + 12 + 7 + 9 + 7 * 30);
+            if odd {
+                assert!(odd_seen > 50, "{odd_seen}");
+            } else {
+                assert_eq!(odd_seen, 0);
+            }
+        }
+    }
+
+    /// Rendering speed; run with `cargo test --release -p fake-gleap -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn render_throughput() {
+        let sh = Shared::new(FakeConfig {
+            tickets: 1_000_000,
+            ..FakeConfig::default()
+        });
+        let t0 = std::time::Instant::now();
+        let mut bytes = 0;
+        let pages = 200;
+        // Keyset walk, as a tap does it: `updatedAt>=` the last value seen.
+        let mut since = "2024-06-01T00:00:00.000Z".to_string();
+        for _ in 0..pages {
+            let q = format!("updatedAt%3E={since}&sort=updatedAt&limit=1000");
+            let body = http::route_public(&sh, "/v3/tickets", &q).unwrap();
+            bytes += body.len();
+            let key = b"\"updatedAt\":\"";
+            let at = body.windows(key.len()).rposition(|w| w == key).unwrap() + key.len();
+            since = String::from_utf8(body[at..at + 24].to_vec()).unwrap();
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        eprintln!(
+            "{:.0} tickets/s, {:.0} MB/s, {:.2} ms/page",
+            pages as f64 * 1000.0 / secs,
+            bytes as f64 / secs / 1e6,
+            secs * 1000.0 / pages as f64
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! `fake-gleap` binary: serves the fake Gleap API until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use fake_gleap::{
+    ArchivedDefault, FakeConfig, Fault, Faults, MutateEvery, RateLimit, ResponsesShape, RetryAfter,
+    TieOrder,
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fake-gleap",
+    version,
+    about = "A faithful fake of the Gleap REST API (v3)"
+)]
+struct Cli {
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// 0 = any free port (see --ready-file).
+    #[arg(long, default_value_t = 8723)]
+    port: u16,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value = "fake-api-key")]
+    api_key: String,
+    #[arg(long, default_value = "fake-project")]
+    project_id: String,
+    #[arg(long, default_value_t = 250)]
+    tickets: u64,
+    #[arg(long, default_value_t = 120)]
+    sessions: u64,
+    #[arg(long, default_value_t = 300)]
+    messages: u64,
+    #[arg(long, default_value_t = 4)]
+    teams: u64,
+    #[arg(long, default_value_t = 5)]
+    surveys: u64,
+    #[arg(long, default_value_t = 20)]
+    responses_per_survey: u64,
+    #[arg(long, default_value_t = 6)]
+    message_templates: u64,
+    /// updatedAt of base record 0 (RFC 3339).
+    #[arg(long)]
+    base_time: Option<String>,
+    /// Consecutive base records sharing one updatedAt.
+    #[arg(long, default_value_t = 1)]
+    tie_group: u64,
+    /// updatedAt spacing between tie groups, in ms.
+    #[arg(long, default_value_t = 60_000)]
+    step_ms: i64,
+    /// Requests allowed per 60 s rolling window (default: unlimited).
+    #[arg(long)]
+    rate_limit: Option<u32>,
+    /// Rate-limit window in seconds.
+    #[arg(long, default_value_t = 60)]
+    rate_window_s: u64,
+    /// seconds | http-date | absent
+    #[arg(long, default_value = "seconds")]
+    retry_after: String,
+    /// Body of 429 answers: json | text | empty
+    #[arg(long, default_value = "json")]
+    rate_limit_body: String,
+    /// Share of API requests (0..1) that get a fault.
+    #[arg(long, default_value_t = 0.0)]
+    fault_rate: f64,
+    /// 500,502,503,504,hang,reset,truncated,html,wrong-shape,empty
+    #[arg(long)]
+    faults: Option<String>,
+    #[arg(long, default_value_t = 30_000)]
+    hang_ms: u64,
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// exclude | include
+    #[arg(long, default_value = "exclude")]
+    archived_default: String,
+    /// array | wrapped:KEY
+    #[arg(long, default_value = "array")]
+    responses_shape: String,
+    /// natural | shuffled
+    #[arg(long, default_value = "natural")]
+    tie_order: String,
+    #[arg(long)]
+    ignore_filters: bool,
+    #[arg(long)]
+    ignore_sort: bool,
+    #[arg(long)]
+    unpaginated_small_lists: bool,
+    /// 401 or 403
+    #[arg(long, default_value_t = 401)]
+    auth_failure_status: u16,
+    #[arg(long)]
+    no_gzip: bool,
+    /// Every N API requests, mutate the incremental streams.
+    #[arg(long)]
+    mutate_every: Option<u64>,
+    #[arg(long, default_value_t = 5)]
+    mutate_updates: u64,
+    #[arg(long, default_value_t = 1)]
+    mutate_creates: u64,
+    #[arg(long, default_value_t = 0)]
+    mutate_deletes: u64,
+    #[arg(long)]
+    odd_records: bool,
+    /// Write the base URL here once listening.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+}
+
+fn config(c: &Cli) -> Result<FakeConfig, String> {
+    let mut cfg = FakeConfig {
+        seed: c.seed,
+        api_key: c.api_key.clone(),
+        project_id: c.project_id.clone(),
+        tickets: c.tickets,
+        sessions: c.sessions,
+        messages: c.messages,
+        teams: c.teams,
+        surveys: c.surveys,
+        responses_per_survey: c.responses_per_survey,
+        message_templates: c.message_templates,
+        step_ms: c.step_ms,
+        tie_group: c.tie_group.max(1),
+        latency: Duration::from_millis(c.latency_ms),
+        ignore_filters: c.ignore_filters,
+        ignore_sort: c.ignore_sort,
+        unpaginated_small_lists: c.unpaginated_small_lists,
+        auth_failure_status: c.auth_failure_status,
+        gzip: !c.no_gzip,
+        odd_records: c.odd_records,
+        ..FakeConfig::default()
+    };
+    if let Some(t) = &c.base_time {
+        cfg.base_time = chrono::DateTime::parse_from_rfc3339(t)
+            .map_err(|e| format!("--base-time: {e}"))?
+            .with_timezone(&chrono::Utc);
+    }
+    if let Some(n) = c.rate_limit {
+        cfg.rate_limit = Some(RateLimit {
+            per_window: n,
+            window: Duration::from_secs(c.rate_window_s.max(1)),
+            retry_after: match c.retry_after.as_str() {
+                "seconds" => RetryAfter::Seconds,
+                "http-date" => RetryAfter::HttpDate,
+                "absent" => RetryAfter::Absent,
+                o => return Err(format!("--retry-after: unknown {o:?}")),
+            },
+            body: match c.rate_limit_body.as_str() {
+                "json" => fake_gleap::ErrorBody::Json,
+                "text" => fake_gleap::ErrorBody::Text,
+                "empty" => fake_gleap::ErrorBody::Empty,
+                o => return Err(format!("--rate-limit-body: unknown {o:?}")),
+            },
+        });
+    }
+    cfg.faults = Faults {
+        rate: c.fault_rate.clamp(0.0, 1.0),
+        kinds: match &c.faults {
+            Some(k) => Fault::parse_list(k)?,
+            None => Faults::default().kinds,
+        },
+        hang: Duration::from_millis(c.hang_ms),
+    };
+    cfg.archived_default = match c.archived_default.as_str() {
+        "exclude" => ArchivedDefault::Exclude,
+        "include" => ArchivedDefault::Include,
+        o => return Err(format!("--archived-default: unknown {o:?}")),
+    };
+    cfg.responses_shape = match c.responses_shape.as_str() {
+        "array" => ResponsesShape::Array,
+        o => match o.strip_prefix("wrapped:") {
+            Some(k) if !k.is_empty() => ResponsesShape::Wrapped(k.to_string()),
+            _ => {
+                return Err(format!(
+                    "--responses-shape: array or wrapped:KEY, not {o:?}"
+                ))
+            }
+        },
+    };
+    cfg.tie_order = match c.tie_order.as_str() {
+        "natural" => TieOrder::Natural,
+        "shuffled" => TieOrder::Shuffled,
+        o => return Err(format!("--tie-order: unknown {o:?}")),
+    };
+    if let Some(n) = c.mutate_every {
+        cfg.mutate_every = Some(MutateEvery {
+            requests: n.max(1),
+            updates: c.mutate_updates,
+            creates: c.mutate_creates,
+            deletes: c.mutate_deletes,
+        });
+    }
+    Ok(cfg)
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let cfg = match config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fake-gleap: {e}");
+            std::process::exit(2);
+        }
+    };
+    let addr: SocketAddr = match format!("{}:{}", cli.host, cli.port).parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("fake-gleap: bad --host/--port: {e}");
+            std::process::exit(2);
+        }
+    };
+    let (key, project) = (cfg.api_key.clone(), cfg.project_id.clone());
+    let server = match fake_gleap::start_on(cfg, addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fake-gleap: cannot listen on {addr}: {e}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!(
+        "fake-gleap listening on {} (api key: {key}, project: {project})",
+        server.url()
+    );
+    if let Some(p) = &cli.ready_file {
+        // Write then rename, so a polling script never reads a partial URL.
+        let tmp = p.with_extension("tmp");
+        if let Err(e) = std::fs::write(&tmp, server.url()).and_then(|_| std::fs::rename(&tmp, p)) {
+            eprintln!("fake-gleap: cannot write {}: {e}", p.display());
+            std::process::exit(1);
+        }
+    }
+    shutdown_signal().await;
+    drop(server);
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

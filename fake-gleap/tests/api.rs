@@ -1,0 +1,868 @@
+//! End-to-end tests of the fake over real HTTP, with a tiny raw HTTP/1.1
+//! client (so faults such as a reset mid body are observed as sent).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use fake_gleap::*;
+use serde_json::Value;
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// Whether the whole announced body arrived.
+    complete: bool,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "invalid JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+fn raw_request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let read_ok = s.read_to_end(&mut buf).is_ok();
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let rest = buf[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut r = Resp {
+        status,
+        headers,
+        body: Vec::new(),
+        complete: read_ok,
+    };
+    if let Some(len) = r
+        .header("content-length")
+        .map(|v| v.parse::<usize>().unwrap())
+    {
+        r.complete &= rest.len() >= len;
+        r.body = rest[..len.min(rest.len())].to_vec();
+    } else if r.header("transfer-encoding") == Some("chunked") {
+        let mut i = 0;
+        let mut done = false;
+        while let Some(p) = rest[i..].windows(2).position(|w| w == b"\r\n") {
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[i..i + p]).unwrap().trim(), 16)
+                .unwrap();
+            i += p + 2;
+            if n == 0 {
+                done = true;
+                break;
+            }
+            let end = (i + n).min(rest.len());
+            r.body.extend_from_slice(&rest[i..end]);
+            i = end + 2;
+            if i > rest.len() {
+                break;
+            }
+        }
+        r.complete &= done;
+    } else {
+        r.body = rest;
+    }
+    if r.header("content-encoding") == Some("gzip") && r.complete {
+        let mut d = flate2::read::GzDecoder::new(&r.body[..]);
+        let mut out = Vec::new();
+        d.read_to_end(&mut out).unwrap();
+        r.body = out;
+    }
+    r
+}
+
+fn get(f: &FakeGleap, target: &str) -> Resp {
+    let cfg = f.config();
+    let auth = format!("Bearer {}", cfg.api_key);
+    raw_request(
+        f.addr(),
+        "GET",
+        &format!("/v3{target}"),
+        &[
+            ("Authorization", &auth),
+            ("Project", &cfg.project_id),
+            ("Accept-Encoding", "gzip"),
+        ],
+    )
+}
+
+fn start(cfg: FakeConfig) -> FakeGleap {
+    start_blocking(cfg).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn updated(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["updatedAt"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn auth_is_required() {
+    let f = start(FakeConfig::default());
+    let r = raw_request(f.addr(), "GET", "/v3/tickets", &[]);
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"statusCode":401,"message":"Unauthorized"})
+    );
+    let r = raw_request(
+        f.addr(),
+        "GET",
+        "/v3/tickets",
+        &[("Authorization", "Bearer fake-api-key")],
+    );
+    assert_eq!(r.status, 401, "project header is required too");
+    let r = raw_request(
+        f.addr(),
+        "GET",
+        "/v3/tickets",
+        &[
+            ("Authorization", "Bearer wrong"),
+            ("Project", "fake-project"),
+        ],
+    );
+    assert_eq!(r.status, 401);
+    let r = raw_request(
+        f.addr(),
+        "GET",
+        "/v3/tickets",
+        &[
+            ("Authorization", "Bearer fake-api-key"),
+            ("Project", "other"),
+        ],
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(get(&f, "/tickets").status, 200);
+    assert_eq!(f.stats().auth_failures, 4);
+
+    let f = start(FakeConfig {
+        auth_failure_status: 403,
+        ..FakeConfig::default()
+    });
+    let r = raw_request(f.addr(), "GET", "/v3/sessions", &[]);
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["statusCode"], 403);
+}
+
+#[test]
+fn endpoint_shapes() {
+    let f = start(FakeConfig::default());
+    let t = get(&f, "/tickets").json();
+    assert_eq!(
+        t["tickets"].as_array().unwrap().len(),
+        100,
+        "default limit 100"
+    );
+    assert_eq!(t["count"], 100);
+    let total = t["totalCount"].as_u64().unwrap();
+    assert!(
+        total < 250 && total > 200,
+        "archived and spam hidden by default: {total}"
+    );
+    let tk = &t["tickets"][0];
+    assert_eq!(tk["_id"], tk["id"]);
+    assert_eq!(tk["bugId"], 1);
+    assert_eq!(tk["updatedAt"], "2024-01-01T00:00:00.000Z");
+    assert_eq!(tk["id"].as_str().unwrap().len(), 24);
+    for path in [
+        "/sessions",
+        "/messages",
+        "/teams",
+        "/engagement/surveys",
+        "/message-templates",
+    ] {
+        let r = get(&f, path);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(r.json().is_array(), "{path}");
+    }
+    assert_eq!(get(&f, "/teams").json().as_array().unwrap().len(), 4);
+    assert_eq!(
+        get(&f, "/message-templates")
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+    let surveys = get(&f, "/engagement/surveys").json();
+    let sid = surveys[0]["id"].as_str().unwrap().to_string();
+    let resp = get(&f, &format!("/engagement/surveys/{sid}/responses")).json();
+    assert_eq!(resp.as_array().unwrap().len(), 20);
+    assert_eq!(resp[0]["survey"], sid.as_str());
+    let m = get(&f, "/messages?paginated=true&limit=10").json();
+    assert_eq!(m["items"].as_array().unwrap().len(), 10);
+    assert_eq!(m["hasMore"], true);
+    assert!(m["nextBefore"].is_string());
+    assert_eq!(get(&f, "/nope").status, 404);
+    assert_eq!(
+        get(&f, "/engagement/surveys/000000000000000000000000/responses").status,
+        404
+    );
+    assert_eq!(raw_request(f.addr(), "GET", "/other", &[]).status, 404);
+
+    let f = start(FakeConfig {
+        responses_shape: ResponsesShape::Wrapped("responses".into()),
+        ..FakeConfig::default()
+    });
+    let sid = get(&f, "/engagement/surveys").json()[1]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp = get(&f, &format!("/engagement/surveys/{sid}/responses")).json();
+    assert_eq!(resp["responses"].as_array().unwrap().len(), 20);
+}
+
+#[test]
+fn limits_are_capped() {
+    let f = start(FakeConfig {
+        tickets: 1500,
+        messages: 10_050,
+        teams: 150,
+        archived_default: ArchivedDefault::Include,
+        ..FakeConfig::default()
+    });
+    let t = get(&f, "/tickets?limit=5000").json();
+    assert_eq!(t["count"], 1000);
+    assert_eq!(t["totalCount"], 1500);
+    let m = get(&f, "/messages?limit=20000&sort=updatedAt").json();
+    assert_eq!(m.as_array().unwrap().len(), 10_000);
+    assert_eq!(get(&f, "/teams").json().as_array().unwrap().len(), 100);
+    assert_eq!(
+        get(&f, "/teams?limit=1000&skip=140")
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
+
+    let f = start(FakeConfig {
+        teams: 150,
+        unpaginated_small_lists: true,
+        ..FakeConfig::default()
+    });
+    assert_eq!(
+        get(&f, "/teams?limit=10&skip=5")
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        150
+    );
+}
+
+#[test]
+fn keyset_operators() {
+    let f = start(FakeConfig {
+        archived_default: ArchivedDefault::Include,
+        ..FakeConfig::default()
+    });
+    // Record i has updatedAt = 2024-01-01T00:00 + i minutes.
+    let r = get(
+        &f,
+        "/tickets?updatedAt%3E=2024-01-01T01:00:00.000Z&sort=updatedAt&limit=3",
+    )
+    .json();
+    assert_eq!(
+        updated(&r["tickets"]),
+        [
+            "2024-01-01T01:00:00.000Z",
+            "2024-01-01T01:01:00.000Z",
+            "2024-01-01T01:02:00.000Z"
+        ]
+    );
+    assert_eq!(r["totalCount"], 250 - 60);
+    // Percent-encoded key, strict operator, other offset format.
+    let r = get(
+        &f,
+        "/tickets?updatedAt%3E=2024-01-01T02:00:00Z&sort=updatedAt&limit=1",
+    )
+    .json();
+    assert_eq!(updated(&r["tickets"]), ["2024-01-01T02:00:00.000Z"]);
+    let r = get(
+        &f,
+        "/tickets?updatedAt%3E2024-01-01T01:00:00.000Z&sort=updatedAt&limit=1",
+    )
+    .json();
+    assert_eq!(updated(&r["tickets"]), ["2024-01-01T01:01:00.000Z"]);
+    let r = get(&f, "/tickets?updatedAt%3E=2024-01-01T01:00:00.000%2B00:00&updatedAt%3C2024-01-01T01:03:00.000Z&sort=updatedAt").json();
+    assert_eq!(r["count"], 3);
+    let r = get(&f, "/tickets?updatedAt%3E=2024-01-01T01:00:00.000Z&updatedAt%3C=2024-01-01T01:03:00.000Z&sort=-updatedAt").json();
+    assert_eq!(
+        updated(&r["tickets"]),
+        [
+            "2024-01-01T01:03:00.000Z",
+            "2024-01-01T01:02:00.000Z",
+            "2024-01-01T01:01:00.000Z",
+            "2024-01-01T01:00:00.000Z"
+        ]
+    );
+    assert_eq!(get(&f, "/tickets?updatedAt%3E=yesterday").status, 400);
+    // Unencoded '+' is a space for the server: unparsable.
+    assert_eq!(
+        get(&f, "/tickets?updatedAt%3E=2024-01-01T01:00:00+00:00").status,
+        400
+    );
+    // Sessions and messages honour the same keyset.
+    let s = get(
+        &f,
+        "/sessions?updatedAt%3E=2024-01-01T00:10:00.000Z&sort=updatedAt&limit=2",
+    )
+    .json();
+    assert_eq!(
+        updated(&s),
+        ["2024-01-01T00:10:00.000Z", "2024-01-01T00:11:00.000Z"]
+    );
+    // _id ranges compare as strings.
+    let all = get(&f, "/sessions?limit=1000").json();
+    let id5 = all[5]["id"].as_str().unwrap();
+    let r = get(&f, &format!("/sessions?_id%3E{id5}&limit=2")).json();
+    assert_eq!(
+        ids(&r),
+        ids(&Value::Array(all.as_array().unwrap()[6..8].to_vec()))
+    );
+}
+
+#[test]
+fn exact_filters() {
+    let f = start(FakeConfig {
+        archived_default: ArchivedDefault::Include,
+        ..FakeConfig::default()
+    });
+    let r = get(&f, "/tickets?status=OPEN&limit=1000").json();
+    let n_open = r["count"].as_u64().unwrap();
+    assert!(n_open > 0);
+    assert!(r["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["status"] == "OPEN"));
+    assert_eq!(r["totalCount"], n_open);
+    let r = get(&f, "/tickets?type=BUG,FEATURE_REQUEST&limit=1000").json();
+    assert!(r["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["type"] == "BUG" || t["type"] == "FEATURE_REQUEST"));
+    let arch = get(&f, "/tickets?archived=true&limit=1000").json();
+    assert!(arch["count"].as_u64().unwrap() > 0);
+    assert!(arch["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["archived"] == true));
+    let tid = get(&f, "/messages?limit=1").json()[0]["ticket"].clone();
+    let tid = tid.as_str().or(tid["_id"].as_str()).map(str::to_string);
+    if let Some(tid) = tid {
+        let msgs = get(&f, &format!("/messages?ticket={tid}&limit=1000")).json();
+        assert!(!msgs.as_array().unwrap().is_empty());
+        for m in msgs.as_array().unwrap() {
+            let t = &m["ticket"];
+            assert!(t == tid.as_str() || t["_id"] == tid.as_str());
+        }
+    }
+
+    // Default: archived and spam hidden unless asked.
+    let f = start(FakeConfig::default());
+    let all = get(&f, "/tickets?limit=1000").json();
+    assert!(all["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["archived"] == false && t["isSpam"] == false));
+    let with_archived = get(&f, "/tickets?limit=1000&ignoreArchived=true").json();
+    assert!(with_archived["count"].as_u64() > all["count"].as_u64());
+    assert!(get(&f, "/tickets?limit=1000&isSpam=true").json()["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["isSpam"] == true));
+
+    let f = start(FakeConfig {
+        ignore_filters: true,
+        ..FakeConfig::default()
+    });
+    let r = get(&f, "/sessions?updatedAt%3E=2030-01-01T00:00:00.000Z").json();
+    assert_eq!(r.as_array().unwrap().len(), 100, "filters ignored");
+}
+
+#[test]
+fn million_tickets_keyset_pages() {
+    let f = start(FakeConfig {
+        tickets: 1_000_000,
+        tie_group: 3,
+        ..FakeConfig::default()
+    });
+    let snap_len = 1_000_000;
+    // Walk a few pages from the middle with the keyset pattern a tap uses.
+    let mut since = "2024-03-01T00:00:00.000Z".to_string();
+    let mut seen = std::collections::HashSet::new();
+    let mut last_total = None;
+    for _ in 0..3 {
+        let r = get(
+            &f,
+            &format!("/tickets?updatedAt%3E={since}&sort=updatedAt&limit=1000"),
+        );
+        assert_eq!(r.status, 200);
+        let v = r.json();
+        assert_eq!(v["count"], 1000);
+        let u = updated(&v["tickets"]);
+        assert!(u.windows(2).all(|w| w[0] <= w[1]));
+        assert!(u[0] >= since);
+        for t in v["tickets"].as_array().unwrap() {
+            seen.insert(t["id"].as_str().unwrap().to_string());
+        }
+        let total = v["totalCount"].as_u64().unwrap();
+        assert!(total < snap_len);
+        if let Some(prev) = last_total {
+            assert!(total <= prev);
+        }
+        last_total = Some(total);
+        since = u.last().unwrap().clone();
+    }
+    // Overlapping at tie boundaries (>=) but never more than 3000 distinct.
+    assert!(seen.len() > 2900 && seen.len() <= 3000);
+    // The last page.
+    // Base record i has updatedAt = base + (i / 3) minutes: the last one is
+    // 333,333 minutes after 2024-01-01.
+    let last = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap()
+        + chrono::Duration::minutes(333_333);
+    let since = (last - chrono::Duration::minutes(10))
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    let v = get(
+        &f,
+        &format!("/tickets?updatedAt%3E={since}&sort=updatedAt&limit=1000"),
+    )
+    .json();
+    let t = v["tickets"].as_array().unwrap();
+    assert!(t.len() > 20 && t.len() <= 33, "{}", t.len());
+    assert_eq!(t.last().unwrap()["bugId"], 1_000_000);
+    assert_eq!(v["totalCount"].as_u64().unwrap() as usize, t.len());
+    assert_eq!(f.stats().requests, 4);
+}
+
+#[test]
+fn mutations_move_records_to_the_end() {
+    let f = start(FakeConfig {
+        archived_default: ArchivedDefault::Include,
+        ..FakeConfig::default()
+    });
+    let before = f.snapshot(Stream::Tickets);
+    assert_eq!(before.len(), 250);
+    let up = f.update(Stream::Tickets, 3);
+    let bulk = f.bulk_update(Stream::Tickets, 4);
+    let created = f.create(Stream::Tickets, 2);
+    let deleted = f.delete(Stream::Tickets, 5);
+    assert_eq!(
+        (up.len(), bulk.len(), created.len(), deleted.len()),
+        (3, 4, 2, 5)
+    );
+    let max_id = before.iter().map(|r| r.id.clone()).max().unwrap();
+    assert!(created.iter().all(|c| *c > max_id));
+    let after = f.snapshot(Stream::Tickets);
+    assert_eq!(after.len(), 250 + 2 - 5);
+    assert!(after.iter().all(|r| !deleted.contains(&r.id)));
+    let last_base = "2024-01-01T04:09:00.000Z".to_string();
+    for id in up.iter().chain(&bulk).chain(&created) {
+        if deleted.contains(id) {
+            continue;
+        }
+        let rec = after.iter().find(|r| &r.id == id).unwrap();
+        assert!(rec.updated_at > last_base, "{rec:?}");
+    }
+    let bulk_ts: std::collections::HashSet<_> = after
+        .iter()
+        .filter(|r| bulk.contains(&r.id))
+        .map(|r| r.updated_at.clone())
+        .collect();
+    assert!(bulk_ts.len() <= 1);
+    // The API agrees: the moved records come last in updatedAt order.
+    let v = get(
+        &f,
+        &format!("/tickets?updatedAt%3E{last_base}&sort=updatedAt&limit=1000"),
+    )
+    .json();
+    let got: Vec<String> = ids(&v["tickets"]);
+    let mut want: Vec<String> = up
+        .iter()
+        .chain(&bulk)
+        .chain(&created)
+        .filter(|i| !deleted.contains(i))
+        .cloned()
+        .collect();
+    want.sort();
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    assert_eq!(got_sorted, want);
+    assert_eq!(v["totalCount"].as_u64().unwrap() as usize, want.len());
+    let full = get(&f, "/tickets?sort=updatedAt&limit=1000").json();
+    assert_eq!(full["count"].as_u64().unwrap() as usize, after.len());
+    let tail: Vec<String> = ids(&full["tickets"]).split_off(after.len() - got.len());
+    assert_eq!(tail, got);
+    // Updated content changed version but kept the id.
+    let t = full["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == up[0].as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(t["_id"], up[0].as_str());
+}
+
+#[test]
+fn deleted_survey_answers_404() {
+    let f = start(FakeConfig::default());
+    let surveys = f.snapshot(Stream::Surveys);
+    let sid = surveys[2].id.clone();
+    assert_eq!(
+        get(&f, &format!("/engagement/surveys/{sid}/responses")).status,
+        200
+    );
+    let n_resp = f.snapshot(Stream::SurveyResponses).len();
+    f.delete_survey(&sid);
+    let r = get(&f, &format!("/engagement/surveys/{sid}/responses"));
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"statusCode":404,"message":"Not Found"})
+    );
+    assert_eq!(f.snapshot(Stream::SurveyResponses).len(), n_resp - 20);
+    assert_eq!(
+        get(&f, "/engagement/surveys")
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    // New responses land on live surveys and are listed under them.
+    let created = f.create(Stream::SurveyResponses, 3);
+    let snap = f.snapshot(Stream::SurveyResponses);
+    for c in &created {
+        let rec = snap.iter().find(|r| &r.id == c).unwrap();
+        let sv = rec.survey_id.clone().unwrap();
+        let list = get(
+            &f,
+            &format!("/engagement/surveys/{sv}/responses?limit=1000"),
+        )
+        .json();
+        assert!(ids(&list).contains(c));
+    }
+}
+
+#[test]
+fn rate_limit_and_retry_after_variants() {
+    for (ra, body) in [
+        (RetryAfter::Seconds, ErrorBody::Json),
+        (RetryAfter::HttpDate, ErrorBody::Text),
+        (RetryAfter::Absent, ErrorBody::Empty),
+    ] {
+        let f = start(FakeConfig {
+            rate_limit: Some(RateLimit {
+                per_window: 3,
+                window: Duration::from_secs(60),
+                retry_after: ra,
+                body,
+            }),
+            ..FakeConfig::default()
+        });
+        for k in 0..3u32 {
+            let r = get(&f, "/teams");
+            assert_eq!(r.status, 200);
+            assert_eq!(r.header("x-ratelimit-limit"), Some("3"));
+            assert_eq!(
+                r.header("x-ratelimit-remaining"),
+                Some((2 - k).to_string().as_str())
+            );
+        }
+        let r = get(&f, "/teams");
+        assert_eq!(r.status, 429);
+        assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+        match ra {
+            RetryAfter::Seconds => {
+                let s: u64 = r.header("retry-after").unwrap().parse().unwrap();
+                assert!((1..=60).contains(&s));
+            }
+            RetryAfter::HttpDate => {
+                let d = httpdate::parse_http_date(r.header("retry-after").unwrap()).unwrap();
+                assert!(d > std::time::SystemTime::now());
+            }
+            RetryAfter::Absent => assert!(r.header("retry-after").is_none()),
+        }
+        match body {
+            ErrorBody::Json => assert_eq!(r.json()["statusCode"], 429),
+            ErrorBody::Text => assert_eq!(r.body, b"Too Many Requests"),
+            ErrorBody::Empty => assert!(r.body.is_empty()),
+        }
+        let st = f.stats();
+        assert_eq!((st.rate_limited, st.max_in_window, st.requests), (1, 3, 4));
+    }
+    // A short window frees slots again.
+    let f = start(FakeConfig {
+        rate_limit: Some(RateLimit {
+            per_window: 2,
+            window: Duration::from_millis(300),
+            ..RateLimit::default()
+        }),
+        ..FakeConfig::default()
+    });
+    assert_eq!(get(&f, "/teams").status, 200);
+    assert_eq!(get(&f, "/teams").status, 200);
+    assert_eq!(get(&f, "/teams").status, 429);
+    std::thread::sleep(Duration::from_millis(350));
+    assert_eq!(get(&f, "/teams").status, 200);
+    f.set_rate_limit(None);
+    assert!(get(&f, "/teams").header("x-ratelimit-limit").is_none());
+}
+
+#[test]
+fn every_fault_kind_is_observable() {
+    let f = start(FakeConfig::default());
+    let one = |k: Fault| {
+        f.set_faults(Faults {
+            rate: 1.0,
+            kinds: vec![k],
+            hang: Duration::from_millis(300),
+        });
+    };
+    for (k, status) in [
+        (Fault::Status500, 500),
+        (Fault::Status502, 502),
+        (Fault::Status503, 503),
+        (Fault::Status504, 504),
+    ] {
+        one(k);
+        let r = get(&f, "/sessions");
+        assert_eq!(r.status, status);
+        assert!(serde_json::from_slice::<Value>(&r.body).is_err());
+    }
+    one(Fault::Hang);
+    let t0 = std::time::Instant::now();
+    let r = get(&f, "/sessions");
+    assert_eq!(r.status, 200);
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+    assert!(r.json().is_array());
+    one(Fault::ResetMidBody);
+    let r = get(&f, "/sessions");
+    assert_eq!(r.status, 200);
+    assert!(!r.complete, "body must be cut off");
+    assert!(!r.body.is_empty());
+    one(Fault::TruncatedJson);
+    let r = get(&f, "/sessions");
+    assert_eq!(r.status, 200);
+    assert!(r.complete);
+    assert!(serde_json::from_slice::<Value>(&r.body).is_err());
+    one(Fault::Html200);
+    let r = get(&f, "/sessions");
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    one(Fault::WrongShape);
+    let r = get(&f, "/sessions");
+    assert!(r.json().is_object());
+    let r = get(&f, "/tickets");
+    assert!(r.json().is_array());
+    one(Fault::EmptyBody200);
+    let r = get(&f, "/sessions");
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    let st = f.stats();
+    for k in Fault::ALL {
+        assert!(st.faults.get(k.name()).copied().unwrap_or(0) >= 1, "{k}");
+    }
+    // A partial rate hits roughly that share of requests.
+    f.set_faults(Faults {
+        rate: 0.3,
+        ..Faults::default()
+    });
+    f.reset_stats();
+    for _ in 0..100 {
+        get(&f, "/teams");
+    }
+    let hit: u64 = f.stats().faults.values().sum();
+    assert!((15..=50).contains(&hit), "{hit}");
+}
+
+#[test]
+fn same_seed_same_bytes() {
+    let cfg = FakeConfig {
+        odd_records: true,
+        ..FakeConfig::default()
+    };
+    let a = start(cfg.clone());
+    let b = start(cfg);
+    for p in [
+        "/tickets?limit=1000&ignoreArchived=true",
+        "/sessions?limit=1000",
+        "/messages?limit=1000",
+    ] {
+        assert_eq!(get(&a, p).body, get(&b, p).body, "{p}");
+    }
+    let c = start(FakeConfig {
+        seed: 7,
+        ..FakeConfig::default()
+    });
+    assert_ne!(get(&a, "/sessions").body, get(&c, "/sessions").body);
+}
+
+#[test]
+fn messages_cursor_walk_covers_everything() {
+    let f = start(FakeConfig::default());
+    let mut seen = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let q = match &before {
+            Some(b) => format!("/messages?paginated=true&limit=70&before={b}"),
+            None => "/messages?paginated=true&limit=70".to_string(),
+        };
+        let v = get(&f, &q).json();
+        seen.extend(ids(&v["items"]));
+        if v["hasMore"] == false {
+            assert!(v["nextBefore"].is_null());
+            break;
+        }
+        before = Some(v["nextBefore"].as_str().unwrap().to_string());
+    }
+    assert_eq!(seen.len(), 300);
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "newest first");
+}
+
+#[test]
+fn shuffled_ties_differ_between_requests() {
+    let f = start(FakeConfig {
+        tie_group: 50,
+        tie_order: TieOrder::Shuffled,
+        ..FakeConfig::default()
+    });
+    let a = ids(&get(&f, "/sessions?sort=updatedAt&limit=50").json());
+    let b = ids(&get(&f, "/sessions?sort=updatedAt&limit=50").json());
+    assert_ne!(a, b);
+    let (mut sa, mut sb) = (a.clone(), b.clone());
+    sa.sort();
+    sb.sort();
+    assert_eq!(sa, sb, "same tie group, other order");
+    // Across a page boundary inside a tie group, records can be skipped.
+    let f = start(FakeConfig {
+        tie_group: 50,
+        ..FakeConfig::default()
+    });
+    let a = ids(&get(&f, "/sessions?sort=updatedAt&limit=50").json());
+    assert_eq!(a, ids(&get(&f, "/sessions?sort=updatedAt&limit=50").json()));
+}
+
+#[test]
+fn mutate_every_keeps_data_moving() {
+    let f = start(FakeConfig {
+        mutate_every: Some(MutateEvery {
+            requests: 2,
+            updates: 3,
+            creates: 1,
+            deletes: 1,
+        }),
+        ..FakeConfig::default()
+    });
+    for _ in 0..4 {
+        assert_eq!(get(&f, "/teams").status, 200);
+    }
+    assert_eq!(f.snapshot(Stream::Sessions).len(), 120);
+    assert_eq!(
+        f.snapshot(Stream::Teams).len(),
+        4,
+        "teams are not incremental"
+    );
+    assert!(f
+        .snapshot(Stream::Messages)
+        .iter()
+        .any(|r| r.updated_at.as_str() > "2024-01-01T05:00:00.000Z"));
+}
+
+#[test]
+fn control_plane() {
+    let f = start(FakeConfig::default());
+    let a = f.addr();
+    let r = raw_request(a, "GET", "/_fake/health", &[]);
+    assert_eq!((r.status, r.body.as_slice()), (200, b"ok".as_slice()));
+    let r = raw_request(
+        a,
+        "POST",
+        "/_fake/mutate?stream=sessions&update=2&bulk_update=1&create=3&delete=1",
+        &[],
+    );
+    let v = r.json();
+    assert_eq!(v["updated"].as_array().unwrap().len(), 3);
+    assert_eq!(v["created"].as_array().unwrap().len(), 3);
+    assert_eq!(v["deleted"].as_array().unwrap().len(), 1);
+    let r = raw_request(a, "GET", "/_fake/snapshot/sessions", &[]);
+    let lines: Vec<Value> = r
+        .body
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 122);
+    assert!(lines[0]["id"].is_string() && lines[0]["updatedAt"].is_string());
+    let r = raw_request(a, "POST", "/_fake/faults?rate=1&kinds=503", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(get(&f, "/teams").status, 503);
+    raw_request(a, "POST", "/_fake/faults?rate=0", &[]);
+    let st = raw_request(a, "GET", "/_fake/stats", &[]).json();
+    assert_eq!(st["requests"], 1);
+    assert_eq!(st["faults"]["503"], 1);
+    assert_eq!(st["by_path"]["/v3/teams"], 1);
+}
+
+#[tokio::test]
+async fn async_start_serves() {
+    let f = fake_gleap::start(FakeConfig::default()).await.unwrap();
+    assert!(f.url().starts_with("http://127.0.0.1:") && f.url().ends_with("/v3"));
+    let addr = f.addr();
+    let r = tokio::task::spawn_blocking(move || raw_request(addr, "GET", "/_fake/health", &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+}
