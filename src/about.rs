@@ -25,7 +25,10 @@ fn setting_schema(kind: Kind) -> Value {
 
 fn typed_default(kind: Kind, d: &str) -> Value {
     match kind {
-        Kind::Integer { .. } => d.parse::<i64>().map(Value::from).unwrap_or_else(|_| json!(d)),
+        Kind::Integer { .. } => d
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| json!(d)),
         Kind::Boolean => json!(d == "true"),
         _ => json!(d),
     }
@@ -45,7 +48,11 @@ pub fn about_json() -> Value {
         }
         props.insert(s.name.to_string(), p);
     }
-    let required: Vec<&str> = SETTINGS.iter().filter(|s| s.required).map(|s| s.name).collect();
+    let required: Vec<&str> = SETTINGS
+        .iter()
+        .filter(|s| s.required)
+        .map(|s| s.name)
+        .collect();
     let streams: Vec<Value> = STREAMS
         .iter()
         .map(|s| {
@@ -69,7 +76,10 @@ pub fn about_json() -> Value {
 }
 
 pub fn about_markdown() -> String {
-    let mut md = format!("# `{NAME}`\n\n{DESCRIPTION}\n\nVersion {}\n\n## Capabilities\n\n", env!("CARGO_PKG_VERSION"));
+    let mut md = format!(
+        "# `{NAME}`\n\n{DESCRIPTION}\n\nVersion {}\n\n## Capabilities\n\n",
+        env!("CARGO_PKG_VERSION")
+    );
     for c in CAPABILITIES {
         md.push_str(&format!("* `{c}`\n"));
     }
@@ -95,10 +105,17 @@ pub fn about_markdown() -> String {
     md.push_str("\n## Streams\n\n| Stream | Endpoint | Key | Replication |\n|:--|:--|:--|:--|\n");
     for s in STREAMS {
         let repl = match s.replication_key {
-            Some(rk) if s.default_method == crate::streams::Method::Incremental => format!("INCREMENTAL on `{rk}`"),
+            Some(rk) if s.default_method == crate::streams::Method::Incremental => {
+                format!("INCREMENTAL on `{rk}`")
+            }
             _ => "FULL_TABLE".to_string(),
         };
-        md.push_str(&format!("| {} | `GET {}` | `{}` | {repl} |\n", s.name, s.path.replace("{parent_id}", "{survey_id}"), s.key));
+        md.push_str(&format!(
+            "| {} | `GET {}` | `{}` | {repl} |\n",
+            s.name,
+            s.path.replace("{parent_id}", "{survey_id}"),
+            s.key
+        ));
     }
     md
 }

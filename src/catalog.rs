@@ -27,15 +27,21 @@ pub struct Selected {
 }
 
 pub fn schema_of(def: &StreamDef) -> Value {
-    serde_json::from_str(def.schema).expect("embedded schemas are valid JSON (checked by a unit test)")
+    serde_json::from_str(def.schema)
+        .expect("embedded schemas are valid JSON (checked by a unit test)")
 }
 
 fn property_names(schema: &Value) -> Vec<String> {
-    schema["properties"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default()
+    schema["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 fn is_automatic(def: &StreamDef, field: &str) -> bool {
-    field == def.key || Some(field) == def.replication_key || def.parent.is_some_and(|p| p.child_field == field)
+    field == def.key
+        || Some(field) == def.replication_key
+        || def.parent.is_some_and(|p| p.child_field == field)
 }
 
 /// The catalog `--discover` prints.
@@ -53,16 +59,26 @@ fn discover_stream(def: &StreamDef) -> Value {
     match def.replication_key {
         Some(rk) => {
             root.insert("valid-replication-keys".into(), json!([rk]));
-            root.insert("replication-method".into(), json!(def.default_method.as_singer()));
+            root.insert(
+                "replication-method".into(),
+                json!(def.default_method.as_singer()),
+            );
             root.insert("replication-key".into(), json!(rk));
         }
         None => {
-            root.insert("forced-replication-method".into(), json!(Method::FullTable.as_singer()));
+            root.insert(
+                "forced-replication-method".into(),
+                json!(Method::FullTable.as_singer()),
+            );
         }
     }
     let mut metadata = vec![json!({ "breadcrumb": [], "metadata": root })];
     for field in property_names(&schema) {
-        let inclusion = if is_automatic(def, &field) { "automatic" } else { "available" };
+        let inclusion = if is_automatic(def, &field) {
+            "automatic"
+        } else {
+            "available"
+        };
         metadata.push(json!({
             "breadcrumb": ["properties", field],
             "metadata": { "inclusion": inclusion, "selected-by-default": true }
@@ -88,7 +104,12 @@ pub fn select_all() -> Vec<Selected> {
         .iter()
         .map(|def| {
             let schema = schema_of(def);
-            Selected { def, method: def.default_method, fields: property_names(&schema), schema }
+            Selected {
+                def,
+                method: def.default_method,
+                fields: property_names(&schema),
+                schema,
+            }
         })
         .collect()
 }
@@ -96,9 +117,10 @@ pub fn select_all() -> Vec<Selected> {
 /// Reads a catalog file and returns the streams it selects.
 pub fn load(path: &Path) -> Result<Vec<Selected>> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Catalog(format!("cannot read {name}: {e}")))?;
-    let value: Value =
-        serde_json::from_str(&text).map_err(|e| Error::Catalog(format!("{name} is not valid JSON: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Catalog(format!("cannot read {name}: {e}")))?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Catalog(format!("{name} is not valid JSON: {e}")))?;
     select(&value).map_err(|m| Error::Catalog(format!("{name}: {m}")))
 }
 
@@ -117,7 +139,10 @@ fn select(catalog: &Value) -> std::result::Result<Vec<Selected>, String> {
             .ok_or_else(|| format!("streams[{i}] has no \"tap_stream_id\""))?;
         let def = streams::find(id).ok_or_else(|| {
             let known: Vec<&str> = STREAMS.iter().map(|s| s.name).collect();
-            format!("unknown stream \"{id}\": the streams are {}", known.join(", "))
+            format!(
+                "unknown stream \"{id}\": the streams are {}",
+                known.join(", ")
+            )
         })?;
         if !seen.insert(id) {
             return Err(format!("stream \"{id}\" appears twice"));
@@ -135,7 +160,11 @@ fn select(catalog: &Value) -> std::result::Result<Vec<Selected>, String> {
 fn metadata_for<'a>(entry: &'a Value, breadcrumb: &[&str]) -> Option<&'a Map<String, Value>> {
     entry.get("metadata")?.as_array()?.iter().find_map(|m| {
         let bc = m.get("breadcrumb")?.as_array()?;
-        let same = bc.len() == breadcrumb.len() && bc.iter().zip(breadcrumb).all(|(a, b)| a.as_str() == Some(*b));
+        let same = bc.len() == breadcrumb.len()
+            && bc
+                .iter()
+                .zip(breadcrumb)
+                .all(|(a, b)| a.as_str() == Some(*b));
         if same {
             m.get("metadata")?.as_object()
         } else {
@@ -147,10 +176,16 @@ fn metadata_for<'a>(entry: &'a Value, breadcrumb: &[&str]) -> Option<&'a Map<Str
 /// `selected` wins; otherwise `selected-by-default`, as the Meltano SDK reads it.
 fn is_selected(md: Option<&Map<String, Value>>, fallback: Option<&Value>) -> bool {
     let md_value = |k: &str| md.and_then(|m| m.get(k)).and_then(Value::as_bool);
-    md_value("selected").or_else(|| fallback.and_then(Value::as_bool)).or_else(|| md_value("selected-by-default")).unwrap_or(false)
+    md_value("selected")
+        .or_else(|| fallback.and_then(Value::as_bool))
+        .or_else(|| md_value("selected-by-default"))
+        .unwrap_or(false)
 }
 
-fn select_stream(def: &'static StreamDef, entry: &Value) -> std::result::Result<Option<Selected>, String> {
+fn select_stream(
+    def: &'static StreamDef,
+    entry: &Value,
+) -> std::result::Result<Option<Selected>, String> {
     let root = metadata_for(entry, &[]);
     if !is_selected(root, entry.get("selected")) {
         return Ok(None);
@@ -170,10 +205,18 @@ fn select_stream(def: &'static StreamDef, entry: &Value) -> std::result::Result<
         }
         Some(other) => return Err(format!("stream \"{}\": replication method \"{other}\" is not supported: use INCREMENTAL or FULL_TABLE", def.name)),
     };
-    if let Some(rk) = root_str("replication-key").or_else(|| entry.get("replication_key").and_then(Value::as_str)) {
+    if let Some(rk) =
+        root_str("replication-key").or_else(|| entry.get("replication_key").and_then(Value::as_str))
+    {
         if !rk.is_empty() && Some(rk) != def.replication_key {
-            let valid = def.replication_key.map(|k| format!("\"{k}\"")).unwrap_or_else(|| "none".into());
-            return Err(format!("stream \"{}\": unknown replication key \"{rk}\" (valid: {valid})", def.name));
+            let valid = def
+                .replication_key
+                .map(|k| format!("\"{k}\""))
+                .unwrap_or_else(|| "none".into());
+            return Err(format!(
+                "stream \"{}\": unknown replication key \"{rk}\" (valid: {valid})",
+                def.name
+            ));
         }
     }
     let mut schema = schema_of(def);
@@ -185,10 +228,14 @@ fn select_stream(def: &'static StreamDef, entry: &Value) -> std::result::Result<
                 return true;
             }
             let md = metadata_for(entry, &["properties", f.as_str()]);
-            let unsupported = md.and_then(|m| m.get("inclusion")).and_then(Value::as_str) == Some("unsupported");
+            let unsupported =
+                md.and_then(|m| m.get("inclusion")).and_then(Value::as_str) == Some("unsupported");
             // `selected` wins, then `selected-by-default`; a field with neither is kept.
             let flag = |k: &str| md.and_then(|m| m.get(k)).and_then(Value::as_bool);
-            !unsupported && flag("selected").or_else(|| flag("selected-by-default")).unwrap_or(true)
+            !unsupported
+                && flag("selected")
+                    .or_else(|| flag("selected-by-default"))
+                    .unwrap_or(true)
         })
         .cloned()
         .collect();
@@ -198,7 +245,12 @@ fn select_stream(def: &'static StreamDef, entry: &Value) -> std::result::Result<
     if let Some(req) = schema.get_mut("required").and_then(Value::as_array_mut) {
         req.retain(|k| k.as_str().is_some_and(|k| fields.iter().any(|f| f == k)));
     }
-    Ok(Some(Selected { def, method, fields, schema }))
+    Ok(Some(Selected {
+        def,
+        method,
+        fields,
+        schema,
+    }))
 }
 
 #[cfg(test)]
@@ -231,10 +283,16 @@ mod tests {
 
     #[test]
     fn only_selected_streams_and_fields_are_kept_but_keys_always_are() {
-        let mut cat = with_root(deselect_all(discover()), "tickets", json!({"selected": true}));
+        let mut cat = with_root(
+            deselect_all(discover()),
+            "tickets",
+            json!({"selected": true}),
+        );
         for e in cat["streams"].as_array_mut().unwrap() {
             for m in e["metadata"].as_array_mut().unwrap() {
-                if m["breadcrumb"] == json!(["properties", "title"]) || m["breadcrumb"] == json!(["properties", "id"]) {
+                if m["breadcrumb"] == json!(["properties", "title"])
+                    || m["breadcrumb"] == json!(["properties", "id"])
+                {
                     m["metadata"]["selected"] = json!(false);
                 }
             }
@@ -242,19 +300,33 @@ mod tests {
         let s = select(&cat).unwrap();
         assert_eq!(s.len(), 1);
         assert!(!s[0].fields.contains(&"title".to_string()));
-        assert!(s[0].fields.contains(&"id".to_string()) && s[0].fields.contains(&"updatedAt".to_string()));
+        assert!(
+            s[0].fields.contains(&"id".to_string())
+                && s[0].fields.contains(&"updatedAt".to_string())
+        );
         assert!(s[0].schema["properties"].get("title").is_none());
     }
 
     #[test]
     fn full_table_can_be_chosen_for_an_incremental_stream_in_either_place() {
-        let cat = with_root(deselect_all(discover()), "sessions", json!({"selected": true, "replication-method": "FULL_TABLE"}));
+        let cat = with_root(
+            deselect_all(discover()),
+            "sessions",
+            json!({"selected": true, "replication-method": "FULL_TABLE"}),
+        );
         assert_eq!(select(&cat).unwrap()[0].method, Method::FullTable);
-        let mut cat = with_root(deselect_all(discover()), "sessions", json!({"selected": true}));
+        let mut cat = with_root(
+            deselect_all(discover()),
+            "sessions",
+            json!({"selected": true}),
+        );
         for e in cat["streams"].as_array_mut().unwrap() {
             if e["tap_stream_id"] == "sessions" {
                 e["replication_method"] = json!("FULL_TABLE");
-                e["metadata"][0]["metadata"].as_object_mut().unwrap().remove("replication-method");
+                e["metadata"][0]["metadata"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("replication-method");
             }
         }
         assert_eq!(select(&cat).unwrap()[0].method, Method::FullTable);
@@ -263,11 +335,25 @@ mod tests {
     #[test]
     fn bad_catalogs_are_refused_with_a_reason() {
         assert!(select(&json!({})).unwrap_err().contains("streams"));
-        assert!(select(&json!({"streams": [{"tap_stream_id": "nope"}]})).unwrap_err().contains("unknown stream \"nope\""));
-        assert!(select(&deselect_all(discover())).unwrap_err().contains("no stream is selected"));
-        let cat = with_root(deselect_all(discover()), "tickets", json!({"selected": true, "replication-key": "createdAt"}));
-        assert!(select(&cat).unwrap_err().contains("unknown replication key"));
-        let cat = with_root(deselect_all(discover()), "teams", json!({"selected": true, "replication-method": "INCREMENTAL"}));
+        assert!(select(&json!({"streams": [{"tap_stream_id": "nope"}]}))
+            .unwrap_err()
+            .contains("unknown stream \"nope\""));
+        assert!(select(&deselect_all(discover()))
+            .unwrap_err()
+            .contains("no stream is selected"));
+        let cat = with_root(
+            deselect_all(discover()),
+            "tickets",
+            json!({"selected": true, "replication-key": "createdAt"}),
+        );
+        assert!(select(&cat)
+            .unwrap_err()
+            .contains("unknown replication key"));
+        let cat = with_root(
+            deselect_all(discover()),
+            "teams",
+            json!({"selected": true, "replication-method": "INCREMENTAL"}),
+        );
         assert!(select(&cat).unwrap_err().contains("FULL_TABLE"));
     }
 }

@@ -100,14 +100,22 @@ impl Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut headers = HeaderMap::new();
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", config.api_key.expose()))
-            .map_err(|_| Error::Config("\"api_key\" contains characters that cannot be sent in an HTTP header".into()))?;
+            .map_err(|_| {
+                Error::Config(
+                    "\"api_key\" contains characters that cannot be sent in an HTTP header".into(),
+                )
+            })?;
         // Marks the header so that HTTP-level debug logging never prints it.
         auth.set_sensitive(true);
         headers.insert(AUTHORIZATION, auth);
         headers.insert(
             "Project",
-            HeaderValue::from_str(&config.project_id)
-                .map_err(|_| Error::Config("\"project_id\" contains characters that cannot be sent in an HTTP header".into()))?,
+            HeaderValue::from_str(&config.project_id).map_err(|_| {
+                Error::Config(
+                    "\"project_id\" contains characters that cannot be sent in an HTTP header"
+                        .into(),
+                )
+            })?,
         );
         let http = reqwest::Client::builder()
             .default_headers(headers)
@@ -118,8 +126,11 @@ impl Client {
             .gzip(true)
             .build()
             .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
-        let per_request = Duration::from_secs_f64(60.0 / f64::from(config.requests_per_minute.max(1)));
-        let quota = Quota::with_period(per_request).expect("period is positive").allow_burst(NonZeroU32::MIN);
+        let per_request =
+            Duration::from_secs_f64(60.0 / f64::from(config.requests_per_minute.max(1)));
+        let quota = Quota::with_period(per_request)
+            .expect("period is positive")
+            .allow_burst(NonZeroU32::MIN);
         Ok(Arc::new(Client {
             http,
             base: config.api_url.clone(),
@@ -141,7 +152,11 @@ impl Client {
         query: &str,
         mut parse: impl FnMut(&str) -> Result<T, String>,
     ) -> Result<T, FetchError> {
-        let url = if query.is_empty() { format!("{}{path}", self.base) } else { format!("{}{path}?{query}", self.base) };
+        let url = if query.is_empty() {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}{path}?{query}", self.base)
+        };
         let first_try = Instant::now();
         let mut attempt: u32 = 0;
         loop {
@@ -159,7 +174,12 @@ impl Client {
                     match status {
                         s if s.is_success() => match read_body(resp).await {
                             Ok(body) => {
-                                metrics::http_timer(stats.stream, path, status.as_u16(), started.elapsed());
+                                metrics::http_timer(
+                                    stats.stream,
+                                    path,
+                                    status.as_u16(),
+                                    started.elapsed(),
+                                );
                                 stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
                                 match parse(&body) {
                                     Ok(v) => return Ok(v),
@@ -169,7 +189,12 @@ impl Client {
                             Err(e) => (None, e),
                         },
                         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                            metrics::http_timer(stats.stream, path, status.as_u16(), started.elapsed());
+                            metrics::http_timer(
+                                stats.stream,
+                                path,
+                                status.as_u16(),
+                                started.elapsed(),
+                            );
                             return Err(FetchError::Fatal(Error::Auth(format!(
                                 "the API answered {} for {path}: check the \"api_key\" and \"project_id\" settings (Project Settings > Security > API Key in Gleap)",
                                 status.as_u16()
@@ -182,7 +207,8 @@ impl Client {
                         StatusCode::TOO_MANY_REQUESTS => {
                             metrics::http_timer(stats.stream, path, 429, started.elapsed());
                             stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-                            let wait = retry_after.unwrap_or_else(|| backoff(attempt).max(RATE_LIMIT_MIN_WAIT));
+                            let wait = retry_after
+                                .unwrap_or_else(|| backoff(attempt).max(RATE_LIMIT_MIN_WAIT));
                             // The limit is per project: every stream pauses.
                             self.hold_for(wait);
                             (Some(wait), "HTTP 429 Too Many Requests".to_string())
@@ -214,7 +240,11 @@ impl Client {
             }
             attempt += 1;
             stats.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(stream = stats.stream, "GET {path}: {why}; retry {attempt} in {:.1}s", wait.as_secs_f64());
+            tracing::warn!(
+                stream = stats.stream,
+                "GET {path}: {why}; retry {attempt} in {:.1}s",
+                wait.as_secs_f64()
+            );
             if !self.cancel.sleep(wait).await {
                 return Err(FetchError::Cancelled);
             }
@@ -248,8 +278,17 @@ impl Client {
     /// using it too), spread the remaining requests over the rest of the
     /// window instead of running into a 429.
     async fn note_remaining(&self, headers: &HeaderMap) {
-        let num = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
-        let (Some(remaining), Some(limit)) = (num("x-ratelimit-remaining"), num("x-ratelimit-limit")) else { return };
+        let num = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let (Some(remaining), Some(limit)) =
+            (num("x-ratelimit-remaining"), num("x-ratelimit-limit"))
+        else {
+            return;
+        };
         let low_water = (limit / 20).max(2);
         if remaining >= low_water || limit == 0 {
             return;
@@ -257,15 +296,21 @@ impl Client {
         let _guard = self.hold_lock.lock().await;
         // At zero, wait a twentieth of the window; above, proportionally less.
         let pause = Duration::from_millis(60_000 / 20 * (low_water - remaining) / low_water);
-        tracing::debug!("rate limit low ({remaining}/{limit} left): pausing {}ms", pause.as_millis());
+        tracing::debug!(
+            "rate limit low ({remaining}/{limit} left): pausing {}ms",
+            pause.as_millis()
+        );
         self.hold_for(pause);
     }
 }
 
 /// Exponential backoff with full jitter: 0.5 s, 1 s, 2 s ... capped at 60 s.
 fn backoff(attempt: u32) -> Duration {
-    let ceiling = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16)).min(BACKOFF_CAP);
-    let jittered = rand::rng().random_range(ceiling.as_millis() as u64 / 2..=ceiling.as_millis() as u64);
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(BACKOFF_CAP);
+    let jittered =
+        rand::rng().random_range(ceiling.as_millis() as u64 / 2..=ceiling.as_millis() as u64);
     Duration::from_millis(jittered)
 }
 
@@ -276,21 +321,37 @@ fn parse_retry_after(v: Option<&HeaderValue>) -> Option<Duration> {
         return Some(Duration::from_secs(secs.min(3600)));
     }
     let when = httpdate::parse_http_date(s).ok()?;
-    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO).min(Duration::from_secs(3600)))
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(3600)),
+    )
 }
 
 async fn read_body(mut resp: reqwest::Response) -> Result<String, String> {
-    let mut buf: Vec<u8> = Vec::with_capacity(resp.content_length().unwrap_or(64 * 1024).min(MAX_BODY_BYTES as u64) as usize);
+    let mut buf: Vec<u8> = Vec::with_capacity(
+        resp.content_length()
+            .unwrap_or(64 * 1024)
+            .min(MAX_BODY_BYTES as u64) as usize,
+    );
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
                 if buf.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(format!("response body larger than {} MiB", MAX_BODY_BYTES >> 20));
+                    return Err(format!(
+                        "response body larger than {} MiB",
+                        MAX_BODY_BYTES >> 20
+                    ));
                 }
                 buf.extend_from_slice(&chunk);
             }
             Ok(None) => break,
-            Err(e) => return Err(format!("connection broke while reading the body ({})", describe_reqwest_error(&e))),
+            Err(e) => {
+                return Err(format!(
+                    "connection broke while reading the body ({})",
+                    describe_reqwest_error(&e)
+                ))
+            }
         }
     }
     match String::from_utf8(buf) {
@@ -330,7 +391,11 @@ fn describe_reqwest_error(e: &reqwest::Error) -> String {
 
 /// The start of an error body, on one line, for error messages.
 fn excerpt(body: &str) -> String {
-    let one_line: String = body.chars().take(200).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let one_line: String = body
+        .chars()
+        .take(200)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if one_line.trim().is_empty() {
         "(empty body)".into()
     } else {
@@ -344,13 +409,25 @@ mod tests {
 
     #[test]
     fn retry_after_in_seconds_or_as_an_http_date() {
-        assert_eq!(parse_retry_after(Some(&HeaderValue::from_static("7"))), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after(Some(&HeaderValue::from_static("7"))),
+            Some(Duration::from_secs(7))
+        );
         let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
         let d = parse_retry_after(Some(&HeaderValue::from_str(&later).unwrap())).unwrap();
-        assert!(d <= Duration::from_secs(30) && d >= Duration::from_secs(28), "{d:?}");
+        assert!(
+            d <= Duration::from_secs(30) && d >= Duration::from_secs(28),
+            "{d:?}"
+        );
         let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(30));
-        assert_eq!(parse_retry_after(Some(&HeaderValue::from_str(&past).unwrap())), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after(Some(&HeaderValue::from_static("soon"))), None);
+        assert_eq!(
+            parse_retry_after(Some(&HeaderValue::from_str(&past).unwrap())),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after(Some(&HeaderValue::from_static("soon"))),
+            None
+        );
         assert_eq!(parse_retry_after(None), None);
     }
 
@@ -358,7 +435,9 @@ mod tests {
     fn backoff_grows_and_is_capped() {
         for attempt in 0..40 {
             let d = backoff(attempt);
-            let ceiling = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16)).min(BACKOFF_CAP);
+            let ceiling = BACKOFF_BASE
+                .saturating_mul(1u32 << attempt.min(16))
+                .min(BACKOFF_CAP);
             assert!(d <= ceiling && d >= ceiling / 2, "attempt {attempt}: {d:?}");
         }
     }

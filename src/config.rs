@@ -178,7 +178,13 @@ pub fn load(args: &[String]) -> Result<Config> {
             }
         } else {
             for (k, v) in read_object(Path::new(arg))? {
-                put(k, Raw { value: v, source: arg.clone() });
+                put(
+                    k,
+                    Raw {
+                        value: v,
+                        source: arg.clone(),
+                    },
+                );
             }
         }
     }
@@ -212,9 +218,15 @@ fn from_env() -> Vec<(String, Raw)> {
         .iter()
         .filter_map(|s| {
             let var = env_name(s.name);
-            std::env::var(&var)
-                .ok()
-                .map(|v| (s.name.to_string(), Raw { value: Value::String(v), source: format!("environment variable {var}") }))
+            std::env::var(&var).ok().map(|v| {
+                (
+                    s.name.to_string(),
+                    Raw {
+                        value: Value::String(v),
+                        source: format!("environment variable {var}"),
+                    },
+                )
+            })
         })
         .collect()
 }
@@ -235,25 +247,36 @@ fn validate(merged: Vec<(String, Raw)>) -> Result<Config> {
                         "{}: \"{}\" must be {expected}, got {}",
                         raw.source,
                         s.name,
-                        if s.secret { "<redacted>".to_string() } else { short(&raw.value) }
+                        if s.secret {
+                            "<redacted>".to_string()
+                        } else {
+                            short(&raw.value)
+                        }
                     ))
                 })?)
             }
             _ => match s.default {
-                Some(d) => Some(parse_value(s, &Value::String(d.into())).expect("defaults are valid")),
+                Some(d) => {
+                    Some(parse_value(s, &Value::String(d.into())).expect("defaults are valid"))
+                }
                 None if s.required => {
                     return Err(Error::Config(format!(
-                        "the required setting \"{}\" is missing: add it to the config file or set {}",
-                        s.name,
-                        env_name(s.name)
-                    )))
+                    "the required setting \"{}\" is missing: add it to the config file or set {}",
+                    s.name,
+                    env_name(s.name)
+                )))
                 }
                 None => None,
             },
         };
         values.push((s.name, parsed));
     }
-    let take = |name: &str| values.iter().find(|(n, _)| *n == name).and_then(|(_, p)| p.clone());
+    let take = |name: &str| {
+        values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, p)| p.clone())
+    };
     let text = |name: &str| match take(name) {
         Some(Parsed::Text(t)) => t,
         _ => String::new(),
@@ -279,7 +302,12 @@ fn validate(merged: Vec<(String, Raw)>) -> Result<Config> {
         emit_activate_version_messages: flag("emit_activate_version_messages"),
         allow_insecure_http: flag("allow_insecure_http"),
     };
-    check_url_security(&config, get("api_url").map(|r| r.source.as_str()).unwrap_or("default"))?;
+    check_url_security(
+        &config,
+        get("api_url")
+            .map(|r| r.source.as_str())
+            .unwrap_or("default"),
+    )?;
     if let Some(start) = config.start_date {
         if start > Utc::now() {
             return Err(Error::Config(format!(
@@ -351,7 +379,8 @@ fn parse_value(s: &Setting, v: &Value) -> std::result::Result<Parsed, String> {
 
 /// Refuses to send the API key in clear text to anything but this machine.
 fn check_url_security(config: &Config, source: &str) -> Result<()> {
-    let url = url::Url::parse(&config.api_url).map_err(|e| Error::Config(format!("{source}: \"api_url\" is not a URL: {e}")))?;
+    let url = url::Url::parse(&config.api_url)
+        .map_err(|e| Error::Config(format!("{source}: \"api_url\" is not a URL: {e}")))?;
     if url.scheme() == "https" || config.allow_insecure_http {
         return Ok(());
     }
@@ -385,7 +414,20 @@ mod tests {
     use super::*;
 
     fn cfg(pairs: &[(&str, Value)]) -> Result<Config> {
-        validate(pairs.iter().map(|(k, v)| (k.to_string(), Raw { value: v.clone(), source: "c.json".into() })).collect())
+        validate(
+            pairs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        Raw {
+                            value: v.clone(),
+                            source: "c.json".into(),
+                        },
+                    )
+                })
+                .collect(),
+        )
     }
 
     fn base() -> Vec<(&'static str, Value)> {
@@ -406,9 +448,15 @@ mod tests {
         let mut p = base();
         p.push(("page_size", (-5).into()));
         let e = cfg(&p).unwrap_err().to_string();
-        assert!(e.contains("c.json") && e.contains("page_size") && e.contains("whole number"), "{e}");
+        assert!(
+            e.contains("c.json") && e.contains("page_size") && e.contains("whole number"),
+            "{e}"
+        );
         let e = cfg(&[("project_id", "p".into())]).unwrap_err().to_string();
-        assert!(e.contains("api_key") && e.contains("TAP_GLEAP_API_KEY"), "{e}");
+        assert!(
+            e.contains("api_key") && e.contains("TAP_GLEAP_API_KEY"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -428,7 +476,10 @@ mod tests {
         assert_eq!(cfg(&p).unwrap().api_url, "http://127.0.0.1:8723/v3");
         let mut p = base();
         p.push(("api_url", "http://example.com/v3".into()));
-        assert!(cfg(&p).unwrap_err().to_string().contains("allow_insecure_http"));
+        assert!(cfg(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("allow_insecure_http"));
         p.push(("allow_insecure_http", true.into()));
         assert!(cfg(&p).is_ok());
     }

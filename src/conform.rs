@@ -127,25 +127,41 @@ pub fn parse_page<'a>(body: &'a str, def: &StreamDef) -> Result<ParsedPage<'a>, 
     let err = |e: serde_json::Error| e.to_string();
     match (def.shape, first) {
         (_, None) => Err("empty body".into()),
-        (Shape::Array | Shape::ArrayOrWrapped, Some(b'[')) => {
-            Ok(ParsedPage { records: serde_json::from_str(body).map_err(err)?, total: None })
-        }
+        (Shape::Array | Shape::ArrayOrWrapped, Some(b'[')) => Ok(ParsedPage {
+            records: serde_json::from_str(body).map_err(err)?,
+            total: None,
+        }),
         (Shape::Object { records }, Some(b'{')) => {
             let mut de = serde_json::Deserializer::from_str(body);
-            let page = ObjectPage { records_key: records, total_key: def.total_field }.deserialize(&mut de).map_err(err)?;
+            let page = ObjectPage {
+                records_key: records,
+                total_key: def.total_field,
+            }
+            .deserialize(&mut de)
+            .map_err(err)?;
             de.end().map_err(err)?;
             page.ok_or_else(|| format!("an object without the \"{records}\" array"))
         }
         (Shape::ArrayOrWrapped, Some(b'{')) => {
             let map: HashMap<Cow<str>, &RawValue> = serde_json::from_str(body).map_err(err)?;
-            let arrays: Vec<(&Cow<str>, &&RawValue)> = map.iter().filter(|(_, v)| v.get().starts_with('[')).collect();
+            let arrays: Vec<(&Cow<str>, &&RawValue)> = map
+                .iter()
+                .filter(|(_, v)| v.get().starts_with('['))
+                .collect();
             const LIKELY: [&str; 5] = ["responses", "items", "data", "results", "surveyResponses"];
             let chosen = LIKELY
                 .iter()
                 .find_map(|k| map.get(*k).filter(|v| v.get().starts_with('[')))
-                .or(if arrays.len() == 1 { Some(arrays[0].1) } else { None })
+                .or(if arrays.len() == 1 {
+                    Some(arrays[0].1)
+                } else {
+                    None
+                })
                 .ok_or("an object without a single array of records")?;
-            Ok(ParsedPage { records: serde_json::from_str(chosen.get()).map_err(err)?, total: None })
+            Ok(ParsedPage {
+                records: serde_json::from_str(chosen.get()).map_err(err)?,
+                total: None,
+            })
         }
         (Shape::Array, Some(_)) => Err("expected a JSON array".into()),
         (Shape::Object { .. }, Some(_)) => Err("expected a JSON object".into()),
@@ -216,9 +232,16 @@ impl Conformer {
     pub fn new(def: &'static StreamDef, selected: &[String]) -> Conformer {
         let full = crate::catalog::schema_of(def);
         let props = full["properties"].as_object().cloned().unwrap_or_default();
-        let fields: HashMap<String, FieldKind> =
-            props.iter().filter(|(k, _)| selected.contains(k)).map(|(k, v)| (k.clone(), FieldKind::of(v))).collect();
-        let mut quiet: HashSet<String> = props.keys().filter(|k| !fields.contains_key(*k)).cloned().collect();
+        let fields: HashMap<String, FieldKind> = props
+            .iter()
+            .filter(|(k, _)| selected.contains(k))
+            .map(|(k, v)| (k.clone(), FieldKind::of(v)))
+            .collect();
+        let mut quiet: HashSet<String> = props
+            .keys()
+            .filter(|k| !fields.contains_key(*k))
+            .cloned()
+            .collect();
         quiet.extend(def.ignored_fields.iter().map(|s| s.to_string()));
         let mut prefix = br#"{"type":"RECORD","stream":"#.to_vec();
         write_json_str(&mut prefix, def.name);
@@ -244,7 +267,9 @@ impl Conformer {
     /// Counts and reports (once) an element that cannot be a record: not an
     /// object, or without `id` and `_id`. It cannot be keyed in a warehouse.
     pub fn skip_without_id(&mut self, stats: &crate::metrics::StreamStats) {
-        stats.skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .skipped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.report("a record without an id (or not an object) was skipped; further ones are counted in the summary".into());
     }
 
@@ -252,7 +277,11 @@ impl Conformer {
     /// when it has no usable id: such a record cannot be keyed in a warehouse.
     pub fn meta(&mut self, rec: &RawRecord) -> Option<Meta> {
         let fields = rec.0.as_ref()?;
-        let raw_id = fields.iter().find(|(k, _)| k == self.key).or_else(|| fields.iter().find(|(k, _)| k == "_id")).map(|(_, v)| *v);
+        let raw_id = fields
+            .iter()
+            .find(|(k, _)| k == self.key)
+            .or_else(|| fields.iter().find(|(k, _)| k == "_id"))
+            .map(|(_, v)| *v);
         let id = match raw_id.map(|v| serde_json::from_str::<Value>(v.get())) {
             Some(Ok(Value::String(s))) if !s.is_empty() => s,
             Some(Ok(Value::Number(n))) => n.to_string(),
@@ -266,7 +295,13 @@ impl Conformer {
     }
 
     /// Appends one RECORD line to `out`.
-    pub fn write_record(&mut self, rec: &RawRecord, parent_id: Option<&str>, tail: &[u8], out: &mut Vec<u8>) {
+    pub fn write_record(
+        &mut self,
+        rec: &RawRecord,
+        parent_id: Option<&str>,
+        tail: &[u8],
+        out: &mut Vec<u8>,
+    ) {
         let Some(fields) = rec.0.as_ref() else { return };
         out.extend_from_slice(&self.prefix);
         let mut first = true;
@@ -287,7 +322,9 @@ impl Conformer {
             let name: &str = if !has_key && k == "_id" { self.key } else { k };
             let Some(&kind) = self.fields.get(name) else {
                 if !self.quiet.contains(name) && Some(name) != self.child_field {
-                    self.report(format!("schema drift: field \"{name}\" is not in the schema and is dropped"));
+                    self.report(format!(
+                        "schema drift: field \"{name}\" is not in the schema and is dropped"
+                    ));
                 }
                 continue;
             };
@@ -334,38 +371,85 @@ fn conform_value(kind: FieldKind, raw: &str, out: &mut Vec<u8>) -> Result<(), St
             } else {
                 match instant_ms(raw).and_then(timefmt::format_epoch_ms) {
                     Some(t) => write_json_str(out, &t),
-                    None => return fail(out, format!("{} is not a date; written as null", cut(raw))),
+                    None => {
+                        return fail(out, format!("{} is not a date; written as null", cut(raw)))
+                    }
                 }
             }
         }
         FieldKind::Int => match serde_json::from_str::<Value>(raw) {
             Ok(Value::Number(n)) if n.is_i64() || n.is_u64() => out.extend_from_slice(b),
             Ok(Value::Number(n)) => match n.as_f64() {
-                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => out.extend_from_slice((f as i64).to_string().as_bytes()),
-                _ => return fail(out, format!("{} is not a whole number; written as null", cut(raw))),
+                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                    out.extend_from_slice((f as i64).to_string().as_bytes())
+                }
+                _ => {
+                    return fail(
+                        out,
+                        format!("{} is not a whole number; written as null", cut(raw)),
+                    )
+                }
             },
             Ok(Value::String(s)) => match s.trim().parse::<i64>() {
                 Ok(n) => out.extend_from_slice(n.to_string().as_bytes()),
-                Err(_) => return fail(out, format!("{} is not a whole number; written as null", cut(raw))),
+                Err(_) => {
+                    return fail(
+                        out,
+                        format!("{} is not a whole number; written as null", cut(raw)),
+                    )
+                }
             },
-            _ => return fail(out, format!("{} is not a whole number; written as null", cut(raw))),
+            _ => {
+                return fail(
+                    out,
+                    format!("{} is not a whole number; written as null", cut(raw)),
+                )
+            }
         },
         FieldKind::Num => match first {
             b'-' | b'0'..=b'9' => out.extend_from_slice(b),
-            b'"' => match serde_json::from_str::<String>(raw).ok().and_then(|s| s.trim().parse::<f64>().ok()).filter(|f| f.is_finite()) {
-                Some(f) => out.extend_from_slice(serde_json::Number::from_f64(f).map(|n| n.to_string()).unwrap_or_default().as_bytes()),
-                None => return fail(out, format!("{} is not a number; written as null", cut(raw))),
+            b'"' => match serde_json::from_str::<String>(raw)
+                .ok()
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .filter(|f| f.is_finite())
+            {
+                Some(f) => out.extend_from_slice(
+                    serde_json::Number::from_f64(f)
+                        .map(|n| n.to_string())
+                        .unwrap_or_default()
+                        .as_bytes(),
+                ),
+                None => {
+                    return fail(
+                        out,
+                        format!("{} is not a number; written as null", cut(raw)),
+                    )
+                }
             },
-            _ => return fail(out, format!("{} is not a number; written as null", cut(raw))),
+            _ => {
+                return fail(
+                    out,
+                    format!("{} is not a number; written as null", cut(raw)),
+                )
+            }
         },
         FieldKind::Bool => match raw {
             "true" | "false" => out.extend_from_slice(b),
             "\"true\"" | "1" => out.extend_from_slice(b"true"),
             "\"false\"" | "0" => out.extend_from_slice(b"false"),
-            _ => return fail(out, format!("{} is not a boolean; written as null", cut(raw))),
+            _ => {
+                return fail(
+                    out,
+                    format!("{} is not a boolean; written as null", cut(raw)),
+                )
+            }
         },
         FieldKind::Object | FieldKind::Array => {
-            let want = if kind == FieldKind::Object { b'{' } else { b'[' };
+            let want = if kind == FieldKind::Object {
+                b'{'
+            } else {
+                b'['
+            };
             if first == want {
                 out.extend_from_slice(b);
             } else if let Some(inner) = embedded_json(raw, want) {
@@ -382,7 +466,11 @@ fn conform_value(kind: FieldKind, raw: &str, out: &mut Vec<u8>) -> Result<(), St
                     out.extend_from_slice(b);
                     out.push(b']');
                 }
-                return Err(format!("expected JSON {}, got {}; wrapped", if want == b'{' { "object" } else { "array" }, cut(raw)));
+                return Err(format!(
+                    "expected JSON {}, got {}; wrapped",
+                    if want == b'{' { "object" } else { "array" },
+                    cut(raw)
+                ));
             }
         }
         FieldKind::StrArray => match serde_json::from_str::<Vec<&RawValue>>(raw) {
@@ -439,16 +527,27 @@ pub fn instant_ms(raw: &str) -> Option<i64> {
             let s: Cow<str> = serde_json::from_str(raw).ok()?;
             timefmt::parse_instant(&s).map(|t| t.timestamp_millis())
         }
-        b'-' | b'0'..=b'9' => timefmt::from_epoch_number(raw.parse::<f64>().ok()?).map(|t| t.timestamp_millis()),
+        b'-' | b'0'..=b'9' => {
+            timefmt::from_epoch_number(raw.parse::<f64>().ok()?).map(|t| t.timestamp_millis())
+        }
         _ => None,
     }
 }
 
 /// Epoch milliseconds of a canonical timestamp, without a general parser.
 fn canonical_ms(s: &[u8]) -> Option<i64> {
-    let n = |a: usize, b: usize| s[a..b].iter().fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'));
+    let n = |a: usize, b: usize| {
+        s[a..b]
+            .iter()
+            .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'))
+    };
     let date = chrono::NaiveDate::from_ymd_opt(n(0, 4) as i32, n(5, 7) as u32, n(8, 10) as u32)?;
-    let t = date.and_hms_milli_opt(n(11, 13) as u32, n(14, 16) as u32, n(17, 19) as u32, n(20, 23) as u32)?;
+    let t = date.and_hms_milli_opt(
+        n(11, 13) as u32,
+        n(14, 16) as u32,
+        n(17, 19) as u32,
+        n(20, 23) as u32,
+    )?;
     Some(t.and_utc().timestamp_millis())
 }
 
@@ -460,7 +559,10 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
 /// A value shown in a warning, cut short.
 fn cut(raw: &str) -> String {
     if raw.len() > 40 {
-        let end = (0..=40).rev().find(|&i| raw.is_char_boundary(i)).unwrap_or(0);
+        let end = (0..=40)
+            .rev()
+            .find(|&i| raw.is_char_boundary(i))
+            .unwrap_or(0);
         format!("{}...", &raw[..end])
     } else {
         raw.to_string()
@@ -493,38 +595,96 @@ mod tests {
 
     #[test]
     fn values_are_conformed_to_their_schema_type() {
-        assert_eq!(conform(FieldKind::Str, r#""a\"b""#), (r#""a\"b""#.into(), true));
-        assert_eq!(conform(FieldKind::Str, r#"{"_id":"abc","email":"x"}"#), (r#""abc""#.into(), true));
+        assert_eq!(
+            conform(FieldKind::Str, r#""a\"b""#),
+            (r#""a\"b""#.into(), true)
+        );
+        assert_eq!(
+            conform(FieldKind::Str, r#"{"_id":"abc","email":"x"}"#),
+            (r#""abc""#.into(), true)
+        );
         assert_eq!(conform(FieldKind::Str, "12"), (r#""12""#.into(), true));
-        assert_eq!(conform(FieldKind::DateTime, r#""2024-01-15T10:30:00.000Z""#).0, r#""2024-01-15T10:30:00.000Z""#);
-        assert_eq!(conform(FieldKind::DateTime, r#""2024-01-15T10:30:00""#).0, r#""2024-01-15T10:30:00.000Z""#);
-        assert_eq!(conform(FieldKind::DateTime, "1705314600000").0, r#""2024-01-15T10:30:00.000Z""#);
-        assert_eq!(conform(FieldKind::DateTime, r#""never""#), ("null".into(), false));
+        assert_eq!(
+            conform(FieldKind::DateTime, r#""2024-01-15T10:30:00.000Z""#).0,
+            r#""2024-01-15T10:30:00.000Z""#
+        );
+        assert_eq!(
+            conform(FieldKind::DateTime, r#""2024-01-15T10:30:00""#).0,
+            r#""2024-01-15T10:30:00.000Z""#
+        );
+        assert_eq!(
+            conform(FieldKind::DateTime, "1705314600000").0,
+            r#""2024-01-15T10:30:00.000Z""#
+        );
+        assert_eq!(
+            conform(FieldKind::DateTime, r#""never""#),
+            ("null".into(), false)
+        );
         assert_eq!(conform(FieldKind::Int, "3.0"), ("3".into(), true));
         assert_eq!(conform(FieldKind::Int, r#""42""#), ("42".into(), true));
         assert_eq!(conform(FieldKind::Int, "3.5"), ("null".into(), false));
         assert_eq!(conform(FieldKind::Num, r#""2.5""#), ("2.5".into(), true));
         assert_eq!(conform(FieldKind::Bool, r#""true""#), ("true".into(), true));
-        assert_eq!(conform(FieldKind::Object, r#"{"a":[1,{"b":null}]}"#), (r#"{"a":[1,{"b":null}]}"#.into(), true));
-        assert_eq!(conform(FieldKind::Object, r#""{\"a\":1}""#), (r#"{"a":1}"#.into(), true));
-        assert_eq!(conform(FieldKind::Object, r#""plain""#), (r#"{"value":"plain"}"#.into(), false));
-        assert_eq!(conform(FieldKind::Array, r#"{"x":1}"#), (r#"[{"x":1}]"#.into(), false));
-        assert_eq!(conform(FieldKind::StrArray, r#"["a",{"_id":"b"}]"#), (r#"["a","b"]"#.into(), true));
+        assert_eq!(
+            conform(FieldKind::Object, r#"{"a":[1,{"b":null}]}"#),
+            (r#"{"a":[1,{"b":null}]}"#.into(), true)
+        );
+        assert_eq!(
+            conform(FieldKind::Object, r#""{\"a\":1}""#),
+            (r#"{"a":1}"#.into(), true)
+        );
+        assert_eq!(
+            conform(FieldKind::Object, r#""plain""#),
+            (r#"{"value":"plain"}"#.into(), false)
+        );
+        assert_eq!(
+            conform(FieldKind::Array, r#"{"x":1}"#),
+            (r#"[{"x":1}]"#.into(), false)
+        );
+        assert_eq!(
+            conform(FieldKind::StrArray, r#"["a",{"_id":"b"}]"#),
+            (r#"["a","b"]"#.into(), true)
+        );
         assert_eq!(conform(FieldKind::Str, "null"), ("null".into(), true));
     }
 
     #[test]
     fn pages_of_every_documented_shape() {
         let tickets = streams::find("tickets").unwrap();
-        let p = parse_page(r#"{"count":1,"tickets":[{"id":"a"}],"totalCount":7}"#, tickets).unwrap();
+        let p = parse_page(
+            r#"{"count":1,"tickets":[{"id":"a"}],"totalCount":7}"#,
+            tickets,
+        )
+        .unwrap();
         assert_eq!((p.records.len(), p.total), (1, Some(7)));
         assert!(parse_page("[]", tickets).is_err());
         assert!(parse_page(r#"{"error":"x"}"#, tickets).is_err());
-        assert!(parse_page(r#"{"tickets":[{"id":"a"}"#, tickets).is_err(), "truncated");
+        assert!(
+            parse_page(r#"{"tickets":[{"id":"a"}"#, tickets).is_err(),
+            "truncated"
+        );
         let responses = streams::find("survey_responses").unwrap();
-        assert_eq!(parse_page(r#"[{"id":"a"},{"id":"b"}]"#, responses).unwrap().records.len(), 2);
-        assert_eq!(parse_page(r#"{"responses":[{"id":"a"}],"count":1}"#, responses).unwrap().records.len(), 1);
-        assert_eq!(parse_page(r#"{"whatever":[{"id":"a"}]}"#, responses).unwrap().records.len(), 1);
+        assert_eq!(
+            parse_page(r#"[{"id":"a"},{"id":"b"}]"#, responses)
+                .unwrap()
+                .records
+                .len(),
+            2
+        );
+        assert_eq!(
+            parse_page(r#"{"responses":[{"id":"a"}],"count":1}"#, responses)
+                .unwrap()
+                .records
+                .len(),
+            1
+        );
+        assert_eq!(
+            parse_page(r#"{"whatever":[{"id":"a"}]}"#, responses)
+                .unwrap()
+                .records
+                .len(),
+            1
+        );
         let sessions = streams::find("sessions").unwrap();
         assert!(parse_page("<html>oops</html>", sessions).is_err());
         assert!(parse_page("", sessions).is_err());
@@ -536,7 +696,12 @@ mod tests {
     fn records_keep_known_fields_take_id_from_underscore_id_and_drop_drift() {
         let def = streams::find("survey_responses").unwrap();
         let schema = crate::catalog::schema_of(def);
-        let fields: Vec<String> = schema["properties"].as_object().unwrap().keys().cloned().collect();
+        let fields: Vec<String> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
         let mut c = Conformer::new(def, &fields);
         let page = parse_page(
             r#"[{"_id":"r1","survey":"s1","session":{"_id":"u1"},"responses":{"q":"a"},"newField":1,"updatedAt":"2024-01-15T10:30:00Z"}]"#,
@@ -547,7 +712,12 @@ mod tests {
         assert_eq!(meta.id, "r1");
         assert_eq!(meta.updated_ms, Some(1_705_314_600_000));
         let mut out = Vec::new();
-        c.write_record(&page.records[0], Some("s1"), &record_tail("2024-01-01T00:00:00.000Z", None), &mut out);
+        c.write_record(
+            &page.records[0],
+            Some("s1"),
+            &record_tail("2024-01-01T00:00:00.000Z", None),
+            &mut out,
+        );
         let line: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             line,

@@ -66,7 +66,11 @@ impl fmt::Display for Error {
             Error::Api(m) => write!(f, "Gleap API error: {m}"),
             Error::Output(m) => write!(f, "output error: {m}"),
             Error::Interrupted(code) => {
-                let sig = if *code == exit::SIGINT { "SIGINT" } else { "SIGTERM" };
+                let sig = if *code == exit::SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
                 write!(f, "stopped by {sig}: records read so far were written and the final STATE covers them")
             }
             Error::Internal(m) => write!(f, "internal error: {m}"),

@@ -35,21 +35,32 @@ use error::{Error, Result};
 pub fn run(args: Args, stdout: Box<dyn Write + Send>) -> Result<()> {
     let mut stdout = stdout;
     let print = |out: &mut Box<dyn Write + Send>, text: &str| -> Result<()> {
-        match out.write_all(text.as_bytes()).and_then(|_| out.write_all(b"\n")).and_then(|_| out.flush()) {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Output(format!("cannot write to stdout: {e}"))),
+        match out
+            .write_all(text.as_bytes())
+            .and_then(|_| out.write_all(b"\n"))
+            .and_then(|_| out.flush())
+        {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(Error::Output(format!("cannot write to stdout: {e}")))
+            }
             _ => Ok(()),
         }
     };
     if args.about {
         let text = match args.format {
-            AboutFormat::Json => serde_json::to_string_pretty(&about::about_json()).expect("JSON serialises"),
+            AboutFormat::Json => {
+                serde_json::to_string_pretty(&about::about_json()).expect("JSON serialises")
+            }
             AboutFormat::Markdown => about::about_markdown(),
         };
         return print(&mut stdout, &text);
     }
     let config = config::load(&args.config)?;
     if args.discover {
-        return print(&mut stdout, &serde_json::to_string_pretty(&catalog::discover()).expect("JSON serialises"));
+        return print(
+            &mut stdout,
+            &serde_json::to_string_pretty(&catalog::discover()).expect("JSON serialises"),
+        );
     }
     let selected = match &args.catalog {
         Some(path) => catalog::load(path)?,

@@ -53,7 +53,10 @@ impl StreamStats {
                 100.0 * records as f64 / total as f64
             );
         } else {
-            tracing::info!(stream = self.stream, "progress: {records} records ({rate:.0}/s)");
+            tracing::info!(
+                stream = self.stream,
+                "progress: {records} records ({rate:.0}/s)"
+            );
         }
     }
 
@@ -74,7 +77,11 @@ impl StreamStats {
 }
 
 pub fn http_timer(stream: &str, endpoint: &str, status: u16, took: Duration) {
-    let status_word = if (200..300).contains(&status) { "succeeded" } else { "failed" };
+    let status_word = if (200..300).contains(&status) {
+        "succeeded"
+    } else {
+        "failed"
+    };
     let m = json!({
         "type": "timer",
         "metric": "http_request_duration",

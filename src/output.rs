@@ -49,7 +49,7 @@ pub fn run_writer(
     all_stats: Vec<Arc<StreamStats>>,
 ) -> Result<Finish, Error> {
     let mut out = io::BufWriter::with_capacity(1 << 20, stdout);
-    let mut last_state: Option<Value> = None;
+    let mut last_state = LastState::default();
     let mut last_progress = Instant::now();
     let mut result: io::Result<()> = Ok(());
     while let Some(batch) = rx.blocking_recv() {
@@ -58,8 +58,11 @@ pub fn run_writer(
         }
         result = (|| {
             out.write_all(&batch.lines)?;
+            last_state.followed_by_other_lines |= !batch.lines.is_empty();
             if let Some(stats) = &batch.stats {
-                stats.records.fetch_add(batch.records, std::sync::atomic::Ordering::Relaxed);
+                stats
+                    .records
+                    .fetch_add(batch.records, std::sync::atomic::Ordering::Relaxed);
             }
             if let Some(b) = batch.bookmark {
                 state.set_bookmark(b.def, b.context, &b.value);
@@ -77,9 +80,13 @@ pub fn run_writer(
             }
         }
     }
-    // The last STATE always goes out, so even a run that found nothing new
-    // hands the orchestrator back the full state it was given.
+    // The output always ends with the full state, even when the run found
+    // nothing new: orchestrators (and `tail -n 1` in a cron job) keep the last
+    // STATE, and a run without one would lose the state it was given.
     let finish = result.and_then(|_| {
+        if last_state.followed_by_other_lines {
+            last_state.value = None;
+        }
         emit_state(&mut out, &state, &mut last_state)?;
         out.flush()
     });
@@ -90,18 +97,28 @@ pub fn run_writer(
     }
 }
 
+/// The last STATE printed, and whether other lines came after it.
+#[derive(Default)]
+struct LastState {
+    value: Option<Value>,
+    followed_by_other_lines: bool,
+}
+
 /// Flushes the records before the STATE that covers them, and prints the
 /// STATE only when it differs from the last one printed.
-fn emit_state(out: &mut impl Write, state: &State, last: &mut Option<Value>) -> io::Result<()> {
+fn emit_state(out: &mut impl Write, state: &State, last: &mut LastState) -> io::Result<()> {
     let value = state.to_value();
-    if last.as_ref() == Some(&value) {
+    if last.value.as_ref() == Some(&value) {
         return Ok(());
     }
     out.flush()?;
     serde_json::to_writer(&mut *out, &json!({"type": "STATE", "value": value}))?;
     out.write_all(b"\n")?;
     out.flush()?;
-    *last = Some(value);
+    *last = LastState {
+        value: Some(value),
+        followed_by_other_lines: false,
+    };
     Ok(())
 }
 
@@ -121,8 +138,10 @@ pub fn schema_line(def: &StreamDef, schema: &Value, incremental: bool) -> Vec<u8
 }
 
 pub fn activate_version_line(def: &StreamDef, version: i64) -> Vec<u8> {
-    let mut line = serde_json::to_vec(&json!({"type": "ACTIVATE_VERSION", "stream": def.name, "version": version}))
-        .expect("a JSON value serialises");
+    let mut line = serde_json::to_vec(
+        &json!({"type": "ACTIVATE_VERSION", "stream": def.name, "version": version}),
+    )
+    .expect("a JSON value serialises");
     line.push(b'\n');
     line
 }

@@ -88,31 +88,59 @@ struct ScanEnd {
 
 impl StreamRun {
     /// Extracts the stream: SCHEMA, then its records and bookmarks.
-    pub async fn run(mut self, sel: &Selected, state: &State, start_date: Option<i64>) -> Result<(), FetchError> {
+    pub async fn run(
+        mut self,
+        sel: &Selected,
+        state: &State,
+        start_date: Option<i64>,
+    ) -> Result<(), FetchError> {
         let incremental = sel.method == Method::Incremental;
-        self.send(output::schema_line(self.def, &sel.schema, incremental), 0, None).await?;
+        self.send(
+            output::schema_line(self.def, &sel.schema, incremental),
+            0,
+            None,
+        )
+        .await?;
         let def = self.def;
         if let Some(parent) = def.parent {
-            let from = if incremental { later(state.bookmark(def, &[]).map(|t| t.timestamp_millis()), start_date) } else { None };
-            self.run_child(streams::find(parent.stream).expect("registry parents exist"), from, incremental).await?;
+            let from = if incremental {
+                later(
+                    state.bookmark(def, &[]).map(|t| t.timestamp_millis()),
+                    start_date,
+                )
+            } else {
+                None
+            };
+            self.run_child(
+                streams::find(parent.stream).expect("registry parents exist"),
+                from,
+                incremental,
+            )
+            .await?;
         } else {
             for &partition in def.partitions {
                 match (def.replication_key, incremental) {
                     (Some(_), true) => {
-                        let from = later(state.bookmark(def, partition).map(|t| t.timestamp_millis()), start_date);
-                        self.keyset(def.path, partition, None, from, Some(partition)).await?;
+                        let from = later(
+                            state.bookmark(def, partition).map(|t| t.timestamp_millis()),
+                            start_date,
+                        );
+                        self.keyset(def.path, partition, None, from, Some(partition))
+                            .await?;
                     }
                     (Some(_), false) => {
                         self.keyset(def.path, partition, None, None, None).await?;
                     }
                     (None, _) => {
-                        self.offset_walk(def, def.path, partition, None, true).await?;
+                        self.offset_walk(def, def.path, partition, None, true)
+                            .await?;
                     }
                 }
             }
         }
         if let (false, Some(version)) = (incremental, self.version) {
-            self.send(output::activate_version_line(def, version), 0, None).await?;
+            self.send(output::activate_version_line(def, version), 0, None)
+                .await?;
         }
         self.stats.log_summary();
         Ok(())
@@ -121,10 +149,22 @@ impl StreamRun {
     /// A child stream: its parent's ids, then one keyset walk per parent.
     /// The stream keeps one bookmark (the state stays small however many
     /// parents there are), moved only once every parent has been read.
-    async fn run_child(&mut self, parent: &'static StreamDef, from: Option<i64>, incremental: bool) -> Result<(), FetchError> {
-        let mut parent_ids = self.offset_walk(parent, parent.path, &[], None, false).await?;
+    async fn run_child(
+        &mut self,
+        parent: &'static StreamDef,
+        from: Option<i64>,
+        incremental: bool,
+    ) -> Result<(), FetchError> {
+        let mut parent_ids = self
+            .offset_walk(parent, parent.path, &[], None, false)
+            .await?;
         parent_ids.sort();
-        tracing::info!(stream = self.def.name, "reading responses of {} {}", parent_ids.len(), parent.name);
+        tracing::info!(
+            stream = self.def.name,
+            "reading responses of {} {}",
+            parent_ids.len(),
+            parent.name
+        );
         let mut max_seen: Option<i64> = None;
         let mut degraded = false;
         for id in &parent_ids {
@@ -135,14 +175,27 @@ impl StreamRun {
                     degraded |= end.degraded;
                 }
                 Err(FetchError::NotFound) => {
-                    tracing::info!(stream = self.def.name, "{} {id} no longer exists (404): skipped", parent.name);
+                    tracing::info!(
+                        stream = self.def.name,
+                        "{} {id} no longer exists (404): skipped",
+                        parent.name
+                    );
                 }
                 Err(e) => return Err(e),
             }
         }
         if let (true, false, Some(max)) = (incremental, degraded, max_seen) {
             let value = self.bookmark_value(max.max(from.unwrap_or(i64::MIN)));
-            self.send(Vec::new(), 0, Some(Bookmark { def: self.def, context: &[], value })).await?;
+            self.send(
+                Vec::new(),
+                0,
+                Some(Bookmark {
+                    def: self.def,
+                    context: &[],
+                    value,
+                }),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -161,7 +214,10 @@ impl StreamRun {
         from: Option<i64>,
         bookmarks: Option<Context>,
     ) -> Result<ScanEnd, FetchError> {
-        let rk = self.def.replication_key.expect("keyset walks need a replication key");
+        let rk = self
+            .def
+            .replication_key
+            .expect("keyset walks need a replication key");
         let limit = self.page_size.min(self.def.max_page_size);
         let signpost = timefmt::format_epoch_ms(self.signpost_ms).unwrap_or_default();
         // `lower` is the filter sent; `cursor` the largest value read so far.
@@ -173,7 +229,10 @@ impl StreamRun {
             if self.cancel.is_cancelled() {
                 return Err(FetchError::Cancelled);
             }
-            let mut params = vec![("sort", "=", rk.to_string()), ("limit", "=", limit.to_string())];
+            let mut params = vec![
+                ("sort", "=", rk.to_string()),
+                ("limit", "=", limit.to_string()),
+            ];
             if let Some((v, inclusive)) = lower {
                 params.push((rk, if inclusive { ">=" } else { ">" }, fmt_ms(v)));
             }
@@ -181,34 +240,62 @@ impl StreamRun {
             let query = build_query(partition, &params);
             let seen = &seen_at_cursor;
             let page = self
-                .fetch(self.def, path, &query, parent_id, |m| !(m.updated_ms.is_some() && m.updated_ms == cursor && seen.contains(&m.id)))
+                .fetch(self.def, path, &query, parent_id, |m| {
+                    !(m.updated_ms.is_some() && m.updated_ms == cursor && seen.contains(&m.id))
+                })
                 .await?;
             let times: Vec<i64> = page.metas.iter().filter_map(|m| m.updated_ms).collect();
             let unsorted = times.windows(2).any(|w| w[1] < w[0]);
-            let below = lower.is_some_and(|(v, inclusive)| times.iter().any(|&t| if inclusive { t < v } else { t <= v }));
+            let below = lower.is_some_and(|(v, inclusive)| {
+                times
+                    .iter()
+                    .any(|&t| if inclusive { t < v } else { t <= v })
+            });
             if unsorted || below {
                 self.send(page.lines, page.written, None).await?;
-                let what = if unsorted { format!("sort={rk}") } else { format!("the {rk} filter") };
+                let what = if unsorted {
+                    format!("sort={rk}")
+                } else {
+                    format!("the {rk} filter")
+                };
                 tracing::warn!(
                     stream = self.def.name,
                     "the API ignored {what} on {path}: reading everything by offset instead, and leaving the bookmark where it was"
                 );
-                self.offset_walk(self.def, path, partition, parent_id, true).await?;
-                return Ok(ScanEnd { max_seen: None, degraded: true });
+                self.offset_walk(self.def, path, partition, parent_id, true)
+                    .await?;
+                return Ok(ScanEnd {
+                    max_seen: None,
+                    degraded: true,
+                });
             }
             let page_max = times.last().copied();
             max_seen = max_seen.max(page_max);
             let advanced = page_max.is_some() && page_max > cursor;
             if advanced {
                 let c = page_max.expect("advanced implies a value");
-                seen_at_cursor = page.metas.iter().filter(|m| m.updated_ms == Some(c)).map(|m| m.id.clone()).collect();
+                seen_at_cursor = page
+                    .metas
+                    .iter()
+                    .filter(|m| m.updated_ms == Some(c))
+                    .map(|m| m.id.clone())
+                    .collect();
                 cursor = Some(c);
                 lower = Some((c, true));
             } else if let Some(c) = cursor {
-                seen_at_cursor.extend(page.metas.iter().filter(|m| m.updated_ms == Some(c)).map(|m| m.id.clone()));
+                seen_at_cursor.extend(
+                    page.metas
+                        .iter()
+                        .filter(|m| m.updated_ms == Some(c))
+                        .map(|m| m.id.clone()),
+                );
             }
             let bookmark = match (bookmarks, cursor) {
-                (Some(context), Some(c)) => Some(Bookmark { def: self.def, context, value: self.bookmark_value(c) }),
+                (Some(context), Some(c)) => Some(Bookmark {
+                    def: self.def,
+                    context,
+                    value: self.bookmark_value(c),
+                }),
                 _ => None,
             };
             self.send(page.lines, page.written, bookmark).await?;
@@ -222,14 +309,18 @@ impl StreamRun {
             // short page), or a tie group fills whole pages.
             match cursor {
                 Some(c) if page.len >= limit as usize => {
-                    self.tie_group(path, partition, parent_id, c, &mut seen_at_cursor).await?;
+                    self.tie_group(path, partition, parent_id, c, &mut seen_at_cursor)
+                        .await?;
                     lower = Some((c, false));
                     seen_at_cursor.clear();
                 }
                 _ => break,
             }
         }
-        Ok(ScanEnd { max_seen, degraded: false })
+        Ok(ScanEnd {
+            max_seen,
+            degraded: false,
+        })
     }
 
     /// Reads every record whose replication key is exactly `at`, in passes
@@ -242,9 +333,16 @@ impl StreamRun {
         at: i64,
         seen: &mut HashSet<String>,
     ) -> Result<(), FetchError> {
-        let rk = self.def.replication_key.expect("tie groups exist on replication keys");
+        let rk = self
+            .def
+            .replication_key
+            .expect("tie groups exist on replication keys");
         let limit = self.page_size.min(self.def.max_page_size);
-        tracing::info!(stream = self.def.name, "more than a page of records share {rk} {}: reading them by id", fmt_ms(at));
+        tracing::info!(
+            stream = self.def.name,
+            "more than a page of records share {rk} {}: reading them by id",
+            fmt_ms(at)
+        );
         let mut previous: Option<HashSet<String>> = None;
         let mut warned_order = false;
         for _ in 0..MAX_TIE_PASSES {
@@ -260,11 +358,24 @@ impl StreamRun {
                 ];
                 let query = build_query(partition, &params);
                 let already = &*seen;
-                let page = self.fetch(self.def, path, &query, parent_id, |m| m.updated_ms == Some(at) && !already.contains(&m.id)).await?;
-                let ids: Vec<&String> = page.metas.iter().filter(|m| m.updated_ms == Some(at)).map(|m| &m.id).collect();
+                let page = self
+                    .fetch(self.def, path, &query, parent_id, |m| {
+                        m.updated_ms == Some(at) && !already.contains(&m.id)
+                    })
+                    .await?;
+                let ids: Vec<&String> = page
+                    .metas
+                    .iter()
+                    .filter(|m| m.updated_ms == Some(at))
+                    .map(|m| &m.id)
+                    .collect();
                 if !warned_order && ids.windows(2).any(|w| w[1] < w[0]) {
                     warned_order = true;
-                    tracing::warn!(stream = self.def.name, "the API ignored sort=_id: the tie group at {} is read in repeated passes", fmt_ms(at));
+                    tracing::warn!(
+                        stream = self.def.name,
+                        "the API ignored sort=_id: the tie group at {} is read in repeated passes",
+                        fmt_ms(at)
+                    );
                 }
                 let at_count = ids.len();
                 for id in ids {
@@ -313,10 +424,17 @@ impl StreamRun {
                 return Err(FetchError::Cancelled);
             }
             let overlap = usize::from(skip > 0);
-            let params = [("limit", "=", limit.to_string()), ("skip", "=", (skip - overlap).to_string())];
+            let params = [
+                ("limit", "=", limit.to_string()),
+                ("skip", "=", (skip - overlap).to_string()),
+            ];
             let query = build_query(partition, &params);
             let already = &seen;
-            let page = self.fetch(def, path, &query, parent_id, |m| emit && !already.contains(&m.id)).await?;
+            let page = self
+                .fetch(def, path, &query, parent_id, |m| {
+                    emit && !already.contains(&m.id)
+                })
+                .await?;
             let shifted = overlap == 1 && page.metas.first().map(|m| &m.id) != last_id.as_ref();
             let mut new = 0;
             for m in &page.metas {
@@ -353,15 +471,28 @@ impl StreamRun {
         parent_id: Option<&str>,
         keep: impl Fn(&Meta) -> bool,
     ) -> Result<PageOut, FetchError> {
-        let StreamRun { client, stats, conformer, version, .. } = self;
+        let StreamRun {
+            client,
+            stats,
+            conformer,
+            version,
+            ..
+        } = self;
         let version = *version;
         let page = client
             .get(stats, path, query, |body| {
                 let parsed = conform::parse_page(body, def)?;
                 let tail = conform::record_tail(&timefmt::format_ms(chrono::Utc::now()), version);
-                let mut out = PageOut { lines: Vec::with_capacity(body.len()), written: 0, metas: Vec::with_capacity(parsed.records.len()), len: parsed.records.len() };
+                let mut out = PageOut {
+                    lines: Vec::with_capacity(body.len()),
+                    written: 0,
+                    metas: Vec::with_capacity(parsed.records.len()),
+                    len: parsed.records.len(),
+                };
                 if let Some(total) = parsed.total {
-                    stats.total.store(total, std::sync::atomic::Ordering::Relaxed);
+                    stats
+                        .total
+                        .store(total, std::sync::atomic::Ordering::Relaxed);
                 }
                 for rec in &parsed.records {
                     match conformer.meta(rec) {
@@ -381,11 +512,21 @@ impl StreamRun {
         Ok(page)
     }
 
-    async fn send(&self, lines: Vec<u8>, records: u64, bookmark: Option<Bookmark>) -> Result<(), FetchError> {
+    async fn send(
+        &self,
+        lines: Vec<u8>,
+        records: u64,
+        bookmark: Option<Bookmark>,
+    ) -> Result<(), FetchError> {
         if lines.is_empty() && bookmark.is_none() {
             return Ok(());
         }
-        let batch = Batch { lines, records, stats: Some(self.stats.clone()), bookmark };
+        let batch = Batch {
+            lines,
+            records,
+            stats: Some(self.stats.clone()),
+            bookmark,
+        };
         // The writer only goes away when stdout is closed: stop quietly.
         self.tx.send(batch).await.map_err(|_| FetchError::Cancelled)
     }
@@ -441,7 +582,12 @@ mod tests {
         let t = "2024-01-01T00:00:00.000Z".to_string();
         let q = build_query(
             &[("archived", "true")],
-            &[("updatedAt", ">=", t.clone()), ("updatedAt", ">", t.clone()), ("updatedAt", "<=", t), ("x", "=", "a b+c".into())],
+            &[
+                ("updatedAt", ">=", t.clone()),
+                ("updatedAt", ">", t.clone()),
+                ("updatedAt", "<=", t),
+                ("x", "=", "a b+c".into()),
+            ],
         );
         assert_eq!(
             q,

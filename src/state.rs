@@ -36,13 +36,14 @@ impl State {
 
     pub fn load(path: &Path) -> Result<State> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::State(format!("cannot read {name}: {e}")))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::State(format!("cannot read {name}: {e}")))?;
         if text.trim().is_empty() {
             // An orchestrator's first run may hand over an empty file.
             return Ok(State::empty());
         }
-        let value: Value =
-            serde_json::from_str(&text).map_err(|e| Error::State(format!("{name} is not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::State(format!("{name} is not valid JSON: {e}")))?;
         State::from_value(value, Utc::now()).map_err(|m| Error::State(format!("{name}: {m}")))
     }
 
@@ -67,19 +68,29 @@ impl State {
     }
 
     fn validate(&self, now: DateTime<Utc>) -> std::result::Result<(), String> {
-        let Some(bookmarks) = self.value.get("bookmarks") else { return Ok(()) };
-        let bookmarks = bookmarks.as_object().ok_or("\"bookmarks\" must be an object keyed by stream name")?;
+        let Some(bookmarks) = self.value.get("bookmarks") else {
+            return Ok(());
+        };
+        let bookmarks = bookmarks
+            .as_object()
+            .ok_or("\"bookmarks\" must be an object keyed by stream name")?;
         for (stream, bm) in bookmarks {
             // Streams this tap does not know are kept as they are, unchecked.
             if streams::find(stream).is_none() {
                 continue;
             }
-            let bm = bm.as_object().ok_or_else(|| format!("bookmarks.{stream} must be an object"))?;
+            let bm = bm
+                .as_object()
+                .ok_or_else(|| format!("bookmarks.{stream} must be an object"))?;
             check_value(&format!("bookmarks.{stream}"), bm, now)?;
             if let Some(parts) = bm.get("partitions") {
-                let parts = parts.as_array().ok_or_else(|| format!("bookmarks.{stream}.partitions must be an array"))?;
+                let parts = parts
+                    .as_array()
+                    .ok_or_else(|| format!("bookmarks.{stream}.partitions must be an array"))?;
                 for (i, p) in parts.iter().enumerate() {
-                    let p = p.as_object().ok_or_else(|| format!("bookmarks.{stream}.partitions[{i}] must be an object"))?;
+                    let p = p.as_object().ok_or_else(|| {
+                        format!("bookmarks.{stream}.partitions[{i}] must be an object")
+                    })?;
                     check_value(&format!("bookmarks.{stream}.partitions[{i}]"), p, now)?;
                 }
             }
@@ -95,26 +106,44 @@ impl State {
     pub fn bookmark(&self, def: &StreamDef, context: Context) -> Option<DateTime<Utc>> {
         let bm = self.stream(def.name)?;
         let holder = if def.is_partitioned() {
-            bm.get("partitions")?.as_array()?.iter().filter_map(Value::as_object).find(|p| context_matches(p, context))?
+            bm.get("partitions")?
+                .as_array()?
+                .iter()
+                .filter_map(Value::as_object)
+                .find(|p| context_matches(p, context))?
         } else {
             bm
         };
-        holder.get("replication_key_value")?.as_str().and_then(timefmt::parse_instant)
+        holder
+            .get("replication_key_value")?
+            .as_str()
+            .and_then(timefmt::parse_instant)
     }
 
     /// Moves a partition's bookmark. Returns whether the state changed.
     pub fn set_bookmark(&mut self, def: &StreamDef, context: Context, value: &str) -> bool {
         let rk = def.replication_key.unwrap_or("updatedAt");
         let bookmarks = self.value.entry("bookmarks").or_insert_with(|| json!({}));
-        let Some(bookmarks) = bookmarks.as_object_mut() else { return false };
+        let Some(bookmarks) = bookmarks.as_object_mut() else {
+            return false;
+        };
         let stream = bookmarks.entry(def.name).or_insert_with(|| json!({}));
-        let Some(stream) = stream.as_object_mut() else { return false };
+        let Some(stream) = stream.as_object_mut() else {
+            return false;
+        };
         let holder = if def.is_partitioned() {
             let parts = stream.entry("partitions").or_insert_with(|| json!([]));
-            let Some(parts) = parts.as_array_mut() else { return false };
-            let pos = parts.iter().position(|p| p.as_object().is_some_and(|p| context_matches(p, context)));
+            let Some(parts) = parts.as_array_mut() else {
+                return false;
+            };
+            let pos = parts
+                .iter()
+                .position(|p| p.as_object().is_some_and(|p| context_matches(p, context)));
             let pos = pos.unwrap_or_else(|| {
-                let ctx: Map<String, Value> = context.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+                let ctx: Map<String, Value> = context
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), json!(v)))
+                    .collect();
                 parts.push(json!({ "context": ctx }));
                 parts.len() - 1
             });
@@ -126,7 +155,9 @@ impl State {
             stream
         };
         let new = json!(value);
-        if holder.get("replication_key_value") == Some(&new) && holder.get("replication_key") == Some(&json!(rk)) {
+        if holder.get("replication_key_value") == Some(&new)
+            && holder.get("replication_key") == Some(&json!(rk))
+        {
             return false;
         }
         holder.insert("replication_key".into(), json!(rk));
@@ -144,19 +175,32 @@ impl State {
 }
 
 fn context_matches(p: &Map<String, Value>, context: Context) -> bool {
-    let Some(ctx) = p.get("context").and_then(Value::as_object) else { return context.is_empty() };
-    ctx.len() == context.len() && context.iter().all(|(k, v)| ctx.get(*k).and_then(Value::as_str) == Some(*v))
+    let Some(ctx) = p.get("context").and_then(Value::as_object) else {
+        return context.is_empty();
+    };
+    ctx.len() == context.len()
+        && context
+            .iter()
+            .all(|(k, v)| ctx.get(*k).and_then(Value::as_str) == Some(*v))
 }
 
 /// A bookmark must be a date, and not one in the future: the tap never
 /// writes one past the moment its sync started, so a future bookmark means a
 /// hand-edited or foreign state that would silently skip records.
-fn check_value(at: &str, holder: &Map<String, Value>, now: DateTime<Utc>) -> std::result::Result<(), String> {
-    let Some(v) = holder.get("replication_key_value") else { return Ok(()) };
+fn check_value(
+    at: &str,
+    holder: &Map<String, Value>,
+    now: DateTime<Utc>,
+) -> std::result::Result<(), String> {
+    let Some(v) = holder.get("replication_key_value") else {
+        return Ok(());
+    };
     if v.is_null() {
         return Ok(());
     }
-    let text = v.as_str().ok_or_else(|| format!("{at}.replication_key_value must be a date-time string, got {v}"))?;
+    let text = v
+        .as_str()
+        .ok_or_else(|| format!("{at}.replication_key_value must be a date-time string, got {v}"))?;
     let t = timefmt::parse_instant(text)
         .ok_or_else(|| format!("{at}.replication_key_value \"{text}\" is not a date-time (expected e.g. 2024-01-15T10:30:00.000Z)"))?;
     if t > now + Duration::minutes(5) {
@@ -181,10 +225,19 @@ mod tests {
         let mut s = State::from_value(given, Utc::now()).unwrap();
         let t = tickets();
         assert!(s.set_bookmark(t, &[("archived", "true")], "2024-01-02T00:00:00.000Z"));
-        assert!(!s.set_bookmark(t, &[("archived", "true")], "2024-01-02T00:00:00.000Z"), "unchanged");
+        assert!(
+            !s.set_bookmark(t, &[("archived", "true")], "2024-01-02T00:00:00.000Z"),
+            "unchanged"
+        );
         assert!(s.set_bookmark(t, &[], "2024-01-03T00:00:00.000Z"));
-        assert_eq!(timefmt::format_ms(s.bookmark(t, &[("archived", "true")]).unwrap()), "2024-01-02T00:00:00.000Z");
-        assert_eq!(timefmt::format_ms(s.bookmark(t, &[]).unwrap()), "2024-01-03T00:00:00.000Z");
+        assert_eq!(
+            timefmt::format_ms(s.bookmark(t, &[("archived", "true")]).unwrap()),
+            "2024-01-02T00:00:00.000Z"
+        );
+        assert_eq!(
+            timefmt::format_ms(s.bookmark(t, &[]).unwrap()),
+            "2024-01-03T00:00:00.000Z"
+        );
         assert_eq!(s.bookmark(t, &[("isSpam", "true")]), None);
         let v = s.to_value();
         assert_eq!(v["note"], "kept");
@@ -195,21 +248,45 @@ mod tests {
     fn a_state_message_or_meltano_export_is_accepted() {
         let msg = json!({"type": "STATE", "value": {"bookmarks": {"sessions": {"replication_key_value": "2024-01-01T00:00:00.000Z"}}}});
         let s = State::from_value(msg, Utc::now()).unwrap();
-        assert!(s.bookmark(streams::find("sessions").unwrap(), &[]).is_some());
+        assert!(s
+            .bookmark(streams::find("sessions").unwrap(), &[])
+            .is_some());
         let exp = json!({"singer_state": {"bookmarks": {"sessions": {"replication_key_value": "2024-01-01T00:00:00.000Z"}}}});
-        assert!(State::from_value(exp, Utc::now()).unwrap().bookmark(streams::find("sessions").unwrap(), &[]).is_some());
+        assert!(State::from_value(exp, Utc::now())
+            .unwrap()
+            .bookmark(streams::find("sessions").unwrap(), &[])
+            .is_some());
     }
 
     #[test]
     fn bad_states_are_refused_with_the_path_to_the_problem() {
         let now = Utc::now();
-        assert!(State::from_value(json!([1]), now).unwrap_err().contains("object"));
-        assert!(State::from_value(json!({"bookmarks": 3}), now).unwrap_err().contains("bookmarks"));
-        let e = State::from_value(json!({"bookmarks": {"sessions": {"replication_key_value": "soon"}}}), now).unwrap_err();
-        assert!(e.contains("bookmarks.sessions.replication_key_value") && e.contains("not a date-time"), "{e}");
-        let e = State::from_value(json!({"bookmarks": {"sessions": {"replication_key_value": "2999-01-01T00:00:00Z"}}}), now).unwrap_err();
+        assert!(State::from_value(json!([1]), now)
+            .unwrap_err()
+            .contains("object"));
+        assert!(State::from_value(json!({"bookmarks": 3}), now)
+            .unwrap_err()
+            .contains("bookmarks"));
+        let e = State::from_value(
+            json!({"bookmarks": {"sessions": {"replication_key_value": "soon"}}}),
+            now,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("bookmarks.sessions.replication_key_value") && e.contains("not a date-time"),
+            "{e}"
+        );
+        let e = State::from_value(
+            json!({"bookmarks": {"sessions": {"replication_key_value": "2999-01-01T00:00:00Z"}}}),
+            now,
+        )
+        .unwrap_err();
         assert!(e.contains("future"), "{e}");
-        let e = State::from_value(json!({"bookmarks": {"tickets": {"partitions": [{"replication_key_value": 5}]}}}), now).unwrap_err();
+        let e = State::from_value(
+            json!({"bookmarks": {"tickets": {"partitions": [{"replication_key_value": 5}]}}}),
+            now,
+        )
+        .unwrap_err();
         assert!(e.contains("partitions[0]"), "{e}");
     }
 }

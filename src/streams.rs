@@ -83,7 +83,12 @@ pub static STREAMS: &[StreamDef] = &[
         replication_key: Some("updatedAt"),
         default_method: Method::Incremental,
         max_page_size: 1000,
-        partitions: &[&[], &[("archived", "true")], &[("isSpam", "true")], &[("archived", "true"), ("isSpam", "true")]],
+        partitions: &[
+            &[],
+            &[("archived", "true")],
+            &[("isSpam", "true")],
+            &[("archived", "true"), ("isSpam", "true")],
+        ],
         parent: None,
         ignored_fields: MONGO_FIELDS,
         total_field: Some("totalCount"),
@@ -154,7 +159,10 @@ pub static STREAMS: &[StreamDef] = &[
         default_method: Method::Incremental,
         max_page_size: 1000,
         partitions: NO_PARTITIONS,
-        parent: Some(Parent { stream: "surveys", child_field: "survey_id" }),
+        parent: Some(Parent {
+            stream: "surveys",
+            child_field: "survey_id",
+        }),
         // `survey` is the parent's id, which the record carries as `survey_id`.
         ignored_fields: &["_id", "__v", "survey"],
         total_field: None,
@@ -187,7 +195,8 @@ mod tests {
     #[test]
     fn every_schema_parses_and_declares_key_and_replication_key() {
         for s in STREAMS {
-            let schema: serde_json::Value = serde_json::from_str(s.schema).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+            let schema: serde_json::Value =
+                serde_json::from_str(s.schema).unwrap_or_else(|e| panic!("{}: {e}", s.name));
             let props = schema["properties"].as_object().unwrap();
             assert!(props.contains_key(s.key), "{}", s.name);
             if let Some(rk) = s.replication_key {

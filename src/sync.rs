@@ -26,12 +26,20 @@ use crate::streams::Method;
 /// the writer busy while the next pages download, few enough to keep memory flat.
 const CHANNEL_PAGES: usize = 4;
 
-pub async fn sync(config: Config, selected: Vec<Selected>, state: State, stdout: Box<dyn Write + Send>) -> Result<(), Error> {
+pub async fn sync(
+    config: Config,
+    selected: Vec<Selected>,
+    state: State,
+    stdout: Box<dyn Write + Send>,
+) -> Result<(), Error> {
     let signpost = Utc::now();
     let (cancel_tx, cancel) = Cancel::new();
     let cancel_tx = Arc::new(cancel_tx);
     let client = Client::new(&config, cancel.clone())?;
-    let stats: Vec<Arc<StreamStats>> = selected.iter().map(|s| Arc::new(StreamStats::new(s.def.name))).collect();
+    let stats: Vec<Arc<StreamStats>> = selected
+        .iter()
+        .map(|s| Arc::new(StreamStats::new(s.def.name)))
+        .collect();
     let (tx, rx) = mpsc::channel(CHANNEL_PAGES);
     let writer = {
         let (state, cancel_tx, stats) = (state.clone(), cancel_tx.clone(), stats.clone());
@@ -52,7 +60,8 @@ pub async fn sync(config: Config, selected: Vec<Selected>, state: State, stdout:
             conformer: Conformer::new(sel.def, &sel.fields),
             page_size: config.page_size,
             signpost_ms: signpost.timestamp_millis(),
-            version: (sel.method == Method::FullTable && config.emit_activate_version_messages).then(|| signpost.timestamp_millis()),
+            version: (sel.method == Method::FullTable && config.emit_activate_version_messages)
+                .then(|| signpost.timestamp_millis()),
             cancel: cancel.clone(),
         };
         let state = state.clone();
@@ -67,12 +76,22 @@ pub async fn sync(config: Config, selected: Vec<Selected>, state: State, stdout:
     while let Some(joined) = tasks.join_next().await {
         let (name, result) = match joined {
             Ok(r) => r,
-            Err(e) => ("?", Err(FetchError::Fatal(Error::Internal(format!("a stream task failed: {e}"))))),
+            Err(e) => (
+                "?",
+                Err(FetchError::Fatal(Error::Internal(format!(
+                    "a stream task failed: {e}"
+                )))),
+            ),
         };
         match result {
             Ok(()) | Err(FetchError::Cancelled) => {}
             Err(FetchError::NotFound) => {
-                record_failure(&mut failure, Error::Api(format!("stream {name}: the endpoint answered 404: check \"api_url\"")));
+                record_failure(
+                    &mut failure,
+                    Error::Api(format!(
+                        "stream {name}: the endpoint answered 404: check \"api_url\""
+                    )),
+                );
                 let _ = cancel_tx.send(true);
             }
             Err(FetchError::Fatal(e)) => {
@@ -84,7 +103,9 @@ pub async fn sync(config: Config, selected: Vec<Selected>, state: State, stdout:
         }
     }
     drop(client);
-    let finish = writer.await.map_err(|e| Error::Internal(format!("the writer failed: {e}")))??;
+    let finish = writer
+        .await
+        .map_err(|e| Error::Internal(format!("the writer failed: {e}")))??;
     signal_task.abort();
     if let Some(e) = failure {
         return Err(e);
@@ -112,14 +133,24 @@ fn record_failure(slot: &mut Option<Error>, e: Error) {
 #[cfg(unix)]
 async fn watch_signals(cancel: Arc<watch::Sender<bool>>, code: Arc<AtomicI32>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
     };
     let got = tokio::select! {
         _ = int.recv() => exit::SIGINT,
         _ = term.recv() => exit::SIGTERM,
     };
-    tracing::warn!("received {}: stopping after writing what was read", if got == exit::SIGINT { "SIGINT" } else { "SIGTERM" });
+    tracing::warn!(
+        "received {}: stopping after writing what was read",
+        if got == exit::SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        }
+    );
     code.store(got, Ordering::Relaxed);
     let _ = cancel.send(true);
 }

@@ -49,7 +49,11 @@ pub fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%:z") {
         return Some(t.with_timezone(&Utc));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(Utc.from_utc_datetime(&t));
         }
@@ -84,7 +88,10 @@ mod tests {
         assert!(!is_canonical(b"2024-13-15T10:30:00.000Z"));
         assert!(!is_canonical(b"2024-01-15T10:30:00Z"));
         assert!(!is_canonical(b"2024-01-15 10:30:00.000Z"));
-        assert!(!is_canonical(b"2024-01-31T10:30:00.000Z"), "day > 28 takes the slow, exact path");
+        assert!(
+            !is_canonical(b"2024-01-31T10:30:00.000Z"),
+            "day > 28 takes the slow, exact path"
+        );
     }
 
     #[test]
@@ -98,17 +105,32 @@ mod tests {
             "2024-01-15 10:30:00",
             "2024-01-15T10:30:00.000+00:00",
         ] {
-            assert_eq!(parse_instant(s).map(format_ms).as_deref(), Some(want), "{s}");
+            assert_eq!(
+                parse_instant(s).map(format_ms).as_deref(),
+                Some(want),
+                "{s}"
+            );
         }
-        assert_eq!(parse_instant("2024-01-15").map(format_ms).as_deref(), Some("2024-01-15T00:00:00.000Z"));
+        assert_eq!(
+            parse_instant("2024-01-15").map(format_ms).as_deref(),
+            Some("2024-01-15T00:00:00.000Z")
+        );
         assert_eq!(parse_instant("yesterday"), None);
         assert_eq!(parse_instant("2024-02-30"), None);
     }
 
     #[test]
     fn epoch_numbers_in_seconds_or_milliseconds() {
-        assert_eq!(from_epoch_number(1_705_314_600_000.0).map(format_ms).as_deref(), Some("2024-01-15T10:30:00.000Z"));
-        assert_eq!(from_epoch_number(1_705_314_600.0).map(format_ms).as_deref(), Some("2024-01-15T10:30:00.000Z"));
+        assert_eq!(
+            from_epoch_number(1_705_314_600_000.0)
+                .map(format_ms)
+                .as_deref(),
+            Some("2024-01-15T10:30:00.000Z")
+        );
+        assert_eq!(
+            from_epoch_number(1_705_314_600.0).map(format_ms).as_deref(),
+            Some("2024-01-15T10:30:00.000Z")
+        );
         assert_eq!(from_epoch_number(f64::NAN), None);
         assert_eq!(from_epoch_number(1e300), None);
     }

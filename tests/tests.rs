@@ -1,1 +1,12 @@
+//! One integration-test binary (as ripgrep does): shared helpers in `util`,
+//! one module per topic. Every test runs the real `tap-gleap` binary against
+//! the fake Gleap API started in process.
 
+#[macro_use]
+mod util;
+
+mod cli;
+mod faults;
+mod incremental;
+mod selection;
+mod sync;

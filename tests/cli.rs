@@ -1,0 +1,225 @@
+//! The command line: `--about`, `--discover`, bad input, exit codes.
+
+use serde_json::{json, Value};
+
+use crate::util::*;
+
+const CONFIG_ERROR: i32 = 3;
+const STATE_ERROR: i32 = 4;
+const CATALOG_ERROR: i32 = 5;
+const AUTH_ERROR: i32 = 6;
+
+#[test]
+fn about_json_lists_capabilities_and_every_setting() {
+    let run = tap_plain(&["--about"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let about: Value = serde_json::from_str(&run.stdout).unwrap();
+    insta::with_settings!({filters => vec![(r#""version": "[^"]+""#, r#""version": "[version]""#)]}, {
+        insta::assert_snapshot!("about_json", run.stdout);
+    });
+    assert_eq!(about["settings"]["properties"]["api_key"]["secret"], true);
+    assert_eq!(
+        about["settings"]["required"],
+        json!(["api_key", "project_id"])
+    );
+}
+
+#[test]
+fn about_markdown() {
+    let run = tap_plain(&["--about", "--format", "markdown"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    insta::with_settings!({filters => vec![(r"Version \S+", "Version [version]")]}, {
+        insta::assert_snapshot!("about_markdown", run.stdout);
+    });
+}
+
+#[test]
+fn discover_prints_the_catalog() {
+    let s = Scratch::new();
+    let cfg = s.write_json("c.json", &json!({"api_key": CANARY_KEY, "project_id": "p"}));
+    let run = tap_plain(&["--config", path_str(&cfg), "--discover"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let catalog: Value = serde_json::from_str(&run.stdout).unwrap();
+    insta::assert_json_snapshot!("catalog", catalog);
+}
+
+#[test]
+fn version_flag() {
+    let run = tap_plain(&["--version"]);
+    assert_eq!(run.code, 0);
+    assert_eq!(
+        run.stdout.trim(),
+        format!("tap-gleap {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn bad_config_files_get_one_clear_line_and_exit_3() {
+    let s = Scratch::new();
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        ("not JSON", "{api_key: 1".into(), &["not valid JSON"]),
+        ("not an object", "[1, 2]".into(), &["JSON object"]),
+        ("no api_key", json!({"project_id": "p"}).to_string(), &["api_key", "missing"]),
+        ("no project_id", json!({"api_key": CANARY_KEY}).to_string(), &["project_id", "missing"]),
+        ("negative page size", json!({"api_key": CANARY_KEY, "project_id": "p", "page_size": -1}).to_string(), &["page_size", "whole number"]),
+        ("wrong type", json!({"api_key": CANARY_KEY, "project_id": "p", "requests_per_minute": "lots"}).to_string(), &["requests_per_minute"]),
+        ("bad start_date", json!({"api_key": CANARY_KEY, "project_id": "p", "start_date": "last tuesday"}).to_string(), &["start_date", "RFC 3339"]),
+        ("future start_date", json!({"api_key": CANARY_KEY, "project_id": "p", "start_date": "2999-01-01"}).to_string(), &["start_date", "future"]),
+        ("bad api_url", json!({"api_key": CANARY_KEY, "project_id": "p", "api_url": "gleap dot io"}).to_string(), &["api_url", "URL"]),
+        ("insecure api_url", json!({"api_key": CANARY_KEY, "project_id": "p", "api_url": "http://api.example.com/v3"}).to_string(), &["api_url", "allow_insecure_http"]),
+        ("boolean as number", json!({"api_key": CANARY_KEY, "project_id": "p", "emit_activate_version_messages": 7}).to_string(), &["emit_activate_version_messages"]),
+    ];
+    for (what, content, needles) in cases {
+        let cfg = s.write("config.json", &content);
+        let run = tap(&["--config", path_str(&cfg)]);
+        assert_eq!(run.code, CONFIG_ERROR, "{what}: {}", run.stderr);
+        let line = run.error_line();
+        for n in needles {
+            assert!(line.contains(n), "{what}: {line:?} should mention {n}");
+        }
+        assert!(run.stdout.is_empty(), "{what}: nothing on stdout");
+        assert!(!run.stderr.contains("panicked"), "{what}: no panic");
+    }
+    let run = tap(&["--config", "/nonexistent/config.json"]);
+    assert_eq!(run.code, CONFIG_ERROR);
+    assert!(run.error_line().contains("/nonexistent/config.json"));
+}
+
+#[test]
+fn config_from_the_environment_and_merged_files() {
+    let server = start(fake_config());
+    let s = Scratch::new();
+    let env = [
+        ("TAP_GLEAP_API_KEY", CANARY_KEY),
+        ("TAP_GLEAP_PROJECT_ID", PROJECT),
+        ("TAP_GLEAP_PAGE_SIZE", "100"),
+    ];
+    let url = server.url();
+    let mut env = env.to_vec();
+    env.push(("TAP_GLEAP_API_URL", &url));
+    let run = tap_with_env(&["--config", "ENV"], &env);
+    run.assert_ok();
+    assert_eq!(run.ids("teams").len(), 4);
+    // Later files win: the second file fixes the first one's wrong key.
+    let bad = s.write_json(
+        "a.json",
+        &json!({"api_key": "wrong", "project_id": PROJECT, "api_url": server.url()}),
+    );
+    let good = s.write_json("b.json", &json!({"api_key": CANARY_KEY}));
+    tap(&["--config", path_str(&bad), "--config", path_str(&good)]).assert_ok();
+}
+
+#[test]
+fn unknown_config_keys_are_warned_about_not_fatal() {
+    let server = start(fake_config());
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({"colour": "blue"}));
+    let run = tap(&["--config", path_str(&cfg)]);
+    run.assert_ok();
+    assert!(run.stderr.contains("unknown setting \"colour\""));
+}
+
+#[test]
+fn bad_state_files_exit_4_and_name_the_problem() {
+    let server = start(fake_config());
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({}));
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        ("not JSON", "{bookmarks".into(), &["not valid JSON"]),
+        ("wrong shape", "[]".into(), &["JSON object"]),
+        ("bookmarks not an object", json!({"bookmarks": []}).to_string(), &["bookmarks"]),
+        ("not a date", json!({"bookmarks": {"sessions": {"replication_key_value": "yesterday"}}}).to_string(), &["bookmarks.sessions", "not a date-time"]),
+        ("future", json!({"bookmarks": {"sessions": {"replication_key_value": "2999-01-01T00:00:00.000Z"}}}).to_string(), &["future"]),
+    ];
+    for (what, content, needles) in cases {
+        let st = s.write("state.json", &content);
+        let run = tap(&["--config", path_str(&cfg), "--state", path_str(&st)]);
+        assert_eq!(run.code, STATE_ERROR, "{what}: {}", run.stderr);
+        let line = run.error_line();
+        assert!(line.contains("state.json"), "{what}: {line}");
+        for n in needles {
+            assert!(line.contains(n), "{what}: {line:?} should mention {n}");
+        }
+        assert!(run.stdout.is_empty());
+    }
+    // An empty state file (an orchestrator's first run) is fine.
+    let st = s.write("state.json", "");
+    tap(&["--config", path_str(&cfg), "--state", path_str(&st)]).assert_ok();
+}
+
+#[test]
+fn bad_catalog_files_exit_5_and_name_the_problem() {
+    let server = start(fake_config());
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({}));
+    let none = catalog_selecting(&cfg, &[], |_| {});
+    let bad_key = catalog_selecting(&cfg, &["tickets"], |e| {
+        e["metadata"][0]["metadata"]["replication-key"] = json!("createdAt")
+    });
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        ("not JSON", "{streams".into(), &["not valid JSON"]),
+        ("no streams", "{}".into(), &["streams"]),
+        (
+            "unknown stream",
+            json!({"streams": [{"tap_stream_id": "invoices", "metadata": []}]}).to_string(),
+            &["unknown stream \"invoices\""],
+        ),
+        (
+            "selects nothing",
+            none.to_string(),
+            &["no stream is selected"],
+        ),
+        (
+            "unknown replication key",
+            bad_key.to_string(),
+            &["unknown replication key \"createdAt\""],
+        ),
+    ];
+    for (what, content, needles) in cases {
+        let cat = s.write("catalog.json", &content);
+        let run = tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
+        assert_eq!(run.code, CATALOG_ERROR, "{what}: {}", run.stderr);
+        let line = run.error_line();
+        for n in needles {
+            assert!(line.contains(n), "{what}: {line:?} should mention {n}");
+        }
+        assert!(run.stdout.is_empty());
+    }
+}
+
+#[test]
+fn wrong_credentials_stop_at_once_with_exit_6() {
+    let server = start(fake_config());
+    let s = Scratch::new();
+    for (what, extra) in [
+        ("key", json!({"api_key": "canary-KEY-7f3a9c1e-wrong"})),
+        ("project", json!({"project_id": "other"})),
+    ] {
+        let cfg = s.config(&server, extra);
+        let started = std::time::Instant::now();
+        let run = tap(&["--config", path_str(&cfg)]);
+        assert_eq!(run.code, AUTH_ERROR, "{what}: {}", run.stderr);
+        let line = run.error_line();
+        assert!(
+            line.contains("api_key") && line.contains("project_id"),
+            "{line}"
+        );
+        assert!(started.elapsed().as_secs() < 10, "no retries on 401");
+        // Nothing was extracted, but the orchestrator still gets its state back.
+        assert!(run.records("tickets").is_empty());
+    }
+    let server = start(fake_gleap::FakeConfig {
+        auth_failure_status: 403,
+        ..fake_config()
+    });
+    let cfg = s.config(&server, json!({"project_id": "other"}));
+    assert_eq!(tap(&["--config", path_str(&cfg)]).code, AUTH_ERROR);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let run = tap_plain(&["--no-such-flag"]);
+    assert_eq!(run.code, 2);
+    let run = tap_plain(&["--format", "markdown"]);
+    assert_eq!(run.code, 2, "--format needs --about");
+}

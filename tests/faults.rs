@@ -1,0 +1,260 @@
+//! The API misbehaving: rate limits, server errors, broken bodies, a child
+//! that disappears, and the target going away.
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fake_gleap::{ErrorBody, FakeConfig, Fault, Faults, RateLimit, RetryAfter};
+use serde_json::json;
+
+use crate::util::*;
+
+fn small() -> FakeConfig {
+    FakeConfig {
+        tickets: 60,
+        sessions: 40,
+        messages: 60,
+        surveys: 3,
+        responses_per_survey: 10,
+        ..fake_config()
+    }
+}
+
+fn assert_everything(run: &Run, server: &fake_gleap::FakeGleap) {
+    for name in ALL_STREAMS {
+        assert_eq!(run.ids(name), fake_ids(server, name), "{name}");
+    }
+}
+
+#[test]
+fn rate_limits_with_and_without_retry_after_are_waited_out() {
+    for (retry_after, body) in [
+        (RetryAfter::Seconds, ErrorBody::Json),
+        (RetryAfter::HttpDate, ErrorBody::Text),
+        (RetryAfter::Absent, ErrorBody::Empty),
+    ] {
+        let rl = RateLimit {
+            per_window: 8,
+            window: Duration::from_secs(1),
+            retry_after,
+            body,
+        };
+        let server = start(FakeConfig {
+            rate_limit: Some(rl),
+            ..small()
+        });
+        let s = Scratch::new();
+        // The tap is told it may go much faster than the fake allows, as when
+        // another integration shares the project's budget.
+        let run = tap(&[
+            "--config",
+            path_str(&s.config(&server, json!({"page_size": 30}))),
+        ]);
+        run.assert_ok();
+        assert_everything(&run, &server);
+        let stats = server.stats();
+        assert!(
+            stats.rate_limited > 0,
+            "{retry_after:?}: the fake did rate-limit"
+        );
+        assert!(
+            run.stderr.contains("429"),
+            "{retry_after:?}: 429s are logged"
+        );
+    }
+}
+
+#[test]
+fn the_tap_keeps_to_its_own_rate_budget() {
+    let server = start(small());
+    let s = Scratch::new();
+    let started = Instant::now();
+    let run = tap(&[
+        "--config",
+        path_str(&s.config(
+            &server,
+            json!({"page_size": 10, "requests_per_minute": 600}),
+        )),
+    ]);
+    run.assert_ok();
+    let requests = server.stats().requests;
+    let secs = started.elapsed().as_secs_f64();
+    // 600/min is 10/s: the run cannot be faster than that.
+    assert!(
+        requests as f64 <= 10.0 * secs + 2.0,
+        "{requests} requests in {secs:.1}s"
+    );
+    assert_eq!(server.stats().rate_limited, 0);
+}
+
+#[test]
+fn server_errors_and_broken_bodies_are_retried_until_everything_is_read() {
+    let kinds = vec![
+        Fault::Status500,
+        Fault::Status502,
+        Fault::Status503,
+        Fault::Status504,
+        Fault::TruncatedJson,
+        Fault::Html200,
+        Fault::WrongShape,
+        Fault::EmptyBody200,
+        Fault::ResetMidBody,
+        Fault::Hang,
+    ];
+    let server = start(FakeConfig {
+        faults: Faults {
+            rate: 0.25,
+            kinds,
+            hang: Duration::from_secs(4),
+        },
+        ..small()
+    });
+    let s = Scratch::new();
+    let run = tap(&[
+        "--config",
+        path_str(&s.config(
+            &server,
+            json!({"page_size": 8, "request_timeout_seconds": 1}),
+        )),
+    ]);
+    run.assert_ok();
+    assert_everything(&run, &server);
+    let faults: u64 = server.stats().faults.values().sum();
+    assert!(
+        faults >= 5,
+        "faults were injected: {:?}",
+        server.stats().faults
+    );
+    assert!(run.stderr.contains("retry"), "retries are logged");
+}
+
+#[test]
+fn an_api_that_keeps_failing_stops_after_the_retry_budget_with_a_resumable_state() {
+    let server = start(FakeConfig {
+        faults: Faults {
+            rate: 1.0,
+            kinds: vec![Fault::Status503],
+            hang: Duration::ZERO,
+        },
+        ..small()
+    });
+    let s = Scratch::new();
+    let started = Instant::now();
+    let run = tap(&[
+        "--config",
+        path_str(&s.config(&server, json!({"retry_budget_seconds": 3}))),
+    ]);
+    assert_eq!(run.code, 7, "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let last = run.error_line();
+    assert!(last.contains("retry_budget_seconds"), "{last}");
+    // Requests were spaced by backoff, not hammered.
+    assert!(
+        server.stats().requests < 60,
+        "{} requests",
+        server.stats().requests
+    );
+    // The state it was given is handed back.
+    assert!(run.last_state()["bookmarks"].is_object());
+}
+
+#[test]
+fn a_survey_deleted_mid_sync_is_skipped() {
+    let server = start(FakeConfig {
+        latency: Duration::from_millis(150),
+        surveys: 4,
+        ..small()
+    });
+    let s = Scratch::new();
+    let mut surveys: Vec<String> = fake_ids(&server, "surveys").into_iter().collect();
+    surveys.sort();
+    let doomed = surveys.last().unwrap().clone();
+    let cat = catalog_selecting(&s.config(&server, json!({})), &["survey_responses"], |_| {});
+    let cat = s.write_json("catalog.json", &cat);
+    let cfg = s.config(&server, json!({}));
+    let running = spawn_tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
+    // The survey list is read first; the last survey's responses come last.
+    std::thread::sleep(Duration::from_millis(500));
+    server.delete_survey(&doomed);
+    let run = running.finish();
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("no longer exists (404)"),
+        "{}",
+        run.stderr
+    );
+    let got = run.ids("survey_responses");
+    assert_eq!(got, fake_ids(&server, "survey_responses"));
+}
+
+#[test]
+fn a_closed_stdout_ends_the_tap_quietly() {
+    let server = start(FakeConfig {
+        tickets: 5000,
+        ..small()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({}));
+    let mut child = tap_command(&["--config", path_str(&cfg)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then hang up, as a target that crashed would.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 64];
+    let _ = stdout.read(&mut buf).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_flushes_what_was_read_and_prints_a_covering_state() {
+    let server = start(FakeConfig {
+        latency: Duration::from_millis(30),
+        tickets: 3000,
+        ..small()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({"page_size": 50}));
+    for (signal, code) in [("TERM", 143), ("INT", 130)] {
+        let running = spawn_tap(&["--config", path_str(&cfg)]);
+        std::thread::sleep(Duration::from_millis(800));
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &running.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let run = running.finish();
+        assert_eq!(run.code, code, "{signal}: {}", run.stderr);
+        assert!(
+            !run.records("tickets").is_empty(),
+            "records read before the signal were written"
+        );
+        assert!(
+            matches!(run.messages.last(), Some(Message::State { .. })),
+            "{signal}: the output ends with a STATE"
+        );
+        // Resuming from it completes the data.
+        let st = s.write_json("state.json", run.last_state());
+        let rest = tap(&[
+            "--config",
+            path_str(&cfg),
+            "--state",
+            path_str(&st),
+            "--config",
+            path_str(&s.write_json("fast.json", &json!({"page_size": 1000}))),
+        ]);
+        rest.assert_ok();
+        for name in ["tickets", "sessions", "messages"] {
+            let mut all = run.ids(name);
+            all.extend(rest.ids(name));
+            assert_eq!(all, fake_ids(&server, name), "{signal}: {name}");
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Incremental correctness: bookmarks, resumption from any STATE, and data
+//! changing while a sync runs. "Nothing missing" is checked against what the
+//! fake holds, at each record's latest version.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use fake_gleap::{FakeConfig, TieOrder};
+use serde_json::{json, Value};
+
+use crate::util::*;
+
+const INCREMENTAL: &[&str] = &["tickets", "sessions", "messages", "survey_responses"];
+
+/// Every record the fake holds appears in `runs` at its current version.
+fn assert_latest_versions_delivered(server: &fake_gleap::FakeGleap, runs: &[&Run]) {
+    for name in ALL_STREAMS {
+        let mut got: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for run in runs {
+            for r in run.records(name) {
+                let at = r
+                    .get("updatedAt")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                got.entry(r["id"].as_str().unwrap().to_string())
+                    .or_default()
+                    .insert(at);
+            }
+        }
+        let mut lost = Vec::new();
+        for (id, at) in fake_versions(server, name) {
+            let versions = got.get(&id);
+            let ok = versions.is_some_and(|v| v.contains(&at) || !INCREMENTAL.contains(name));
+            if !ok {
+                lost.push(format!("{id}@{at} (got {versions:?})"));
+            }
+        }
+        assert!(
+            lost.is_empty(),
+            "{name}: {} records lost, e.g. {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
+    }
+}
+
+#[test]
+fn a_second_run_extracts_only_what_changed_and_ends_with_the_full_state() {
+    let server = start(fake_config());
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({"page_size": 50}));
+    let first = tap(&["--config", path_str(&cfg)]);
+    first.assert_ok();
+    let state = s.write_json("state.json", first.last_state());
+
+    // Nothing changed: nothing new beyond the boundary records, and the
+    // state comes back whole.
+    let idle = tap(&["--config", path_str(&cfg), "--state", path_str(&state)]);
+    idle.assert_ok();
+    assert_eq!(idle.last_state(), first.last_state());
+    for name in ["sessions", "messages"] {
+        assert!(
+            idle.records(name).len() <= 2,
+            "{name}: only the boundary record again, got {}",
+            idle.records(name).len()
+        );
+    }
+
+    // Changes: exactly those (and boundary duplicates) come out.
+    let mut changed: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for name in INCREMENTAL {
+        let mut ids = server.update(stream(name), 7);
+        ids.extend(server.create(stream(name), 3));
+        changed.insert(name, ids);
+    }
+    // The fake stamps each update a millisecond after the last one, so a
+    // burst of changes can be stamped slightly ahead of the wall clock; such
+    // records belong to the run after (no bookmark passes a run's start).
+    std::thread::sleep(Duration::from_millis(100));
+    let second = tap(&["--config", path_str(&cfg), "--state", path_str(&state)]);
+    second.assert_ok();
+    for name in INCREMENTAL {
+        let got = second.ids(name);
+        for id in &changed[name] {
+            assert!(
+                got.contains(id),
+                "{name}: changed record {id} not extracted"
+            );
+        }
+        assert!(
+            got.len() <= changed[name].len() + 4,
+            "{name}: {} records for {} changes",
+            got.len(),
+            changed[name].len()
+        );
+    }
+    assert_latest_versions_delivered(&server, &[&first, &second]);
+}
+
+#[test]
+fn a_run_resumed_from_any_state_it_printed_misses_nothing() {
+    let server = start(FakeConfig {
+        tickets: 200,
+        sessions: 90,
+        messages: 150,
+        surveys: 3,
+        responses_per_survey: 30,
+        ..fake_config()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({"page_size": 40}));
+    let full = tap(&["--config", path_str(&cfg)]);
+    full.assert_ok();
+    let states: Vec<usize> = full
+        .messages
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| matches!(m, Message::State { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        states.len() >= 10,
+        "a STATE after pages, got {}",
+        states.len()
+    );
+    for &at in &states {
+        // What a target saw up to (and including) this STATE...
+        let before = Run {
+            code: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+            messages: full.messages[..=at].to_vec(),
+        };
+        let Message::State { value } = &full.messages[at] else {
+            unreachable!()
+        };
+        let st = s.write_json("state.json", value);
+        // ...plus a run resumed from it, holds every record.
+        let resumed = tap(&["--config", path_str(&cfg), "--state", path_str(&st)]);
+        resumed.assert_ok();
+        assert_latest_versions_delivered(&server, &[&before, &resumed]);
+    }
+}
+
+#[test]
+fn records_updated_created_and_deleted_during_a_sync_are_not_lost() {
+    // Slow pages, so that the changes land while the sync runs.
+    let server = start(FakeConfig {
+        latency: Duration::from_millis(15),
+        ..fake_config()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({"page_size": 20}));
+    let mut running = spawn_tap(&["--config", path_str(&cfg)]);
+    let mut rounds = 0;
+    while running.is_running() {
+        for name in INCREMENTAL {
+            server.update(stream(name), 2);
+            server.create(stream(name), 1);
+            server.delete(stream(name), 1);
+        }
+        server.bulk_update(stream("tickets"), 30);
+        rounds += 1;
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    assert!(
+        rounds >= 5,
+        "changes landed during the sync ({rounds} rounds)"
+    );
+    let first = running.finish();
+    first.assert_ok();
+    // The bookmark never passes the moment the sync started, so the next run
+    // picks up what changed meanwhile; together they hold every record.
+    let st = s.write_json("state.json", first.last_state());
+    std::thread::sleep(Duration::from_millis(200));
+    let second = tap(&["--config", path_str(&cfg), "--state", path_str(&st)]);
+    second.assert_ok();
+    assert_latest_versions_delivered(&server, &[&first, &second]);
+}
+
+#[test]
+fn tie_groups_larger_than_a_page_are_read_completely() {
+    // 150 records share each updatedAt, pages hold 40, and the API returns
+    // ties in a different order on every request.
+    let server = start(FakeConfig {
+        tie_group: 150,
+        tie_order: TieOrder::Shuffled,
+        tickets: 600,
+        ..fake_config()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({"page_size": 40}));
+    let first = tap(&["--config", path_str(&cfg)]);
+    first.assert_ok();
+    assert_latest_versions_delivered(&server, &[&first]);
+    // A bulk update of more than a page: all of it comes next time.
+    let bulk = server.bulk_update(stream("tickets"), 170);
+    let st = s.write_json("state.json", first.last_state());
+    std::thread::sleep(Duration::from_millis(100));
+    let second = tap(&["--config", path_str(&cfg), "--state", path_str(&st)]);
+    second.assert_ok();
+    let got = second.ids("tickets");
+    assert!(
+        bulk.iter().all(|id| got.contains(id)),
+        "every record of the bulk update"
+    );
+    assert_latest_versions_delivered(&server, &[&first, &second]);
+}
+
+#[test]
+fn start_date_and_bookmarks_take_the_later_of_the_two() {
+    let server = start(fake_config());
+    let s = Scratch::new();
+    let all = fake_versions(&server, "sessions");
+    let mut times: Vec<&String> = all.values().collect();
+    times.sort();
+    let middle = times[times.len() / 2].clone();
+    let late = times[times.len() * 3 / 4].clone();
+    // start_date alone; written with an offset to prove time zones compare properly.
+    let shifted = chrono::DateTime::parse_from_rfc3339(&middle)
+        .unwrap()
+        .with_timezone(&chrono::FixedOffset::east_opt(2 * 3600).unwrap())
+        .to_rfc3339();
+    let cfg = s.config(&server, json!({"start_date": shifted}));
+    let run = tap(&["--config", path_str(&cfg)]);
+    run.assert_ok();
+    let want: BTreeSet<String> = all
+        .iter()
+        .filter(|(_, t)| **t >= middle)
+        .map(|(i, _)| i.clone())
+        .collect();
+    assert_eq!(run.ids("sessions"), want);
+    // A later bookmark wins over start_date.
+    let st = s.write_json("state.json", &json!({"bookmarks": {"sessions": {"replication_key": "updatedAt", "replication_key_value": late}}}));
+    let run = tap(&["--config", path_str(&cfg), "--state", path_str(&st)]);
+    run.assert_ok();
+    let want: BTreeSet<String> = all
+        .iter()
+        .filter(|(_, t)| **t >= late)
+        .map(|(i, _)| i.clone())
+        .collect();
+    assert_eq!(run.ids("sessions"), want);
+    // The other streams' bookmarks and unknown keys in the state survive.
+    assert_eq!(
+        run.last_state()["bookmarks"]["sessions"]["replication_key"],
+        "updatedAt"
+    );
+}
+
+#[test]
+fn full_table_chosen_for_an_incremental_stream_ignores_old_bookmarks() {
+    let server = start(fake_config());
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({}));
+    let cat = catalog_selecting(&cfg, &["sessions"], |e| {
+        e["metadata"][0]["metadata"]["replication-method"] = json!("FULL_TABLE")
+    });
+    let cat = s.write_json("catalog.json", &cat);
+    let st = s.write_json("state.json", &json!({"bookmarks": {"sessions": {"replication_key": "updatedAt", "replication_key_value": "2025-01-01T00:00:00.000Z"}}}));
+    let run = tap(&[
+        "--config",
+        path_str(&cfg),
+        "--catalog",
+        path_str(&cat),
+        "--state",
+        path_str(&st),
+    ]);
+    run.assert_ok();
+    assert_eq!(run.ids("sessions"), fake_ids(&server, "sessions"));
+    assert!(run.ids("tickets").is_empty(), "only the selected stream");
+    // The state it was given comes back untouched.
+    assert_eq!(
+        run.last_state()["bookmarks"]["sessions"]["replication_key_value"],
+        "2025-01-01T00:00:00.000Z"
+    );
+}

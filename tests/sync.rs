@@ -1,0 +1,273 @@
+//! Full syncs: every stream, every record, every record valid for its schema.
+
+use std::collections::BTreeSet;
+
+use fake_gleap::{ArchivedDefault, FakeConfig, ResponsesShape};
+use serde_json::{json, Value};
+
+use crate::util::*;
+
+/// The tap extracted exactly the records the fake holds, for every stream.
+fn assert_complete(run: &Run, server: &fake_gleap::FakeGleap) {
+    for name in ALL_STREAMS {
+        let want = fake_ids(server, name);
+        let got = run.ids(name);
+        let missing: Vec<_> = want.difference(&got).take(5).collect();
+        let extra: Vec<_> = got.difference(&want).take(5).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{name}: missing {missing:?}, unexpected {extra:?}"
+        );
+        assert!(!want.is_empty(), "{name}: the fake holds records");
+    }
+}
+
+#[test]
+fn a_full_sync_extracts_every_record_of_every_stream_valid_for_its_schema() {
+    let server = start(FakeConfig {
+        odd_records: false,
+        ..fake_config()
+    });
+    let s = Scratch::new();
+    let run = tap(&[
+        "--config",
+        path_str(&s.config(&server, json!({"page_size": 100}))),
+    ]);
+    run.assert_ok();
+    assert_complete(&run, &server);
+    assert_records_match_schemas(&run);
+
+    // One SCHEMA per stream, each before the stream's first RECORD (checked
+    // above), with its key and bookmark properties.
+    let schemas: Vec<_> = run
+        .messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::Schema {
+                stream,
+                key_properties,
+                bookmark_properties,
+                ..
+            } => Some((
+                stream.clone(),
+                key_properties.clone(),
+                bookmark_properties.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(schemas.len(), ALL_STREAMS.len());
+    for (stream, keys, bookmarks) in schemas {
+        assert_eq!(keys, vec!["id"]);
+        let incremental =
+            ["tickets", "sessions", "messages", "survey_responses"].contains(&stream.as_str());
+        assert_eq!(
+            bookmarks,
+            incremental.then(|| vec!["updatedAt".to_string()]),
+            "{stream}"
+        );
+    }
+
+    // Archived and spam tickets are extracted too.
+    let tickets = run.records("tickets");
+    assert!(
+        tickets.iter().any(|t| t["archived"] == true),
+        "archived tickets are extracted"
+    );
+    assert!(
+        tickets.iter().any(|t| t["isSpam"] == true),
+        "spam tickets are extracted"
+    );
+
+    // References populated as objects are emitted as their id.
+    for t in &tickets {
+        for f in ["processingUser", "processingTeam", "session"] {
+            assert!(
+                t.get(f).is_none_or(|v| v.is_null() || v.is_string()),
+                "{f}: {:?}",
+                t.get(f)
+            );
+        }
+    }
+    // Survey responses carry their survey's id.
+    let surveys: BTreeSet<String> = run.ids("surveys");
+    for r in run.records("survey_responses") {
+        assert!(surveys.contains(r["survey_id"].as_str().unwrap()));
+    }
+
+    // The final state holds a bookmark for every incremental stream, none past now.
+    let state = run.last_state();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    for name in ["sessions", "messages", "survey_responses"] {
+        let b = state["bookmarks"][name]["replication_key_value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: {state}"));
+        assert!(b <= now.as_str());
+    }
+    assert_eq!(
+        state["bookmarks"]["tickets"]["partitions"]
+            .as_array()
+            .map(Vec::len),
+        Some(4),
+        "{state}"
+    );
+    assert!(state["bookmarks"].get("teams").is_none());
+}
+
+#[test]
+fn records_are_conformed_when_the_api_sends_odd_values() {
+    // Dates as epoch milliseconds or without a zone, records without `id`
+    // but with `_id`, unknown fields: all conformed, nothing lost.
+    let server = start(FakeConfig {
+        odd_records: true,
+        ..fake_config()
+    });
+    let s = Scratch::new();
+    let run = tap(&["--config", path_str(&s.config(&server, json!({})))]);
+    run.assert_ok();
+    assert_complete(&run, &server);
+    assert_records_match_schemas(&run);
+    assert!(run.stderr.contains("schema drift"), "drift is reported");
+    // Reported once per stream and field, not once per record.
+    let drift_lines = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("schema drift") && l.contains("stream=tickets"))
+        .count();
+    let distinct: BTreeSet<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("schema drift") && l.contains("stream=tickets"))
+        .filter_map(|l| l.split("field ").nth(1))
+        .collect();
+    assert_eq!(drift_lines, distinct.len());
+}
+
+#[test]
+fn every_documented_shape_and_default_is_handled() {
+    // Archived tickets returned by default, survey responses wrapped in an
+    // object, and small lists that ignore limit/skip.
+    let server = start(FakeConfig {
+        archived_default: ArchivedDefault::Include,
+        responses_shape: ResponsesShape::Wrapped("responses".into()),
+        unpaginated_small_lists: true,
+        ..fake_config()
+    });
+    let s = Scratch::new();
+    let run = tap(&[
+        "--config",
+        path_str(&s.config(&server, json!({"page_size": 2}))),
+    ]);
+    run.assert_ok();
+    assert_complete(&run, &server);
+}
+
+#[test]
+fn a_server_that_ignores_filters_and_sort_still_yields_every_record() {
+    for (filters, sort) in [(true, false), (false, true), (true, true)] {
+        let server = start(FakeConfig {
+            ignore_filters: filters,
+            ignore_sort: sort,
+            tickets: 120,
+            ..fake_config()
+        });
+        let s = Scratch::new();
+        let cfg = s.config(&server, json!({"page_size": 25}));
+        let run = tap(&["--config", path_str(&cfg)]);
+        run.assert_ok();
+        assert_complete(&run, &server);
+        if filters {
+            assert!(
+                run.stderr.contains("the API ignored"),
+                "the fallback is announced"
+            );
+        }
+        // Where the filter is ignored, the bookmark does not move: the next
+        // run reads everything again.
+        if filters {
+            let st = s.write_json("state.json", run.last_state());
+            let again = tap(&["--config", path_str(&cfg), "--state", path_str(&st)]);
+            again.assert_ok();
+            assert_complete(&again, &server);
+        }
+    }
+}
+
+#[test]
+fn full_table_streams_can_emit_activate_version() {
+    let server = start(fake_config());
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({"emit_activate_version_messages": true}));
+    let run = tap(&["--config", path_str(&cfg)]);
+    run.assert_ok();
+    for name in ["teams", "surveys", "message_templates"] {
+        let versions: Vec<i64> = run
+            .messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::ActivateVersion { stream, version } if stream == name => Some(*version),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            versions.len(),
+            1,
+            "{name}: one ACTIVATE_VERSION after the complete pass"
+        );
+        // It follows every record of the stream, and they all carry its version.
+        let pos_av = run
+            .messages
+            .iter()
+            .position(|m| matches!(m, Message::ActivateVersion { stream, .. } if stream == name))
+            .unwrap();
+        for (i, m) in run.messages.iter().enumerate() {
+            if let Message::Record {
+                stream, version, ..
+            } = m
+            {
+                if stream == name {
+                    assert!(i < pos_av);
+                    assert_eq!(*version, Some(versions[0]));
+                }
+            }
+        }
+    }
+    // Incremental streams have no versions.
+    assert!(run.messages.iter().all(
+        |m| !matches!(m, Message::Record { stream, version: Some(_), .. } if stream == "tickets")
+    ));
+    // Without the setting there are none at all.
+    let plain = tap(&["--config", path_str(&s.config(&server, json!({})))]);
+    assert!(!plain
+        .messages
+        .iter()
+        .any(|m| matches!(m, Message::ActivateVersion { .. })));
+}
+
+#[test]
+fn stdout_is_singer_only_and_logs_go_to_stderr() {
+    let server = start(fake_config());
+    let s = Scratch::new();
+    let run = tap(&["--config", path_str(&s.config(&server, json!({})))]);
+    run.assert_ok();
+    // `tap` already decoded every stdout line as a Singer message.
+    assert!(run
+        .stderr
+        .contains("METRIC: {\"type\":\"counter\",\"metric\":\"record_count\""));
+    assert!(run.stderr.contains("\"metric\":\"http_request_duration\""));
+    assert!(run.stderr.contains("done:"), "a summary per stream");
+    let parsed: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(parsed.iter().all(|m| m["type"].is_string()));
+    // The last line is always the full state, for `tail -n 1 > state.json`,
+    // and a STATE is never repeated without something in between.
+    assert!(matches!(run.messages.last(), Some(Message::State { .. })));
+    for pair in run.messages.windows(2) {
+        if let [Message::State { value: a }, Message::State { value: b }] = pair {
+            assert_ne!(a, b, "the same STATE twice in a row");
+        }
+    }
+}
