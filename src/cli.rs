@@ -11,6 +11,14 @@ pub enum AboutFormat {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TestMode {
+    /// Fetch one record per selected stream.
+    All,
+    /// Print the SCHEMA messages only, without calling the API.
+    Schema,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
@@ -39,6 +47,11 @@ pub struct Args {
     /// Print the tap's name, version, capabilities and settings, and exit.
     #[arg(long)]
     pub about: bool,
+
+    /// Check the connection: one record per selected stream (`--test`), or
+    /// only the SCHEMA messages (`--test=schema`).
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "all", value_name = "MODE")]
+    pub test: Option<TestMode>,
 
     /// Format of `--about`.
     #[arg(long, value_enum, default_value_t = AboutFormat::Json, requires = "about")]

@@ -4,7 +4,7 @@
 //! - `cli`: the command line; `config`: settings (one table drives
 //!   validation, environment variables and `--about`); `about`.
 //! - `streams`: the registry of streams, declared as data; `catalog`:
-//!   discovery and selection; `state`: bookmarks.
+//!   discovery and selection; `state`: bookmarks; `check`: `--test`.
 //! - `client`: HTTP, rate limit, retries; `pager`: how pages are walked so
 //!   that no record is skipped; `conform`: from page bytes to RECORD lines.
 //! - `output`: the one stdout writer, which orders records before the STATE
@@ -13,6 +13,7 @@
 
 pub mod about;
 pub mod catalog;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -28,7 +29,7 @@ pub mod timefmt;
 
 use std::io::Write;
 
-use cli::{AboutFormat, Args};
+use cli::{AboutFormat, Args, TestMode};
 use error::{Error, Result};
 
 /// Runs the tap as the arguments say, writing Singer messages to `stdout`.
@@ -66,6 +67,9 @@ pub fn run(args: Args, stdout: Box<dyn Write + Send>) -> Result<()> {
         Some(path) => catalog::load(path)?,
         None => catalog::select_all(),
     };
+    if args.test == Some(TestMode::Schema) {
+        return check::schemas_only(&selected, &mut stdout);
+    }
     let state = match &args.state {
         Some(path) => state::State::load(path)?,
         None => state::State::empty(),
@@ -75,5 +79,8 @@ pub fn run(args: Args, stdout: Box<dyn Write + Send>) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
+    if args.test == Some(TestMode::All) {
+        return runtime.block_on(check::connection(&config, &selected, &mut stdout));
+    }
     runtime.block_on(sync::sync(config, selected, state, stdout))
 }

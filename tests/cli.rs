@@ -223,3 +223,57 @@ fn usage_errors_exit_2() {
     let run = tap_plain(&["--format", "markdown"]);
     assert_eq!(run.code, 2, "--format needs --about");
 }
+
+#[test]
+fn test_flag_reads_one_record_per_stream_and_says_what_failed() {
+    let server = start(fake_config());
+    let s = Scratch::new();
+    let run = tap(&[
+        "--config",
+        path_str(&s.config(&server, json!({}))),
+        "--test",
+    ]);
+    run.assert_ok();
+    for name in ALL_STREAMS {
+        assert_eq!(run.records(name).len(), 1, "{name}: one record");
+    }
+    assert!(
+        run.states().is_empty(),
+        "a connection test moves no bookmark"
+    );
+    assert_records_match_schemas(&run);
+    assert!(run.stderr.contains("connection test passed"));
+
+    let bad = tap(&[
+        "--config",
+        path_str(&s.config(&server, json!({"project_id": "other"}))),
+        "--test",
+    ]);
+    assert_eq!(bad.code, AUTH_ERROR, "{}", bad.stderr);
+    assert!(
+        bad.stderr
+            .contains("connection test failed for: tickets, sessions"),
+        "{}",
+        bad.stderr
+    );
+    assert!(bad.error_line().contains("project_id"));
+}
+
+#[test]
+fn test_schema_prints_schemas_without_calling_the_api() {
+    let s = Scratch::new();
+    // Nothing listens on this port: the API is not called.
+    let cfg = s.write_json(
+        "c.json",
+        &json!({"api_key": CANARY_KEY, "project_id": "p", "api_url": "http://127.0.0.1:9/v3"}),
+    );
+    let run = tap(&["--config", path_str(&cfg), "--test=schema"]);
+    run.assert_ok();
+    let schemas = run
+        .messages
+        .iter()
+        .filter(|m| matches!(m, Message::Schema { .. }))
+        .count();
+    assert_eq!(schemas, ALL_STREAMS.len());
+    assert_eq!(run.messages.len(), schemas, "SCHEMA messages only");
+}
