@@ -21,7 +21,9 @@
 //! (an update moves them past `S`), and a departure can make a pass skip a
 //! record only by removing a record that pass already read, which the next
 //! pass then lacks: two identical passes therefore saw every member. Then the
-//! scan resumes with `updatedAt>C`.
+//! scan resumes with `updatedAt>C`. A page counts as whole when it holds
+//! `limit` records, or as many as an earlier short page that was followed by
+//! more records: an endpoint may cap `limit` silently.
 //!
 //! **A server that ignores the filter or the sort** (records below the
 //! cursor, or out of order) is detected on the page where it happens. The
@@ -51,6 +53,10 @@ use crate::timefmt;
 
 /// Passes over a tie group before giving up on it changing under us.
 const MAX_TIE_PASSES: usize = 8;
+/// No API caps a page below this many records: a shorter page that is not
+/// `limit` long is taken to hold everything left, which spares every walk a
+/// tie-group read of the one or two records at its bookmark.
+const MIN_PLAUSIBLE_CAP: usize = 10;
 /// Restarts of an offset walk whose data keeps shifting.
 const MAX_OFFSET_RESTARTS: usize = 3;
 
@@ -225,6 +231,11 @@ impl StreamRun {
         let mut cursor = from;
         let mut seen_at_cursor: HashSet<String> = HashSet::new();
         let mut max_seen = None;
+        // The page size the server really serves: an endpoint may cap
+        // `limit` silently. A short page followed by more new records proves
+        // a cap, and a page that long then counts as full.
+        let mut full_page = limit as usize;
+        let mut previous_len: Option<usize> = None;
         loop {
             if self.cancel.is_cancelled() {
                 return Err(FetchError::Cancelled);
@@ -269,9 +280,16 @@ impl StreamRun {
                     degraded: true,
                 });
             }
+            if let Some(prev) = previous_len.filter(|&p| p > 0 && p < full_page) {
+                if page.written > 0 {
+                    full_page = prev;
+                }
+            }
+            previous_len = Some(page.len);
             let page_max = times.last().copied();
             max_seen = max_seen.max(page_max);
             let advanced = page_max.is_some() && page_max > cursor;
+            let seen_before = seen_at_cursor.len();
             if advanced {
                 let c = page_max.expect("advanced implies a value");
                 seen_at_cursor = page
@@ -305,10 +323,16 @@ impl StreamRun {
                 }
                 continue;
             }
-            // No progress: either everything at `cursor` has been read (a
-            // short page), or a tie group fills whole pages.
+            // No progress: every record of the page is at `cursor`. The group
+            // there may be larger than a page when the page is full, when it
+            // brought records not seen before, or when it repeats exactly the
+            // records already seen (a silent cap the size of what we saw).
+            // Otherwise the page held all that remains: the walk is done.
+            let could_be_capped =
+                page.len >= MIN_PLAUSIBLE_CAP && (page.written > 0 || page.len >= seen_before);
+            let maybe_more = page.len >= full_page || could_be_capped;
             match cursor {
-                Some(c) if page.len >= limit as usize => {
+                Some(c) if maybe_more => {
                     self.tie_group(path, partition, parent_id, c, &mut seen_at_cursor)
                         .await?;
                     lower = Some((c, false));

@@ -209,6 +209,24 @@ fn tie_groups_larger_than_a_page_are_read_completely() {
 }
 
 #[test]
+fn a_silent_page_cap_does_not_end_a_walk_early() {
+    // The tap asks for 100 records a page; the API serves 30 without saying
+    // so, and 80 records share each updatedAt: a capped page of one tie group
+    // must not be taken for the last page.
+    let server = start(FakeConfig {
+        max_limit: Some(30),
+        tie_group: 80,
+        sessions: 400,
+        ..fake_config()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({"page_size": 100}));
+    let run = tap(&["--config", path_str(&cfg)]);
+    run.assert_ok();
+    assert_latest_versions_delivered(&server, &[&run]);
+}
+
+#[test]
 fn start_date_and_bookmarks_take_the_later_of_the_two() {
     let server = start(fake_config());
     let s = Scratch::new();

@@ -311,6 +311,10 @@ pub struct FakeConfig {
     pub gzip: bool,
     pub mutate_every: Option<MutateEvery>,
     pub odd_records: bool,
+    /// Undocumented page caps: every list endpoint silently serves at most
+    /// this many records per page, whatever `limit` asks (default: none
+    /// beyond the documented caps).
+    pub max_limit: Option<u64>,
 }
 
 impl Default for FakeConfig {
@@ -342,6 +346,7 @@ impl Default for FakeConfig {
             gzip: true,
             mutate_every: None,
             odd_records: false,
+            max_limit: None,
         }
     }
 }

@@ -445,6 +445,7 @@ fn route(
             )
         }
     };
+    let cap = cfg.max_limit.map_or(cap, |m| cap.min(m));
     let messages_paginated = scope.stream == Stream::Messages && q.paginated;
     let mut q = q;
     if messages_paginated {

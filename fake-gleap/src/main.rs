@@ -104,6 +104,9 @@ struct Cli {
     mutate_deletes: u64,
     #[arg(long)]
     odd_records: bool,
+    /// Serve at most this many records per page on every endpoint, silently.
+    #[arg(long)]
+    max_limit: Option<u64>,
     /// Write the base URL here once listening.
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -130,6 +133,7 @@ fn config(c: &Cli) -> Result<FakeConfig, String> {
         auth_failure_status: c.auth_failure_status,
         gzip: !c.no_gzip,
         odd_records: c.odd_records,
+        max_limit: c.max_limit,
         ..FakeConfig::default()
     };
     if let Some(t) = &c.base_time {
