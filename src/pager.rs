@@ -30,6 +30,12 @@
 //! scan then falls back to a plain offset walk of everything, de-duplicated
 //! by id, and leaves the bookmark where it was, so the next run looks again.
 //!
+//! **Full-table passes** walk the same way without the `<=S` bound: a record
+//! updated mid-walk moves to the end and is met again there, so the pass
+//! holds every record (with ACTIVATE_VERSION, a target deletes what a pass
+//! lacks). Records that move to another partition are caught by re-reading
+//! the partitions for what changed since the pass began.
+//!
 //! **Offset with overlap** (teams, surveys, message templates: small lists
 //! with no documented pagination). Each page after the first re-reads the
 //! last record of the previous one; if it is not the same record the data
@@ -57,6 +63,8 @@ const MAX_TIE_PASSES: usize = 8;
 /// `limit` long is taken to hold everything left, which spares every walk a
 /// tie-group read of the one or two records at its bookmark.
 const MIN_PLAUSIBLE_CAP: usize = 10;
+/// Rounds of a full-table pass that re-read records moving between partitions.
+const MAX_CATCH_UP_ROUNDS: usize = 3;
 /// Restarts of an offset walk whose data keeps shifting.
 const MAX_OFFSET_RESTARTS: usize = 3;
 
@@ -88,6 +96,8 @@ struct PageOut {
 /// What a keyset walk learnt.
 struct ScanEnd {
     max_seen: Option<i64>,
+    /// Records written by the walk.
+    written: u64,
     /// The server ignored the filter or the sort: do not move the bookmark.
     degraded: bool,
 }
@@ -131,11 +141,12 @@ impl StreamRun {
                             state.bookmark(def, partition).map(|t| t.timestamp_millis()),
                             start_date,
                         );
-                        self.keyset(def.path, partition, None, from, Some(partition))
+                        self.keyset(def.path, partition, None, from, Some(partition), true)
                             .await?;
                     }
                     (Some(_), false) => {
-                        self.keyset(def.path, partition, None, None, None).await?;
+                        self.keyset(def.path, partition, None, None, None, false)
+                            .await?;
                     }
                     (None, _) => {
                         self.offset_walk(def, def.path, partition, None, true)
@@ -144,11 +155,43 @@ impl StreamRun {
                 }
             }
         }
+        if !incremental && def.replication_key.is_some() && def.is_partitioned() {
+            self.catch_up_moves().await?;
+        }
         if let (false, Some(version)) = (incremental, self.version) {
             self.send(output::activate_version_line(def, version), 0, None)
                 .await?;
         }
         self.stats.log_summary();
+        Ok(())
+    }
+
+    /// A record can move to another partition while a full-table pass runs
+    /// (a ticket archived mid-sync) after that partition was read. The
+    /// partitions are read again for what changed since the pass began, in
+    /// rounds until one finds nothing, so the pass (the version) holds every
+    /// record. Incremental syncs need no such round: a moved record is
+    /// stamped after the signpost, and the next run finds it.
+    async fn catch_up_moves(&mut self) -> Result<(), FetchError> {
+        let mut since = self.signpost_ms;
+        for _ in 0..MAX_CATCH_UP_ROUNDS {
+            let round_start = chrono::Utc::now().timestamp_millis();
+            let mut found = 0;
+            for &partition in self.def.partitions {
+                found += self
+                    .keyset(self.def.path, partition, None, Some(since), None, false)
+                    .await?
+                    .written;
+            }
+            if found == 0 {
+                return Ok(());
+            }
+            since = round_start;
+        }
+        tracing::warn!(
+            stream = self.def.name,
+            "records kept changing partition during the full-table pass; any still moving are read by the next sync"
+        );
         Ok(())
     }
 
@@ -175,7 +218,10 @@ impl StreamRun {
         let mut degraded = false;
         for id in &parent_ids {
             let path = self.def.path.replace("{parent_id}", id);
-            match self.keyset(&path, &[], Some(id), from, None).await {
+            match self
+                .keyset(&path, &[], Some(id), from, None, incremental)
+                .await
+            {
                 Ok(end) => {
                     max_seen = max_seen.max(end.max_seen);
                     degraded |= end.degraded;
@@ -212,6 +258,11 @@ impl StreamRun {
 
     /// The keyset walk described at the top of this file. `bookmarks` is the
     /// partition whose bookmark each page moves, if any.
+    ///
+    /// `to_signpost`: incremental walks stop at the signpost, later changes
+    /// belong to the next run. Full-table walks do not stop there: a record
+    /// updated mid-walk moves to the end, where the walk meets it again, so
+    /// the pass (the version, with ACTIVATE_VERSION) holds every record.
     async fn keyset(
         &mut self,
         path: &str,
@@ -219,6 +270,7 @@ impl StreamRun {
         parent_id: Option<&str>,
         from: Option<i64>,
         bookmarks: Option<Context>,
+        to_signpost: bool,
     ) -> Result<ScanEnd, FetchError> {
         let rk = self
             .def
@@ -236,6 +288,7 @@ impl StreamRun {
         // a cap, and a page that long then counts as full.
         let mut full_page = limit as usize;
         let mut previous_len: Option<usize> = None;
+        let mut written = 0u64;
         loop {
             if self.cancel.is_cancelled() {
                 return Err(FetchError::Cancelled);
@@ -247,7 +300,9 @@ impl StreamRun {
             if let Some((v, inclusive)) = lower {
                 params.push((rk, if inclusive { ">=" } else { ">" }, fmt_ms(v)));
             }
-            params.push((rk, "<=", signpost.clone()));
+            if to_signpost {
+                params.push((rk, "<=", signpost.clone()));
+            }
             let query = build_query(partition, &params);
             let seen = &seen_at_cursor;
             let page = self
@@ -262,6 +317,7 @@ impl StreamRun {
                     .iter()
                     .any(|&t| if inclusive { t < v } else { t <= v })
             });
+            written += page.written;
             if unsorted || below {
                 self.send(page.lines, page.written, None).await?;
                 let what = if unsorted {
@@ -273,10 +329,13 @@ impl StreamRun {
                     stream = self.def.name,
                     "the API ignored {what} on {path}: reading everything by offset instead, and leaving the bookmark where it was"
                 );
-                self.offset_walk(self.def, path, partition, parent_id, true)
-                    .await?;
+                written += self
+                    .offset_walk(self.def, path, partition, parent_id, true)
+                    .await?
+                    .len() as u64;
                 return Ok(ScanEnd {
                     max_seen: None,
+                    written,
                     degraded: true,
                 });
             }
@@ -333,7 +392,8 @@ impl StreamRun {
             let maybe_more = page.len >= full_page || could_be_capped;
             match cursor {
                 Some(c) if maybe_more => {
-                    self.tie_group(path, partition, parent_id, c, &mut seen_at_cursor)
+                    written += self
+                        .tie_group(path, partition, parent_id, c, &mut seen_at_cursor)
                         .await?;
                     lower = Some((c, false));
                     seen_at_cursor.clear();
@@ -343,6 +403,7 @@ impl StreamRun {
         }
         Ok(ScanEnd {
             max_seen,
+            written,
             degraded: false,
         })
     }
@@ -356,7 +417,7 @@ impl StreamRun {
         parent_id: Option<&str>,
         at: i64,
         seen: &mut HashSet<String>,
-    ) -> Result<(), FetchError> {
+    ) -> Result<u64, FetchError> {
         let rk = self
             .def
             .replication_key
@@ -369,6 +430,7 @@ impl StreamRun {
         );
         let mut previous: Option<HashSet<String>> = None;
         let mut warned_order = false;
+        let mut written = 0;
         for _ in 0..MAX_TIE_PASSES {
             let mut pass: HashSet<String> = HashSet::new();
             let mut skip = 0usize;
@@ -407,6 +469,7 @@ impl StreamRun {
                     pass.insert(id.clone());
                 }
                 let len = page.len;
+                written += page.written;
                 self.send(page.lines, page.written, None).await?;
                 if len == 0 || at_count == 0 {
                     break;
@@ -414,7 +477,7 @@ impl StreamRun {
                 skip += len;
             }
             if previous.as_ref() == Some(&pass) {
-                return Ok(());
+                return Ok(written);
             }
             previous = Some(pass);
         }
@@ -423,7 +486,7 @@ impl StreamRun {
             "the tie group at {} kept changing over {MAX_TIE_PASSES} passes; records of it updated meanwhile are picked up by the next run",
             fmt_ms(at)
         );
-        Ok(())
+        Ok(written)
     }
 
     /// Offset walk with a one-record overlap (see the top of this file).

@@ -293,3 +293,58 @@ fn full_table_chosen_for_an_incremental_stream_ignores_old_bookmarks() {
         "2025-01-01T00:00:00.000Z"
     );
 }
+
+#[test]
+fn a_full_table_version_holds_every_record_even_when_updated_during_the_sync() {
+    // With ACTIVATE_VERSION a target deletes every row the new version lacks,
+    // so a full-table pass must include records that move to the end of
+    // updatedAt order while it runs.
+    let server = start(FakeConfig {
+        latency: Duration::from_millis(15),
+        tickets: 400,
+        ..fake_config()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(
+        &server,
+        json!({"page_size": 25, "emit_activate_version_messages": true}),
+    );
+    let cat = catalog_selecting(&cfg, &["tickets"], |e| {
+        e["metadata"][0]["metadata"]["replication-method"] = json!("FULL_TABLE")
+    });
+    let cat = s.write_json("catalog.json", &cat);
+    let before = fake_ids(&server, "tickets");
+    let mut running = spawn_tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
+    let mut rounds = 0;
+    while running.is_running() {
+        server.update(stream("tickets"), 3);
+        rounds += 1;
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let run = running.finish();
+    run.assert_ok();
+    assert!(
+        rounds >= 5,
+        "updates landed during the sync ({rounds} rounds)"
+    );
+    let version = run.messages.iter().find_map(|m| match m {
+        Message::ActivateVersion { version, .. } => Some(*version),
+        _ => None,
+    });
+    assert!(
+        version.is_some(),
+        "the pass completed with ACTIVATE_VERSION"
+    );
+    let got = run.ids("tickets");
+    let after = fake_ids(&server, "tickets");
+    let missing: Vec<_> = before
+        .intersection(&after)
+        .filter(|id| !got.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} tickets missing from the version, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(3)]
+    );
+}
