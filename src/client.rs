@@ -13,13 +13,13 @@
 //!   retry budget (a duration, per request) runs out.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, DATE, RETRY_AFTER};
 use reqwest::StatusCode;
 use tokio::sync::{watch, Mutex};
 
@@ -91,6 +91,10 @@ pub struct Client {
     cancel: Cancel,
     /// Serialises the slow-down decision so concurrent responses do not stack pauses.
     hold_lock: Mutex<()>,
+    /// The first and the latest `Date` header seen (epoch ms): the API's own
+    /// clock, which stamps `updatedAt`, as opposed to this machine's.
+    server_first_date_ms: AtomicI64,
+    server_date_ms: AtomicI64,
 }
 
 impl Client {
@@ -140,6 +144,8 @@ impl Client {
             retry_budget: config.retry_budget,
             cancel,
             hold_lock: Mutex::new(()),
+            server_first_date_ms: AtomicI64::new(i64::MIN),
+            server_date_ms: AtomicI64::new(i64::MIN),
         }))
     }
 
@@ -169,6 +175,7 @@ impl Client {
                 Err(e) => (None, describe_reqwest_error(&e)),
                 Ok(resp) => {
                     let status = resp.status();
+                    self.note_server_date(resp.headers());
                     self.note_remaining(resp.headers()).await;
                     let retry_after = parse_retry_after(resp.headers().get(RETRY_AFTER));
                     match status {
@@ -248,6 +255,36 @@ impl Client {
             if !self.cancel.sleep(wait).await {
                 return Err(FetchError::Cancelled);
             }
+        }
+    }
+
+    /// The API's clock as of the latest response: a moment no later than its
+    /// "now". `None` before any response carried a `Date` header.
+    pub fn server_date_ms(&self) -> Option<i64> {
+        Some(self.server_date_ms.load(Ordering::Relaxed)).filter(|&ms| ms != i64::MIN)
+    }
+
+    /// The API's clock at the first response of this process.
+    pub fn server_first_date_ms(&self) -> Option<i64> {
+        Some(self.server_first_date_ms.load(Ordering::Relaxed)).filter(|&ms| ms != i64::MIN)
+    }
+
+    fn note_server_date(&self, headers: &HeaderMap) {
+        let date = headers
+            .get(DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok());
+        if let Some(ms) = date
+            .and_then(|d| d.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64)
+        {
+            let _ = self.server_first_date_ms.compare_exchange(
+                i64::MIN,
+                ms,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            self.server_date_ms.fetch_max(ms, Ordering::Relaxed);
         }
     }
 

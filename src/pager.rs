@@ -65,6 +65,8 @@ const MAX_TIE_PASSES: usize = 8;
 const MIN_PLAUSIBLE_CAP: usize = 10;
 /// Rounds of a full-table pass that re-read records moving between partitions.
 const MAX_CATCH_UP_ROUNDS: usize = 3;
+/// Margin under a server `Date` (whole seconds, sent after the request began).
+const CLOCK_MARGIN_MS: i64 = 2_000;
 /// Restarts of an offset walk whose data keeps shifting.
 const MAX_OFFSET_RESTARTS: usize = 3;
 
@@ -173,9 +175,18 @@ impl StreamRun {
     /// record. Incremental syncs need no such round: a moved record is
     /// stamped after the signpost, and the next run finds it.
     async fn catch_up_moves(&mut self) -> Result<(), FetchError> {
-        let mut since = self.signpost_ms;
+        // The pass's start on both clocks, the earlier: `updatedAt` is stamped
+        // by the API, whose clock may lag this machine's. The API's first
+        // `Date` came after the pass began (and is whole seconds): hence the margin.
+        let first = self
+            .client
+            .server_first_date_ms()
+            .map_or(i64::MAX, |d| d - CLOCK_MARGIN_MS);
+        let mut since = self.signpost_ms.min(first);
         for _ in 0..MAX_CATCH_UP_ROUNDS {
-            let round_start = chrono::Utc::now().timestamp_millis();
+            let now = chrono::Utc::now().timestamp_millis();
+            let round_start =
+                self.client.server_date_ms().map_or(now, |d| d.min(now)) - CLOCK_MARGIN_MS;
             let mut found = 0;
             for &partition in self.def.partitions {
                 found += self
@@ -207,6 +218,14 @@ impl StreamRun {
         let mut parent_ids = self
             .offset_walk(parent, parent.path, &[], None, false)
             .await?;
+        // One bookmark for many walks may not pass the moment the first walk
+        // began on the API's clock either (a response written to survey 1
+        // while survey 5 is read carries a stamp from then): when this
+        // machine's clock runs ahead of the API's, the signpost would.
+        let cap = self
+            .client
+            .server_date_ms()
+            .map_or(self.signpost_ms, |d| d.min(self.signpost_ms));
         parent_ids.sort();
         tracing::info!(
             stream = self.def.name,
@@ -237,7 +256,7 @@ impl StreamRun {
             }
         }
         if let (true, false, Some(max)) = (incremental, degraded, max_seen) {
-            let value = self.bookmark_value(max.max(from.unwrap_or(i64::MIN)));
+            let value = self.bookmark_value(max.min(cap).max(from.unwrap_or(i64::MIN)));
             self.send(
                 Vec::new(),
                 0,
@@ -500,7 +519,10 @@ impl StreamRun {
         parent_id: Option<&str>,
         emit: bool,
     ) -> Result<Vec<String>, FetchError> {
-        let limit = self.page_size.min(def.max_page_size) as usize;
+        // At least 2: each page after the first re-reads one record (the
+        // overlap), so a page of 1 would only ever re-read it and the walk
+        // would stop after the first record (`page_size` 1 is valid).
+        let limit = (self.page_size.min(def.max_page_size) as usize).max(2);
         let mut seen: HashSet<String> = HashSet::new();
         let mut order: Vec<String> = Vec::new();
         let mut skip = 0usize;
