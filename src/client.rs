@@ -214,15 +214,19 @@ impl Client {
                         StatusCode::TOO_MANY_REQUESTS => {
                             metrics::http_timer(stats.stream, path, 429, started.elapsed());
                             stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-                            let wait = retry_after
-                                .unwrap_or_else(|| backoff(attempt).max(RATE_LIMIT_MIN_WAIT));
+                            // `Retry-After: 0` means "soon", not a tight loop.
+                            let wait = retry_after.map_or_else(
+                                || backoff(attempt).max(RATE_LIMIT_MIN_WAIT),
+                                |ra| ra.max(BACKOFF_BASE),
+                            );
                             // The limit is per project: every stream pauses.
                             self.hold_for(wait);
                             (Some(wait), "HTTP 429 Too Many Requests".to_string())
                         }
                         s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => {
                             metrics::http_timer(stats.stream, path, s.as_u16(), started.elapsed());
-                            (retry_after, format!("HTTP {}", s.as_u16()))
+                            let wait = backoff(attempt).max(retry_after.unwrap_or_default());
+                            (Some(wait), format!("HTTP {}", s.as_u16()))
                         }
                         s => {
                             metrics::http_timer(stats.stream, path, s.as_u16(), started.elapsed());
