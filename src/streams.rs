@@ -72,115 +72,89 @@ impl StreamDef {
 }
 
 const NO_PARTITIONS: &[&[(&str, &str)]] = &[&[]];
-const MONGO_FIELDS: &[&str] = &["_id", "__v"];
+
+/// What most endpoints share; each entry below says only how it differs.
+const LIST: StreamDef = StreamDef {
+    name: "",
+    path: "",
+    shape: Shape::Array,
+    key: "id",
+    replication_key: None,
+    default_method: Method::FullTable,
+    max_page_size: 1000,
+    partitions: NO_PARTITIONS,
+    parent: None,
+    ignored_fields: &["_id", "__v"],
+    total_field: None,
+    schema: "",
+};
 
 pub static STREAMS: &[StreamDef] = &[
     StreamDef {
         name: "tickets",
         path: "/tickets",
         shape: Shape::Object { records: "tickets" },
-        key: "id",
         replication_key: Some("updatedAt"),
         default_method: Method::Incremental,
-        max_page_size: 1000,
         partitions: &[
             &[],
             &[("archived", "true")],
             &[("isSpam", "true")],
             &[("archived", "true"), ("isSpam", "true")],
         ],
-        parent: None,
-        ignored_fields: MONGO_FIELDS,
         total_field: Some("totalCount"),
         schema: include_str!("../schemas/tickets.json"),
+        ..LIST
     },
     StreamDef {
         name: "sessions",
         path: "/sessions",
-        shape: Shape::Array,
-        key: "id",
         replication_key: Some("updatedAt"),
         default_method: Method::Incremental,
-        max_page_size: 1000,
-        partitions: NO_PARTITIONS,
-        parent: None,
-        ignored_fields: MONGO_FIELDS,
-        total_field: None,
         schema: include_str!("../schemas/sessions.json"),
+        ..LIST
     },
     StreamDef {
         name: "messages",
         path: "/messages",
-        shape: Shape::Array,
-        key: "id",
         replication_key: Some("updatedAt"),
         default_method: Method::Incremental,
         max_page_size: 10_000,
-        partitions: NO_PARTITIONS,
-        parent: None,
-        ignored_fields: MONGO_FIELDS,
-        total_field: None,
         schema: include_str!("../schemas/messages.json"),
+        ..LIST
     },
     StreamDef {
         name: "teams",
         path: "/teams",
-        shape: Shape::Array,
-        key: "id",
-        replication_key: None,
-        default_method: Method::FullTable,
-        max_page_size: 1000,
-        partitions: NO_PARTITIONS,
-        parent: None,
-        ignored_fields: MONGO_FIELDS,
-        total_field: None,
         schema: include_str!("../schemas/teams.json"),
+        ..LIST
     },
     StreamDef {
         name: "surveys",
         path: "/engagement/surveys",
-        shape: Shape::Array,
-        key: "id",
-        replication_key: None,
-        default_method: Method::FullTable,
-        max_page_size: 1000,
-        partitions: NO_PARTITIONS,
-        parent: None,
-        ignored_fields: MONGO_FIELDS,
-        total_field: None,
         schema: include_str!("../schemas/surveys.json"),
+        ..LIST
     },
     StreamDef {
         name: "survey_responses",
         path: "/engagement/surveys/{parent_id}/responses",
         shape: Shape::ArrayOrWrapped,
-        key: "id",
         replication_key: Some("updatedAt"),
         default_method: Method::Incremental,
-        max_page_size: 1000,
-        partitions: NO_PARTITIONS,
         parent: Some(Parent {
             stream: "surveys",
             child_field: "survey_id",
         }),
         // `survey` is the parent's id, which the record carries as `survey_id`.
         ignored_fields: &["_id", "__v", "survey"],
-        total_field: None,
         schema: include_str!("../schemas/survey_responses.json"),
+        ..LIST
     },
     StreamDef {
         name: "message_templates",
         path: "/message-templates",
-        shape: Shape::Array,
-        key: "id",
-        replication_key: None,
-        default_method: Method::FullTable,
-        max_page_size: 1000,
-        partitions: NO_PARTITIONS,
-        parent: None,
-        ignored_fields: MONGO_FIELDS,
-        total_field: None,
         schema: include_str!("../schemas/message_templates.json"),
+        ..LIST
     },
 ];
 
