@@ -1,19 +1,18 @@
-//! From a page's bytes to RECORD lines, in one parse.
+//! From a page's bytes to RECORD lines, in one pass.
 //!
-//! A page is parsed once into records of `(key, raw value)` pairs: values stay
-//! borrowed slices of the body (`RawValue`), so free-form JSON (`formData`,
-//! `customData`, ...) is copied to the output byte for byte, never built into
-//! a tree and serialised again. Each field is then conformed to its schema
-//! type: canonical dates are copied as they are, other date forms normalised,
-//! populated references reduced to their id, and fields the schema does not
-//! know dropped and reported once per stream (schema drift).
+//! A page is scanned once (`Scan`: a validating JSON scanner) into records of
+//! `(key, raw value)` pairs: keys and values stay borrowed slices of the body,
+//! so free-form JSON (`formData`, `customData`, ...) is copied to the output
+//! byte for byte, never built into a tree and serialised again. Each field is
+//! then conformed to its schema type: canonical dates are copied as they are,
+//! other date forms normalised, populated references reduced to their id, and
+//! fields the schema does not know dropped and reported once per stream
+//! (schema drift).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::io::Write;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -67,53 +66,10 @@ impl FieldKind {
     }
 }
 
-/// One record as the API sent it: its fields in order, values unparsed.
+/// One record as the API sent it: its fields in order, values unparsed
+/// (each the exact, validated JSON text of the value, borrowed from the body).
 /// `None` when the array element was not an object at all.
-pub struct RawRecord<'a>(Option<Vec<(Cow<'a, str>, &'a RawValue)>>);
-
-impl<'de> Deserialize<'de> for RawRecord<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawRecord<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a record object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(40));
-                while let Some(k) = map.next_key::<Cow<'de, str>>()? {
-                    fields.push((k, map.next_value::<&'de RawValue>()?));
-                }
-                Ok(RawRecord(Some(fields)))
-            }
-            // Anything else in the array is kept as "not a record" so the
-            // rest of the page survives; the caller counts and reports it.
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(RawRecord(None))
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(RawRecord(None))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(RawRecord(None))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(RawRecord(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(RawRecord(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(RawRecord(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(RawRecord(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
+pub struct RawRecord<'a>(Option<Vec<(Cow<'a, str>, &'a str)>>);
 
 pub struct ParsedPage<'a> {
     pub records: Vec<RawRecord<'a>>,
@@ -127,19 +83,19 @@ pub fn parse_page<'a>(body: &'a str, def: &StreamDef) -> Result<ParsedPage<'a>, 
     let err = |e: serde_json::Error| e.to_string();
     match (def.shape, first) {
         (_, None) => Err("empty body".into()),
-        (Shape::Array | Shape::ArrayOrWrapped, Some(b'[')) => Ok(ParsedPage {
-            records: serde_json::from_str(body).map_err(err)?,
-            total: None,
-        }),
+        (Shape::Array | Shape::ArrayOrWrapped, Some(b'[')) => {
+            let mut scan = Scan::new(body);
+            let records = scan.records(0)?;
+            scan.end()?;
+            Ok(ParsedPage {
+                records,
+                total: None,
+            })
+        }
         (Shape::Object { records }, Some(b'{')) => {
-            let mut de = serde_json::Deserializer::from_str(body);
-            let page = ObjectPage {
-                records_key: records,
-                total_key: def.total_field,
-            }
-            .deserialize(&mut de)
-            .map_err(err)?;
-            de.end().map_err(err)?;
+            let mut scan = Scan::new(body);
+            let page = scan.object_page(records, def.total_field)?;
+            scan.end()?;
             page.ok_or_else(|| format!("an object without the \"{records}\" array"))
         }
         (Shape::ArrayOrWrapped, Some(b'{')) => {
@@ -158,8 +114,14 @@ pub fn parse_page<'a>(body: &'a str, def: &StreamDef) -> Result<ParsedPage<'a>, 
                     None
                 })
                 .ok_or("an object without a single array of records")?;
+            // The chosen text lies inside `body`: borrow it with `body`'s lifetime.
+            let offset = chosen.get().as_ptr() as usize - body.as_ptr() as usize;
+            let text = &body[offset..offset + chosen.get().len()];
+            let mut scan = Scan::new(text);
+            let records = scan.records(0)?;
+            scan.end()?;
             Ok(ParsedPage {
-                records: serde_json::from_str(chosen.get()).map_err(err)?,
+                records,
                 total: None,
             })
         }
@@ -169,37 +131,331 @@ pub fn parse_page<'a>(body: &'a str, def: &StreamDef) -> Result<ParsedPage<'a>, 
     }
 }
 
-/// Reads `{"<records_key>": [...], "<total_key>": N, ...}` in one pass.
-struct ObjectPage {
-    records_key: &'static str,
-    total_key: Option<&'static str>,
+/// Nesting deeper than this is refused (as serde_json does), so that a
+/// hostile body cannot overflow the stack.
+const MAX_DEPTH: usize = 128;
+
+/// A validating JSON scanner over a page body: it finds the records and
+/// their `(key, value)` pairs in one pass, without building anything. Every
+/// value is checked against the JSON grammar (strings, escapes, numbers,
+/// literals, nesting) before its text is kept, so the raw text copied to the
+/// output is always valid JSON. The body is a `&str`: UTF-8 is already valid.
+struct Scan<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
 }
 
-impl<'de> DeserializeSeed<'de> for ObjectPage {
-    type Value = Option<ParsedPage<'de>>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
+impl<'a> Scan<'a> {
+    fn new(s: &'a str) -> Self {
+        Scan {
+            s,
+            b: s.as_bytes(),
+            i: 0,
+        }
     }
-}
 
-impl<'de> Visitor<'de> for ObjectPage {
-    type Value = Option<ParsedPage<'de>>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "an object with a \"{}\" array", self.records_key)
+    fn fail<T>(&self, what: &str) -> Result<T, String> {
+        if self.i >= self.b.len() {
+            Err(format!("EOF while parsing {what} at byte {}", self.i))
+        } else {
+            Err(format!("expected {what} at byte {}", self.i))
+        }
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    #[inline]
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    fn eat(&mut self, c: u8, what: &str) -> Result<(), String> {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            self.fail(what)
+        }
+    }
+
+    /// Only whitespace may follow the page.
+    fn end(&mut self) -> Result<(), String> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => self.fail("the end of the body (trailing characters)"),
+        }
+    }
+
+    /// `{"<records>": [...], "<total>": N, ...}`; `None` without the records key.
+    fn object_page(
+        &mut self,
+        records_key: &str,
+        total_key: Option<&str>,
+    ) -> Result<Option<ParsedPage<'a>>, String> {
         let mut records = None;
         let mut total = None;
-        while let Some(k) = map.next_key::<Cow<'de, str>>()? {
-            if k == self.records_key {
-                records = Some(map.next_value::<Vec<RawRecord<'de>>>()?);
-            } else if Some(k.as_ref()) == self.total_key {
-                total = map.next_value::<Option<u64>>().ok().flatten();
+        self.eat(b'{', "an object")?;
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(None);
+        }
+        loop {
+            let k = self.key()?;
+            if k == records_key {
+                records = Some(self.records(1)?);
+            } else if Some(k.as_ref()) == total_key {
+                let start = self.i;
+                self.value(1)?;
+                total = self.s[start..self.i].trim_start().parse::<u64>().ok();
             } else {
-                map.next_value::<IgnoredAny>()?;
+                self.value(1)?;
+            }
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    break;
+                }
+                _ => return self.fail("',' or '}'"),
             }
         }
         Ok(records.map(|records| ParsedPage { records, total }))
+    }
+
+    /// An array of records: objects become records, anything else `None`.
+    fn records(&mut self, depth: usize) -> Result<Vec<RawRecord<'a>>, String> {
+        self.eat(b'[', "an array of records")?;
+        let mut out = Vec::new();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(out);
+        }
+        loop {
+            if self.peek() == Some(b'{') {
+                out.push(RawRecord(Some(self.record(depth + 1)?)));
+            } else {
+                self.value(depth + 1)?;
+                out.push(RawRecord(None));
+            }
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(out);
+                }
+                _ => return self.fail("',' or ']'"),
+            }
+        }
+    }
+
+    fn record(&mut self, depth: usize) -> Result<Vec<(Cow<'a, str>, &'a str)>, String> {
+        if depth > MAX_DEPTH {
+            return self.fail("less nesting (recursion limit exceeded)");
+        }
+        self.i += 1; // `{`
+        let mut fields = Vec::with_capacity(48);
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(fields);
+        }
+        loop {
+            let k = self.key()?;
+            self.ws();
+            let start = self.i;
+            self.value(depth)?;
+            fields.push((k, &self.s[start..self.i]));
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(fields);
+                }
+                _ => return self.fail("',' or '}'"),
+            }
+        }
+    }
+
+    /// `"key":`, unescaped only when it holds escapes.
+    fn key(&mut self) -> Result<Cow<'a, str>, String> {
+        if self.peek() != Some(b'"') {
+            return self.fail("a string key");
+        }
+        let start = self.i;
+        let escaped = self.string()?;
+        let raw = &self.s[start..self.i];
+        self.eat(b':', "':'")?;
+        if escaped {
+            serde_json::from_str::<String>(raw)
+                .map(Cow::Owned)
+                .map_err(|e| e.to_string())
+        } else {
+            Ok(Cow::Borrowed(&raw[1..raw.len() - 1]))
+        }
+    }
+
+    /// Skips one value, checking it. `depth` counts the containers around it.
+    fn value(&mut self, depth: usize) -> Result<(), String> {
+        match self.peek() {
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b'{') => {
+                if depth + 1 > MAX_DEPTH {
+                    return self.fail("less nesting (recursion limit exceeded)");
+                }
+                self.i += 1;
+                if self.peek() == Some(b'}') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    if self.peek() != Some(b'"') {
+                        return self.fail("a string key");
+                    }
+                    self.string()?;
+                    self.eat(b':', "':'")?;
+                    self.value(depth + 1)?;
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(b'}') => {
+                            self.i += 1;
+                            return Ok(());
+                        }
+                        _ => return self.fail("',' or '}'"),
+                    }
+                }
+            }
+            Some(b'[') => {
+                if depth + 1 > MAX_DEPTH {
+                    return self.fail("less nesting (recursion limit exceeded)");
+                }
+                self.i += 1;
+                if self.peek() == Some(b']') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.value(depth + 1)?;
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(b']') => {
+                            self.i += 1;
+                            return Ok(());
+                        }
+                        _ => return self.fail("',' or ']'"),
+                    }
+                }
+            }
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => self.fail("a value"),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), String> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            self.fail("a value")
+        }
+    }
+
+    /// `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn number(&mut self) -> Result<(), String> {
+        let digits = |scan: &mut Self| {
+            let start = scan.i;
+            while scan.b.get(scan.i).is_some_and(u8::is_ascii_digit) {
+                scan.i += 1;
+            }
+            scan.i > start
+        };
+        if self.b[self.i] == b'-' {
+            self.i += 1;
+        }
+        match self.b.get(self.i) {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                digits(self);
+            }
+            _ => return self.fail("a digit"),
+        }
+        if self.b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            if !digits(self) {
+                return self.fail("a digit after '.'");
+            }
+        }
+        if let Some(b'e' | b'E') = self.b.get(self.i) {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.b.get(self.i) {
+                self.i += 1;
+            }
+            if !digits(self) {
+                return self.fail("a digit in the exponent");
+            }
+        }
+        Ok(())
+    }
+
+    /// Skips a string (at its opening quote), checking its escapes and that
+    /// it holds no control character. Returns whether it holds escapes.
+    #[inline]
+    fn string(&mut self) -> Result<bool, String> {
+        const LO: u64 = 0x0101_0101_0101_0101;
+        const HI: u64 = 0x8080_8080_8080_8080;
+        self.i += 1;
+        let mut escaped = false;
+        loop {
+            // Eight bytes at a time while none is `"`, `\` or a control character.
+            while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+                let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+                let quote = w ^ (LO * u64::from(b'"'));
+                let slash = w ^ (LO * u64::from(b'\\'));
+                let special = (quote.wrapping_sub(LO) & !quote)
+                    | (slash.wrapping_sub(LO) & !slash)
+                    | (w.wrapping_sub(LO * 0x20) & !w);
+                if special & HI != 0 {
+                    // The lowest flagged byte is exact (false flags only
+                    // occur above a true one): jump straight to it.
+                    self.i += ((special & HI).trailing_zeros() / 8) as usize;
+                    break;
+                }
+                self.i += 8;
+            }
+            match self.b.get(self.i) {
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(escaped);
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    self.i += 1;
+                    match self.b.get(self.i) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 1,
+                        Some(b'u') => {
+                            let hex = self.b.get(self.i + 1..self.i + 5);
+                            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                                return self.fail("four hex digits after \\u");
+                            }
+                            self.i += 5;
+                        }
+                        _ => return self.fail("an escape"),
+                    }
+                }
+                Some(0..=0x1f) => return self.fail("no control character in a string"),
+                Some(_) => self.i += 1,
+                None => return self.fail("the end of a string"),
+            }
+        }
     }
 }
 
@@ -211,50 +467,97 @@ pub struct Meta {
     pub updated_ms: Option<i64>,
 }
 
+/// What to do with a field of a given name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    /// Write it: index into `Conformer::fields`.
+    Write(usize),
+    /// Drop it quietly: deselected, deliberately left out, or the child field
+    /// (which the tap writes itself).
+    Quiet,
+    /// Drop it: not in the schema (reported once when first met).
+    Drift,
+}
+
+/// A selected field: how to conform it, and `"name":` ready to copy.
+struct Field {
+    kind: FieldKind,
+    key_json: Box<[u8]>,
+}
+
+/// Names classified so far, beyond which new names are not remembered (a
+/// server sending ever new keys must not grow memory).
+const MAX_REMEMBERED_NAMES: usize = 4096;
+
 /// Conforms one stream's records to its (selected) schema.
+///
+/// The hot path is per field: records of a page share their keys, mostly in
+/// the same order, so each key is first compared with the name met at the
+/// same position in the previous record; only on a miss is it looked up (by
+/// hash) and classified. The `"name":` bytes are escaped once, up front.
 pub struct Conformer {
     stream: &'static str,
     key: &'static str,
     replication_key: Option<&'static str>,
-    fields: HashMap<String, FieldKind>,
-    /// Schema fields the catalog deselected, and fields deliberately left out:
-    /// dropped without a drift warning.
-    quiet: HashSet<String>,
+    fields: Vec<Field>,
+    /// Every name classified so far (selected, quiet and drift names).
+    slots: HashMap<Box<str>, Slot, FastHash>,
+    /// The name met at each position of the previous record, and its slot.
+    by_position: Vec<(Box<str>, Slot)>,
     /// Problems already reported, so each is logged once per stream.
     reported: HashSet<String>,
     /// `{"type":"RECORD","stream":"<name>","record":{`
     prefix: Vec<u8>,
     /// The parent id field of a child stream, written into every record.
     child_field: Option<&'static str>,
+    /// `"<child_field>":`
+    child_key_json: Vec<u8>,
 }
 
 impl Conformer {
     pub fn new(def: &'static StreamDef, selected: &[String]) -> Conformer {
         let full = crate::catalog::schema_of(def);
         let props = full["properties"].as_object().cloned().unwrap_or_default();
-        let fields: HashMap<String, FieldKind> = props
-            .iter()
-            .filter(|(k, _)| selected.contains(k))
-            .map(|(k, v)| (k.clone(), FieldKind::of(v)))
-            .collect();
-        let mut quiet: HashSet<String> = props
-            .keys()
-            .filter(|k| !fields.contains_key(*k))
-            .cloned()
-            .collect();
-        quiet.extend(def.ignored_fields.iter().map(|s| s.to_string()));
+        let child_field = def.parent.map(|p| p.child_field);
+        let mut fields = Vec::new();
+        let mut slots: HashMap<Box<str>, Slot, FastHash> = HashMap::default();
+        for (k, v) in &props {
+            let slot = if Some(k.as_str()) == child_field || !selected.contains(k) {
+                Slot::Quiet
+            } else {
+                let mut key_json = Vec::with_capacity(k.len() + 3);
+                write_json_str(&mut key_json, k);
+                key_json.push(b':');
+                fields.push(Field {
+                    kind: FieldKind::of(v),
+                    key_json: key_json.into(),
+                });
+                Slot::Write(fields.len() - 1)
+            };
+            slots.insert(k.as_str().into(), slot);
+        }
+        for name in def.ignored_fields.iter().copied().chain(child_field) {
+            slots.entry(name.into()).or_insert(Slot::Quiet);
+        }
         let mut prefix = br#"{"type":"RECORD","stream":"#.to_vec();
         write_json_str(&mut prefix, def.name);
         prefix.extend_from_slice(br#","record":{"#);
+        let mut child_key_json = Vec::new();
+        if let Some(cf) = child_field {
+            write_json_str(&mut child_key_json, cf);
+            child_key_json.push(b':');
+        }
         Conformer {
             stream: def.name,
             key: def.key,
             replication_key: def.replication_key,
             fields,
-            quiet,
+            slots,
+            by_position: Vec::new(),
             reported: HashSet::new(),
             prefix,
-            child_field: def.parent.map(|p| p.child_field),
+            child_field,
+            child_key_json,
         }
     }
 
@@ -262,6 +565,39 @@ impl Conformer {
         if self.reported.insert(what.clone()) {
             tracing::warn!(stream = self.stream, "{what}");
         }
+    }
+
+    /// The slot of the field named `name`, the `i`-th key of its record.
+    #[inline]
+    fn slot(&mut self, i: usize, name: &str) -> Slot {
+        if let Some((seen, slot)) = self.by_position.get(i) {
+            if &**seen == name {
+                return *slot;
+            }
+        }
+        self.slot_slow(i, name)
+    }
+
+    #[cold]
+    fn slot_slow(&mut self, i: usize, name: &str) -> Slot {
+        let slot = match self.slots.get(name) {
+            Some(&slot) => slot,
+            None => {
+                self.report(format!(
+                    "schema drift: field \"{name}\" is not in the schema and is dropped"
+                ));
+                if self.slots.len() < MAX_REMEMBERED_NAMES {
+                    self.slots.insert(name.into(), Slot::Drift);
+                }
+                Slot::Drift
+            }
+        };
+        if i < self.by_position.len() {
+            self.by_position[i] = (name.into(), slot);
+        } else if i == self.by_position.len() && i < 512 {
+            self.by_position.push((name.into(), slot));
+        }
+        slot
     }
 
     /// Counts and reports (once) an element that cannot be a record: not an
@@ -281,15 +617,21 @@ impl Conformer {
             .iter()
             .find(|(k, _)| k == self.key)
             .or_else(|| fields.iter().find(|(k, _)| k == "_id"))
-            .map(|(_, v)| *v);
-        let id = match raw_id.map(|v| serde_json::from_str::<Value>(v.get())) {
-            Some(Ok(Value::String(s))) if !s.is_empty() => s,
-            Some(Ok(Value::Number(n))) => n.to_string(),
-            _ => return None,
+            .map(|(_, v)| *v)?;
+        let id = match raw_id.as_bytes() {
+            // The usual case: a plain string, copied without a parser.
+            [b'"', body @ .., b'"'] if !body.is_empty() && !body.contains(&b'\\') => {
+                raw_id[1..raw_id.len() - 1].to_string()
+            }
+            _ => match serde_json::from_str::<Value>(raw_id) {
+                Ok(Value::String(s)) if !s.is_empty() => s,
+                Ok(Value::Number(n)) => n.to_string(),
+                _ => return None,
+            },
         };
         let updated_ms = self.replication_key.and_then(|rk| {
             let (_, v) = fields.iter().find(|(k, _)| k == rk)?;
-            instant_ms(v.get())
+            instant_ms(v)
         });
         Some(Meta { id, updated_ms })
     }
@@ -305,36 +647,24 @@ impl Conformer {
         let Some(fields) = rec.0.as_ref() else { return };
         out.extend_from_slice(&self.prefix);
         let mut first = true;
-        let mut sep = |out: &mut Vec<u8>| {
-            if !std::mem::take(&mut first) {
-                out.push(b',');
-            }
-        };
-        if let (Some(cf), Some(pid)) = (self.child_field, parent_id) {
-            sep(out);
-            write_json_str(out, cf);
-            out.push(b':');
+        if let (Some(_), Some(pid)) = (self.child_field, parent_id) {
+            first = false;
+            out.extend_from_slice(&self.child_key_json);
             write_json_str(out, pid);
         }
         let has_key = fields.iter().any(|(k, _)| k == self.key);
-        for (k, v) in fields {
+        for (i, (k, v)) in fields.iter().enumerate() {
             // A record with `_id` but no `id` gets its id from `_id`.
             let name: &str = if !has_key && k == "_id" { self.key } else { k };
-            let Some(&kind) = self.fields.get(name) else {
-                if !self.quiet.contains(name) && Some(name) != self.child_field {
-                    self.report(format!(
-                        "schema drift: field \"{name}\" is not in the schema and is dropped"
-                    ));
-                }
+            let Slot::Write(f) = self.slot(i, name) else {
                 continue;
             };
-            if Some(name) == self.child_field {
-                continue;
+            if !std::mem::take(&mut first) {
+                out.push(b',');
             }
-            sep(out);
-            write_json_str(out, name);
-            out.push(b':');
-            if let Err(problem) = conform_value(kind, v.get(), out) {
+            let field = &self.fields[f];
+            out.extend_from_slice(&field.key_json);
+            if let Err(problem) = conform_value(field.kind, v, out) {
                 self.report(format!("field \"{name}\": {problem}"));
             }
         }
@@ -342,6 +672,27 @@ impl Conformer {
         out.extend_from_slice(tail);
     }
 }
+
+/// FxHash (rustc's hasher): field names are short and not attacker-chosen
+/// in any way that matters here (the map is capped), so SipHash is wasted.
+#[derive(Default, Clone, Copy)]
+struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastHash = std::hash::BuildHasherDefault<FastHasher>;
 
 /// Writes `raw` conformed to `kind`. On a value that cannot be conformed it
 /// writes `null` and says why (the record itself is kept).
@@ -690,6 +1041,87 @@ mod tests {
         assert!(parse_page("", sessions).is_err());
         let p = parse_page(r#"[{"id":"a"}, 5, null, "x"]"#, sessions).unwrap();
         assert_eq!(p.records.iter().filter(|r| r.0.is_none()).count(), 3);
+    }
+
+    #[test]
+    fn the_scanner_accepts_exactly_what_serde_json_accepts() {
+        let sessions = streams::find("sessions").unwrap();
+        let values = [
+            r#""plain""#,
+            r#""esc \" \\ \/ \b \f \n \r \t \u00e9 \uD83D\uDE80""#,
+            r#""ünïcødé 決済 🚀 and a long tail to cross eight-byte words""#,
+            r#""bad \x escape""#,
+            r#""bad \u12 escape""#,
+            "\"raw\ncontrol\"",
+            "\"raw\ttab\"",
+            r#""unterminated"#,
+            "0",
+            "-0",
+            "12",
+            "-3.25",
+            "1e5",
+            "1E+5",
+            "2.5e-3",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "1e",
+            "+1",
+            "--1",
+            "true",
+            "false",
+            "null",
+            "tru",
+            "nul",
+            "True",
+            "{}",
+            "[]",
+            r#"{"a":[1,{"b":null}],"c":"d"}"#,
+            "[1,2,]",
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            r#"{1:2}"#,
+            "[1 2]",
+            r#"{"a":}"#,
+            "[",
+            "{",
+        ];
+        for v in values {
+            let body = format!(r#"[{{"id":"x","v": {v} }}]"#);
+            let ours = parse_page(&body, sessions);
+            let theirs = serde_json::from_str::<Value>(&body);
+            assert_eq!(ours.is_ok(), theirs.is_ok(), "{v}: {:?}", ours.err());
+            if let Ok(page) = ours {
+                let fields = page.records[0].0.as_ref().unwrap();
+                assert_eq!(fields[1].1, v.trim(), "{v}");
+            }
+        }
+        let deep = format!(
+            "[{{\"id\":\"x\",\"v\":{}{}}}]",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(parse_page(&deep, sessions).is_err(), "too deep");
+        let p = parse_page(r#" [ { "id" : "a" , "k\u0065y" : 1 } , 3 ] "#, sessions).unwrap();
+        let fields = p.records[0].0.as_ref().unwrap();
+        assert_eq!(fields[1].0, "key");
+        assert!(p.records[1].0.is_none());
+        assert!(
+            parse_page(r#"[{"id":"a"}] x"#, sessions).is_err(),
+            "trailing"
+        );
+        let tickets = streams::find("tickets").unwrap();
+        for (body, total) in [
+            (r#"{"tickets":[],"totalCount":7}"#, Some(7)),
+            (r#"{"totalCount":null,"tickets":[]}"#, None),
+            (r#"{"totalCount":-1,"tickets":[]}"#, None),
+            (r#"{"totalCount":"7","tickets":[]}"#, None),
+        ] {
+            assert_eq!(parse_page(body, tickets).unwrap().total, total, "{body}");
+        }
+        assert!(parse_page(r#"{"tickets":{}}"#, tickets).is_err());
+        assert!(parse_page(r#"{}"#, tickets).is_err());
     }
 
     #[test]

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Throughput, CPU and memory of a full sync against the bundled fake Gleap
+# API, beside the ceiling (the same requests fetched and thrown away), and
+# the rate-limit behaviour. See "Performance" in the README.
+#
+#   scripts/bench.sh                      # 10k, 100k and 1M tickets, 3 runs each, then the rate-limit check
+#   SIZES="100000" RUNS=5 scripts/bench.sh
+#   GZIP=1 scripts/bench.sh               # the fake gzips its answers (as the real API does)
+#   RATE_SECONDS=0 scripts/bench.sh       # skip the rate-limit check
+#
+# Each size: the fake starts with N tickets, N/10 sessions, N/10 messages and
+# 10 surveys of N/1000 responses each; one untimed run (into a counter)
+# gives the records, the Singer bytes and the exact requests made; then RUNS
+# timed runs of the tap into /dev/null and RUNS of the fetch-only ceiling,
+# replaying those requests with the same page size and keep-alive. Figures
+# are medians. The tap's requests_per_minute is set to 100000 (the fake is
+# unlimited), so the wire is measured, not the limiter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIZES=${SIZES:-"10000 100000 1000000"}
+RUNS=${RUNS:-3}
+GZIP=${GZIP:-0}
+RATE_SECONDS=${RATE_SECONDS:-120}
+target=${CARGO_TARGET_DIR:-target}
+
+for tool in /usr/bin/time jq curl; do
+  command -v "$tool" >/dev/null || { echo "bench.sh needs $tool (GNU time for CPU and peak RSS)" >&2; exit 1; }
+done
+echo "==> building (release)" >&2
+cargo build --release --quiet -p tap-gleap -p fake-gleap --bins --example fetch_only
+bin=$target/release
+tap=$bin/tap-gleap
+fake=$bin/fake-gleap
+helper=$bin/examples/fetch_only
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/tap-gleap-bench.XXXXXX")
+fake_pid=
+cleanup() {
+  [ -n "$fake_pid" ] && kill "$fake_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+start_fake() { # args: fake options
+  rm -f "$work/ready"
+  "$fake" --port 0 --ready-file "$work/ready" "$@" 2>"$work/fake.log" &
+  fake_pid=$!
+  for _ in $(seq 1 300); do
+    [ -s "$work/ready" ] && break
+    kill -0 "$fake_pid" 2>/dev/null || { cat "$work/fake.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  url=$(cat "$work/ready")
+}
+stop_fake() { kill "$fake_pid" 2>/dev/null || true; wait "$fake_pid" 2>/dev/null || true; fake_pid=; }
+# CPU seconds the fake has used so far (utime + stime).
+fake_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$fake_pid/stat"; }
+median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# Runs a command under GNU time, its stdout into $1; prints "wall cpu peak_rss_kb fake_cpu".
+timed() {
+  local out=$1 before after
+  shift
+  before=$(fake_cpu)
+  /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$@" >"$out"
+  after=$(fake_cpu)
+  awk -v a="$after" -v b="$before" '{printf "%s %.3f %s %.3f\n", $1, $2 + $3, $4, a - b}' "$work/time"
+}
+
+gzip_flag=--no-gzip
+[ "$GZIP" = 1 ] && gzip_flag=
+echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); fake gzip: $([ "$GZIP" = 1 ] && echo on || echo off); $RUNS runs per figure, medians" >&2
+printf "\n%-9s %9s %7s %7s %8s %10s %7s %8s | %9s %6s %8s | %9s %9s\n" \
+  tickets records wall_s cpu_s us/rec records/s MB/s rss_MB ceiling_s x_ceil ceil_MB fake_cpu_s fake_MB/s
+for n in $SIZES; do
+  start_fake $gzip_flag --tickets "$n" --sessions $((n / 10)) --messages $((n / 10)) \
+    --surveys 10 --responses-per-survey $(((n / 1000) > 1 ? n / 1000 : 1))
+  cat >"$work/config.json" <<EOF
+{"api_key": "fake-api-key", "project_id": "fake-project", "api_url": "$url", "requests_per_minute": 100000}
+EOF
+  # Untimed: the records, the bytes, and the requests to replay.
+  read -r bytes _lines records < <(RUST_LOG=info,tap_gleap::client=debug "$tap" --config "$work/config.json" \
+    --log-format json 2>"$work/requests.log" | "$helper" --count)
+  walls=() cpus=() rsss=() fcpus=() cwalls=()
+  for _ in $(seq 1 "$RUNS"); do
+    read -r w c m f < <(timed /dev/null "$tap" --config "$work/config.json" 2>"$work/tap.log")
+    walls+=("$w") cpus+=("$c") rsss+=("$m") fcpus+=("$f")
+    read -r w _ _ _ < <(timed "$work/ceiling.txt" "$helper" --log "$work/requests.log" --config "$work/config.json")
+    cwalls+=("$w")
+  done
+  wall=$(printf '%s\n' "${walls[@]}" | median)
+  cpu=$(printf '%s\n' "${cpus[@]}" | median)
+  rss=$(printf '%s\n' "${rsss[@]}" | median)
+  fcpu=$(printf '%s\n' "${fcpus[@]}" | median)
+  ceil=$(printf '%s\n' "${cwalls[@]}" | median)
+  awk -v n="$n" -v r="$records" -v w="$wall" -v c="$cpu" -v m="$rss" -v b="$bytes" -v cw="$ceil" -v f="$fcpu" 'BEGIN {
+    printf "%-9d %9d %7.2f %7.2f %8.2f %10.0f %7.0f %8.1f | %9.2f %6.2f %8.0f | %9.2f %9.0f\n",
+      n, r, w, c, c * 1e6 / r, r / w, b / 1e6 / w, m / 1024, cw, w / cw, b / 1e6 / cw, f, b / 1e6 / f }'
+  stop_fake
+done
+cat <<'EOF'
+
+  wall_s, cpu_s: the tap's wall and CPU (user + system) seconds for the whole sync into /dev/null
+  us/rec: CPU microseconds per record; MB/s: Singer output per wall second; rss_MB: the tap's peak RSS
+  ceiling_s: the same requests fetched and discarded (fetch_only); x_ceil: wall_s / ceiling_s
+  ceil_MB: Singer MB per ceiling second; fake_cpu_s: the fake's CPU during a tap run (wire-limited if close to wall_s)
+EOF
+
+if [ "$RATE_SECONDS" -gt 0 ]; then
+  echo >&2
+  echo "==> rate limit: the fake enforces 1000 requests per rolling 60 s; the tap runs at its default 900/min for ${RATE_SECONDS}s (page_size 10, so pages remain)" >&2
+  start_fake $gzip_flag --rate-limit 1000 --tickets 200000 --sessions 1000 --messages 1000
+  cat >"$work/config.json" <<EOF
+{"api_key": "fake-api-key", "project_id": "fake-project", "api_url": "$url", "page_size": 10}
+EOF
+  started=$(date +%s.%N)
+  "$tap" --config "$work/config.json" >/dev/null 2>"$work/rate.log" &
+  tap_pid=$!
+  sleep "$RATE_SECONDS"
+  kill -TERM "$tap_pid" 2>/dev/null || true
+  wait "$tap_pid" 2>/dev/null || true
+  ended=$(date +%s.%N)
+  stats=$(curl -s "${url%/v3}/_fake/stats")
+  stop_fake
+  read -r requests max_in_window rate_limited < <(jq -r '"\(.requests) \(.max_in_window) \(.rate_limited)"' <<<"$stats")
+  awk -v r="$requests" -v m="$max_in_window" -v l="$rate_limited" -v s="$started" -v e="$ended" 'BEGIN {
+    secs = e - s; rpm = r / secs * 60
+    printf "rate limit: %d requests in %.1fs = %.0f/min, %.1f%% of the configured 900/min; max_in_window %d (fake limit 1000); 429s %d\n",
+      r, secs, rpm, 100 * rpm / 900, m, l }'
+fi
