@@ -124,6 +124,11 @@ pub fn load(path: &Path) -> Result<Vec<Selected>> {
     select(&value).map_err(|m| Error::Catalog(format!("{name}: {m}")))
 }
 
+/// The streams a catalog (already parsed) selects; the error says what is wrong.
+pub fn from_value(catalog: &Value) -> std::result::Result<Vec<Selected>, String> {
+    select(catalog)
+}
+
 fn select(catalog: &Value) -> std::result::Result<Vec<Selected>, String> {
     let entries = catalog
         .get("streams")

@@ -196,6 +196,29 @@ pub fn load(args: &[String]) -> Result<Config> {
     validate(merged)
 }
 
+/// Validates settings given as one JSON object (as a single config file
+/// would hold them); errors name the source as "config".
+pub fn from_value(value: &Value) -> Result<Config> {
+    let map = value.as_object().ok_or_else(|| {
+        Error::Config(
+            "config: expected a JSON object of settings like {\"api_key\": \"...\", \"project_id\": \"...\"}".into(),
+        )
+    })?;
+    validate(
+        map.iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    Raw {
+                        value: v.clone(),
+                        source: "config".into(),
+                    },
+                )
+            })
+            .collect(),
+    )
+}
+
 fn read_object(path: &Path) -> Result<Map<String, Value>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
@@ -338,6 +361,12 @@ enum Parsed {
 fn parse_value(s: &Setting, v: &Value) -> std::result::Result<Parsed, String> {
     match s.kind {
         Kind::String => match v {
+            // Both string settings travel in HTTP headers (`Authorization`,
+            // `Project`): refuse here, naming the file, what the HTTP client
+            // would refuse later without saying where the value came from.
+            Value::String(t) if !t.trim().is_empty() && !t.trim().bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) => {
+                Err("a string of printable ASCII characters (it is sent in an HTTP header)".into())
+            }
             Value::String(t) if !t.trim().is_empty() => Ok(Parsed::Text(t.trim().to_string())),
             _ => Err("a non-empty string".into()),
         },

@@ -7,6 +7,8 @@ mod util;
 
 mod cli;
 mod faults;
+mod fuzz;
 mod incremental;
+mod reliability;
 mod selection;
 mod sync;

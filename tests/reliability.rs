@@ -1,0 +1,1503 @@
+//! Reliability: every fault the API can throw, crashes (`kill -9`) at random
+//! moments, and bad input, each with a COUNT of what was lost (always 0).
+//!
+//! "Lost" is measured against the fake's snapshot: a record the API holds
+//! that no output delivered at its latest `updatedAt` (any version, for the
+//! full-table streams). Runs that stop with an error are resumed from the
+//! last STATE their output held, as an orchestrator would.
+//!
+//! The soak (`soak`, ignored) runs the same machinery for minutes with high
+//! fault rates; `scripts/soak.sh` drives it and prints its table.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fake_gleap::{
+    ErrorBody, FakeConfig, FakeGleap, Fault, Faults, RateLimit, RetryAfter, TieOrder,
+};
+use serde_json::{json, Value};
+
+use crate::util::*;
+
+const INCREMENTAL: &[&str] = &["tickets", "sessions", "messages", "survey_responses"];
+
+fn small() -> FakeConfig {
+    FakeConfig {
+        tickets: 60,
+        sessions: 40,
+        messages: 60,
+        surveys: 3,
+        responses_per_survey: 10,
+        ..fake_config()
+    }
+}
+
+// ------------------------------------------------------------- counting
+
+/// What a set of outputs delivered, against what the fake holds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tally {
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    /// RECORD lines of incremental streams delivered again at the same
+    /// version (boundary records, and what followed the last STATE before a kill).
+    pub duplicates: u64,
+}
+
+impl Tally {
+    fn add(&mut self, o: Tally) {
+        self.expected += o.expected;
+        self.delivered += o.delivered;
+        self.lost += o.lost;
+        self.duplicates += o.duplicates;
+    }
+}
+
+/// Counts, per stream, what `outputs` together delivered. Lost records are
+/// described (up to a few per stream) in the returned list.
+fn count(server: &FakeGleap, outputs: &[&[Message]]) -> (Tally, Vec<String>) {
+    count_streams(server, outputs, ALL_STREAMS)
+}
+
+fn count_streams(
+    server: &FakeGleap,
+    outputs: &[&[Message]],
+    streams: &[&str],
+) -> (Tally, Vec<String>) {
+    let mut total = Tally::default();
+    let mut lost_examples = Vec::new();
+    for name in streams {
+        let mut got: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for msgs in outputs {
+            for m in msgs.iter() {
+                if let Message::Record { stream, record, .. } = m {
+                    if stream != name {
+                        continue;
+                    }
+                    let at = record
+                        .get("updatedAt")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    let id = record["id"].as_str().expect("id is a string").to_string();
+                    *got.entry(id).or_default().entry(at).or_default() += 1;
+                }
+            }
+        }
+        let incremental = INCREMENTAL.contains(name);
+        let mut t = Tally::default();
+        let mut lost_here = 0;
+        for (id, at) in fake_versions(server, name) {
+            t.expected += 1;
+            let ok = got
+                .get(&id)
+                .is_some_and(|v| !incremental || v.contains_key(&at));
+            if ok {
+                t.delivered += 1;
+            } else {
+                t.lost += 1;
+                lost_here += 1;
+                if lost_here <= 3 {
+                    lost_examples.push(format!("{name} {id}@{at} (got {:?})", got.get(&id)));
+                }
+            }
+        }
+        if incremental {
+            t.duplicates = got.values().flat_map(|v| v.values()).map(|n| n - 1).sum();
+        }
+        total.add(t);
+    }
+    (total, lost_examples)
+}
+
+fn assert_nothing_lost(server: &FakeGleap, outputs: &[&[Message]], what: &str) -> Tally {
+    let (t, lost) = count(server, outputs);
+    assert_eq!(t.lost, 0, "{what}: {} records lost: {lost:?}", t.lost);
+    assert!(t.expected > 0, "{what}: the fake holds records");
+    t
+}
+
+/// Runs syncs, each resumed from the last STATE of the one before, until one
+/// succeeds (at most `tries`). Returns every run.
+fn sync_until_done(cfg: &Path, s: &Scratch, extra: &[&str], tries: usize) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
+    for i in 0..tries {
+        let mut args = vec!["--config", path_str(cfg)];
+        args.extend_from_slice(extra);
+        let st;
+        if let Some(state) = runs.iter().rev().find_map(|r| r.states().last().copied()) {
+            st = s.write_json(&format!("state-{i}.json"), state);
+            args.extend(["--state", path_str(&st)]);
+        }
+        let run = tap(&args);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        let done = run.code == 0;
+        runs.push(run);
+        if done {
+            return runs;
+        }
+        let r = runs.last().unwrap();
+        assert_eq!(
+            r.code,
+            7,
+            "only the API error stops a sync: {}",
+            r.error_line()
+        );
+    }
+    panic!(
+        "no run completed in {tries} tries; last: {}",
+        runs.last().unwrap().error_line()
+    );
+}
+
+fn outputs(runs: &[Run]) -> Vec<&[Message]> {
+    runs.iter().map(|r| r.messages.as_slice()).collect()
+}
+
+/// Runs `f` on each item in its own thread (each with its own fake), so the
+/// scenarios of one test overlap their waits.
+fn in_parallel<T: Send + 'static>(items: Vec<T>, f: fn(T)) {
+    let handles: Vec<_> = items
+        .into_iter()
+        .map(|i| std::thread::spawn(move || f(i)))
+        .collect();
+    let mut failed = Vec::new();
+    for h in handles {
+        if let Err(e) = h.join() {
+            failed.push(
+                e.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+
+// ------------------------------------------------------ faults of the API
+
+#[test]
+fn reliability_429_storms_with_text_and_empty_bodies_lose_nothing() {
+    in_parallel(
+        vec![
+            (RetryAfter::Absent, ErrorBody::Text),
+            (RetryAfter::Absent, ErrorBody::Empty),
+            (RetryAfter::Seconds, ErrorBody::Text),
+            (RetryAfter::HttpDate, ErrorBody::Empty),
+        ],
+        |(retry_after, body)| {
+            // 4 requests a second for a tap told it may send 1000: a storm.
+            let server = start(FakeConfig {
+                rate_limit: Some(RateLimit {
+                    per_window: 4,
+                    window: Duration::from_secs(1),
+                    retry_after,
+                    body,
+                }),
+                ..small()
+            });
+            let s = Scratch::new();
+            let cfg = s.config(&server, json!({"page_size": 1000}));
+            let runs = sync_until_done(&cfg, &s, &[], 1);
+            let t = assert_nothing_lost(&server, &outputs(&runs), &format!("{retry_after:?}"));
+            let stats = server.stats();
+            assert!(
+                stats.rate_limited >= 3,
+                "{retry_after:?} {body:?}: {stats:?}"
+            );
+            assert!(stats.max_in_window <= 4);
+            assert_eq!(t.lost, 0);
+        },
+    );
+}
+
+/// Another integration of the same project spends most of the shared
+/// budget while the tap runs, configured for far more than the fake allows.
+#[test]
+fn reliability_a_rate_limit_shared_with_another_client_loses_nothing() {
+    let server = start(FakeConfig {
+        rate_limit: Some(RateLimit {
+            per_window: 12,
+            window: Duration::from_secs(1),
+            retry_after: RetryAfter::Seconds,
+            body: ErrorBody::Json,
+        }),
+        ..small()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let other = {
+        let (addr, stop) = (server.addr(), stop.clone());
+        std::thread::spawn(move || {
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                raw_get(addr, "/v3/teams");
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(125)); // 8 of the 12 per second
+            }
+            sent
+        })
+    };
+    let s = Scratch::new();
+    let cfg = s.config(
+        &server,
+        json!({"page_size": 20, "requests_per_minute": 6000}),
+    );
+    let runs = sync_until_done(&cfg, &s, &[], 1);
+    stop.store(true, Ordering::Relaxed);
+    let sent = other.join().unwrap();
+    assert_nothing_lost(&server, &outputs(&runs), "shared budget");
+    assert!(sent >= 4, "the other client ran alongside ({sent})");
+    assert!(
+        server.stats().max_in_window <= 12,
+        "the fake's window was respected"
+    );
+}
+
+/// One plain HTTP/1.1 GET, as another integration would send it.
+fn raw_get(addr: SocketAddr, path: &str) {
+    if let Ok(mut c) = TcpStream::connect(addr) {
+        let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = write!(
+            c,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {CANARY_KEY}\r\nProject: {PROJECT}\r\nConnection: close\r\n\r\n"
+        );
+        let _ = c.read_to_end(&mut Vec::new());
+    }
+}
+
+fn one_fault_kind(kind: Fault, rate: f64, timeout: u64) {
+    let server = start(FakeConfig {
+        faults: Faults {
+            rate,
+            kinds: vec![kind],
+            hang: Duration::from_millis(2500),
+        },
+        ..small()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(
+        &server,
+        json!({"page_size": 15, "request_timeout_seconds": timeout}),
+    );
+    let runs = sync_until_done(&cfg, &s, &[], 1);
+    assert_nothing_lost(&server, &outputs(&runs), kind.name());
+    let injected = server.stats().faults.get(kind.name()).copied().unwrap_or(0);
+    assert!(injected >= 2, "{kind}: faults were injected ({injected})");
+    assert!(
+        runs[0].stderr.contains("retry"),
+        "{kind}: retries are logged"
+    );
+}
+
+#[test]
+fn reliability_server_errors_each_kind_lose_nothing() {
+    in_parallel(
+        vec![
+            Fault::Status500,
+            Fault::Status502,
+            Fault::Status503,
+            Fault::Status504,
+        ],
+        |k| one_fault_kind(k, 0.3, 5),
+    );
+}
+
+#[test]
+fn reliability_broken_bodies_each_kind_lose_nothing() {
+    in_parallel(
+        vec![
+            Fault::ResetMidBody,
+            Fault::TruncatedJson,
+            Fault::Html200,
+            Fault::WrongShape,
+            Fault::EmptyBody200,
+        ],
+        |k| one_fault_kind(k, 0.3, 5),
+    );
+}
+
+#[test]
+fn reliability_responses_hanging_past_the_timeout_lose_nothing() {
+    // Hangs of 2.5 s against a 1 s timeout.
+    one_fault_kind(Fault::Hang, 0.12, 1);
+}
+
+/// Every request fails: the sync stops with a clear error inside its retry
+/// budget, the requests are spaced by backoff (never hammered), and a run
+/// resumed once the API recovers completes the data.
+#[test]
+fn reliability_a_failing_api_is_never_hammered_and_the_next_run_completes() {
+    in_parallel(
+        vec![Fault::Status503, Fault::ResetMidBody, Fault::Html200],
+        |kind| {
+            let server = start(FakeConfig {
+                faults: Faults {
+                    rate: 1.0,
+                    kinds: vec![kind],
+                    hang: Duration::ZERO,
+                },
+                ..small()
+            });
+            let s = Scratch::new();
+            let budget = 4;
+            let cfg = s.config(&server, json!({"retry_budget_seconds": budget}));
+            let started = Instant::now();
+            let failed = tap(&["--config", path_str(&cfg)]);
+            let secs = started.elapsed().as_secs_f64();
+            assert_eq!(failed.code, 7, "{kind}: {}", failed.stderr);
+            let line = failed.error_line();
+            assert!(
+                line.contains("retry_budget_seconds") && line.contains("still failing"),
+                "{kind}: {line}"
+            );
+            assert!(
+                secs < 15.0,
+                "{kind}: stopped within the budget ({secs:.1}s)"
+            );
+            // Backoff doubles from 0.5 s: within 4 s one request is tried at
+            // most ~5 times, and at most 7 streams run at once.
+            let requests = server.stats().requests;
+            assert!(
+                requests <= 7 * 6,
+                "{kind}: {requests} requests in {secs:.1}s is hammering"
+            );
+            assert!(
+                (requests as f64) / secs < 12.0,
+                "{kind}: {requests} requests in {secs:.1}s"
+            );
+            assert!(matches!(
+                failed.messages.last(),
+                Some(Message::State { .. })
+            ));
+            // The API recovers: the run resumed from that state completes.
+            server.set_faults(Faults::default());
+            let st = s.write_json("state.json", failed.last_state());
+            let ok = tap(&["--config", path_str(&cfg), "--state", path_str(&st)]);
+            ok.assert_ok();
+            assert_nothing_lost(&server, &[&failed.messages, &ok.messages], kind.name());
+        },
+    );
+}
+
+/// The default retry budget (600 s) outlasts a full 60 s rate-limit window;
+/// shown here to scale: a 3 s window that admits 2 requests, a tap that
+/// may not give up before 10 s, and no `Retry-After`.
+#[test]
+fn reliability_the_retry_budget_outlasts_a_full_rate_limit_window() {
+    let about = tap_plain(&["--about"]);
+    let about: Value = serde_json::from_str(&about.stdout).unwrap();
+    let budget = &about["settings"]["properties"]["retry_budget_seconds"]["default"];
+    let budget = budget
+        .as_i64()
+        .or_else(|| budget.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("a default retry budget: {about}"));
+    assert!(
+        budget >= 600,
+        "the default outlasts a 60 s window: {budget}"
+    );
+
+    let server = start(FakeConfig {
+        rate_limit: Some(RateLimit {
+            per_window: 2,
+            window: Duration::from_secs(3),
+            retry_after: RetryAfter::Absent,
+            body: ErrorBody::Empty,
+        }),
+        teams: 3,
+        ..small()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({"retry_budget_seconds": 10, "page_size": 1}));
+    let cat = s.write_json("catalog.json", &catalog_selecting(&cfg, &["teams"], |_| {}));
+    // Another client has just spent the window: the tap's first requests
+    // meet 429s without Retry-After until the window frees, 3 s later.
+    raw_get(server.addr(), "/v3/teams");
+    raw_get(server.addr(), "/v3/teams");
+    let runs = sync_until_done(&cfg, &s, &["--catalog", path_str(&cat)], 1);
+    assert_eq!(runs[0].ids("teams"), fake_ids(&server, "teams"));
+    assert!(server.stats().rate_limited >= 1);
+}
+
+/// Records updated (moving to the end of `updatedAt` order), created and
+/// deleted, and bulk updates of more than a page, all while pages fail now
+/// and then: the sync and the next one hold every record.
+#[test]
+fn reliability_data_changing_during_a_faulty_sync_loses_nothing() {
+    let server = start(FakeConfig {
+        latency: Duration::from_millis(10),
+        tie_group: 30,
+        tie_order: TieOrder::Shuffled,
+        tickets: 300,
+        sessions: 150,
+        messages: 200,
+        faults: Faults {
+            rate: 0.1,
+            kinds: vec![Fault::Status503, Fault::TruncatedJson, Fault::ResetMidBody],
+            hang: Duration::ZERO,
+        },
+        ..small()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({"page_size": 20}));
+    let mut running = spawn_tap(&["--config", path_str(&cfg)]);
+    let mut rounds = 0;
+    while running.is_running() {
+        for name in INCREMENTAL {
+            server.update(stream(name), 2);
+            server.create(stream(name), 1);
+            server.delete(stream(name), 1);
+        }
+        // More than a page shares one updatedAt.
+        server.bulk_update(stream("sessions"), 25);
+        server.bulk_update(stream("tickets"), 25);
+        rounds += 1;
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let first = running.finish();
+    first.assert_ok();
+    assert!(rounds >= 3, "changes landed during the sync ({rounds})");
+    server.set_faults(Faults::default());
+    std::thread::sleep(Duration::from_millis(150));
+    let st = s.write_json("state.json", first.last_state());
+    let second = tap(&["--config", path_str(&cfg), "--state", path_str(&st)]);
+    second.assert_ok();
+    assert_nothing_lost(
+        &server,
+        &[&first.messages, &second.messages],
+        "changing data",
+    );
+}
+
+/// A survey deleted after the survey list was read but before its responses
+/// were: its responses endpoint answers 404, the survey is skipped, and
+/// every other survey's responses arrive.
+#[test]
+fn reliability_a_survey_that_disappears_mid_sync_is_skipped_not_fatal() {
+    let server = start(FakeConfig {
+        latency: Duration::from_millis(100),
+        surveys: 5,
+        ..small()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({}));
+    let cat = s.write_json(
+        "catalog.json",
+        &catalog_selecting(&cfg, &["survey_responses"], |_| {}),
+    );
+    let mut surveys: Vec<String> = fake_ids(&server, "surveys").into_iter().collect();
+    surveys.sort();
+    let doomed = surveys.last().unwrap().clone();
+    let running = spawn_tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
+    // Event-driven: as soon as the first survey's responses are asked for
+    // (the list has been read; the last survey's responses come last).
+    let t0 = Instant::now();
+    while !server
+        .stats()
+        .by_path
+        .keys()
+        .any(|p| p.ends_with("/responses"))
+    {
+        assert!(t0.elapsed() < Duration::from_secs(30), "responses are read");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.delete_survey(&doomed);
+    let run = running.finish();
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("no longer exists (404)"),
+        "{}",
+        run.stderr
+    );
+    let (t, lost) = count_streams(&server, &[&run.messages], &["survey_responses"]);
+    assert_eq!(t.lost, 0, "{lost:?}");
+    assert_eq!(t.expected, 4 * 10);
+    let per_survey: BTreeSet<String> = run
+        .records("survey_responses")
+        .iter()
+        .map(|r| r["survey_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(per_survey.len(), 4, "the four other surveys' responses");
+}
+
+// ------------------------------------------------------- kill -9, signals
+
+/// A tiny seeded generator (splitmix64), so kill points are reproducible.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kill {
+    AfterLines(usize),
+    AfterMs(u64),
+}
+
+/// Runs the tap and `kill -9`s it at the given point. What reached stdout
+/// before the kill (complete lines only: a target drops a torn last line) is
+/// decoded like any run's output. `code` is -1 when the kill landed.
+fn run_killed(args: &[&str], kill: Kill) -> Run {
+    let mut child = tap_command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the tap starts");
+    let pid = child.id();
+    let mut err = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err.read_to_end(&mut b);
+        b
+    });
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let timer = match kill {
+        Kill::AfterMs(ms) => Some(std::thread::spawn(move || {
+            if done_rx.recv_timeout(Duration::from_millis(ms)).is_err() {
+                // The child is not reaped before this thread is joined, so
+                // the pid cannot have been reused.
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+            }
+        })),
+        Kill::AfterLines(_) => None,
+    };
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut stdout = Vec::new();
+    let mut lines = 0;
+    loop {
+        let before = stdout.len();
+        match reader.read_until(b'\n', &mut stdout) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if stdout[before..].ends_with(b"\n") {
+            lines += 1;
+            if let Kill::AfterLines(n) = kill {
+                if lines == n {
+                    let _ = child.kill();
+                }
+            }
+        }
+    }
+    let _ = done_tx.send(());
+    if let Some(t) = timer {
+        t.join().unwrap();
+    }
+    let status = child.wait().unwrap();
+    let cut = stdout
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    stdout.truncate(cut);
+    decode(
+        Output {
+            status,
+            stdout,
+            stderr: stderr.join().unwrap(),
+        },
+        true,
+    )
+}
+
+/// Counters of a chain of killed runs.
+#[derive(Default)]
+pub struct ChainStats {
+    pub runs: u64,
+    pub kills: u64,
+    pub api_errors: u64,
+    pub tally: Tally,
+}
+
+/// Syncs `kills` times, each killed at a random point (after N output lines
+/// or after a delay) and resumed from the last STATE its output held;
+/// between runs the data changes when `mutate`. Then syncs until one run
+/// completes, and counts what the union of every output holds.
+fn kill_chain(
+    server: &FakeGleap,
+    cfg: &Path,
+    rng: &mut Rng,
+    kills: usize,
+    mutate: bool,
+    max_delay_ms: u64,
+) -> ChainStats {
+    let s = Scratch::new();
+    let mut all: Vec<Run> = Vec::new();
+    let mut state: Option<Value> = None;
+    let mut stats = ChainStats::default();
+    let expected_lines: u64 = ALL_STREAMS
+        .iter()
+        .map(|n| server.snapshot(stream(n)).len() as u64)
+        .sum::<u64>()
+        + 40;
+    let args_with = |state: &Option<Value>, i: usize| -> Vec<String> {
+        let mut a = vec!["--config".to_string(), path_str(cfg).to_string()];
+        if let Some(v) = state {
+            let st = s.write_json(&format!("state-{i}.json"), v);
+            a.extend(["--state".to_string(), path_str(&st).to_string()]);
+        }
+        a
+    };
+    // Kill points are drawn across the length of a run from the current
+    // state: at first a whole sync, then what a resumed run takes (learnt
+    // from the runs that finished before their kill point).
+    let (mut typical_lines, mut typical_ms) = (expected_lines, max_delay_ms);
+    for i in 0..kills {
+        let kill = if rng.below(2) == 0 {
+            Kill::AfterLines(1 + rng.below(typical_lines) as usize)
+        } else {
+            Kill::AfterMs(rng.below(typical_ms))
+        };
+        let args = args_with(&state, i);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let started = Instant::now();
+        let run = run_killed(&args, kill);
+        if run.code == 0 {
+            typical_lines = run.messages.len() as u64;
+            typical_ms = (started.elapsed().as_millis() as u64).max(20);
+        }
+        stats.runs += 1;
+        match run.code {
+            -1 => stats.kills += 1,
+            0 => {}
+            7 => stats.api_errors += 1,
+            c => panic!("run {i} ({kill:?}) exited {c}: {}", run.error_line()),
+        }
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        if let Some(v) = run.states().last() {
+            state = Some((*v).clone());
+        }
+        all.push(run);
+        if mutate {
+            for name in INCREMENTAL {
+                server.update(stream(name), rng.below(4));
+                server.create(stream(name), rng.below(2));
+                server.delete(stream(name), rng.below(2));
+            }
+            if rng.below(3) == 0 {
+                server.bulk_update(stream("tickets"), 5 + rng.below(40));
+            }
+        }
+    }
+    // Updates are stamped a millisecond apart, possibly a little ahead of
+    // the clock: such records belong to a run that starts after them.
+    std::thread::sleep(Duration::from_millis(120));
+    for i in 0..20 {
+        let args = args_with(&state, kills + i);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = tap(&args);
+        stats.runs += 1;
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        let code = run.code;
+        if let Some(v) = run.states().last() {
+            state = Some((*v).clone());
+        }
+        all.push(run);
+        match code {
+            0 => break,
+            7 => stats.api_errors += 1,
+            c => panic!("final run exited {c}: {}", all.last().unwrap().error_line()),
+        }
+        assert!(i < 19, "no run completed");
+    }
+    let outs: Vec<&[Message]> = all.iter().map(|r| r.messages.as_slice()).collect();
+    let (tally, lost) = count(server, &outs);
+    assert_eq!(tally.lost, 0, "records lost after kills: {lost:?}");
+    stats.tally = tally;
+    stats
+}
+
+fn seed() -> u64 {
+    std::env::var("RELIABILITY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5EED)
+}
+
+/// `kill -9` at 16 seeded points across syncs of changing data; each run is
+/// resumed from the last STATE it printed. The union of all outputs holds
+/// every record of every stream (every survey's responses too) at its
+/// latest version.
+#[test]
+fn reliability_kill_9_at_random_points_loses_nothing() {
+    let server = start(FakeConfig {
+        latency: Duration::from_millis(5),
+        tickets: 400,
+        sessions: 200,
+        messages: 300,
+        surveys: 4,
+        responses_per_survey: 25,
+        tie_group: 3,
+        ..fake_config()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({"page_size": 25}));
+    let mut rng = Rng::new(seed());
+    let stats = kill_chain(&server, &cfg, &mut rng, 16, true, 1500);
+    assert!(stats.kills >= 8, "most runs were killed ({})", stats.kills);
+    assert_eq!(stats.tally.lost, 0);
+    // Every survey's responses, at their latest versions.
+    let per_survey: BTreeMap<Option<String>, usize> = server
+        .snapshot(stream("survey_responses"))
+        .into_iter()
+        .fold(BTreeMap::new(), |mut m, r| {
+            *m.entry(r.survey_id).or_default() += 1;
+            m
+        });
+    assert_eq!(per_survey.len(), 4);
+}
+
+/// The same with faults: runs die by `kill -9`, and by the API failing
+/// past a short retry budget; resumption still loses nothing.
+#[test]
+fn reliability_kills_and_api_failures_together_lose_nothing() {
+    let server = start(FakeConfig {
+        latency: Duration::from_millis(2),
+        tickets: 200,
+        sessions: 100,
+        messages: 150,
+        faults: Faults {
+            rate: 0.25,
+            kinds: vec![
+                Fault::Status500,
+                Fault::Status503,
+                Fault::TruncatedJson,
+                Fault::ResetMidBody,
+                Fault::WrongShape,
+            ],
+            hang: Duration::ZERO,
+        },
+        ..small()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({"page_size": 20, "retry_budget_seconds": 2}));
+    let mut rng = Rng::new(seed() ^ 0xFA17);
+    let stats = kill_chain(&server, &cfg, &mut rng, 6, true, 2000);
+    assert_eq!(stats.tally.lost, 0);
+}
+
+/// SIGTERM while every stream waits out a long retry: the tap stops at once
+/// (it does not sit out the backoff), sends no request after the signal,
+/// and still ends with a STATE.
+#[cfg(unix)]
+#[test]
+fn reliability_sigterm_during_retry_waits_stops_at_once() {
+    let server = start(FakeConfig {
+        rate_limit: Some(RateLimit {
+            per_window: 3,
+            window: Duration::from_secs(60),
+            retry_after: RetryAfter::Seconds,
+            body: ErrorBody::Json,
+        }),
+        ..small()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({"retry_budget_seconds": 600}));
+    let running = spawn_tap(&["--config", path_str(&cfg)]);
+    let t0 = Instant::now();
+    while server.stats().rate_limited == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let before = server.stats().requests;
+    let signalled = Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &running.pid().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let run = running.finish();
+    assert_eq!(run.code, 143, "{}", run.stderr);
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "stopped without waiting out the 429 ({:?})",
+        signalled.elapsed()
+    );
+    assert_eq!(server.stats().requests, before, "no request after SIGTERM");
+    assert!(matches!(run.messages.last(), Some(Message::State { .. })));
+}
+
+// ------------------------------------------------------------ bad input
+
+const CONFIG_ERROR: i32 = 3;
+const STATE_ERROR: i32 = 4;
+const CATALOG_ERROR: i32 = 5;
+
+fn assert_clean_failure(run: &Run, code: i32, what: &str, needles: &[&str]) {
+    assert_eq!(run.code, code, "{what}: {}", run.stderr);
+    let line = run.error_line();
+    for n in needles {
+        assert!(line.contains(n), "{what}: {line:?} should mention {n:?}");
+    }
+    assert!(
+        run.stdout.is_empty(),
+        "{what}: nothing half-written on stdout"
+    );
+    assert!(!run.stderr.contains("panicked"), "{what}: no panic");
+    assert!(!line.contains(CANARY_KEY), "{what}: the key is not echoed");
+}
+
+#[test]
+fn reliability_bad_config_values_name_the_file_the_key_and_what_is_expected() {
+    let s = Scratch::new();
+    let base =
+        json!({"api_key": CANARY_KEY, "project_id": "p", "api_url": "http://127.0.0.1:9/v3"});
+    let cases: Vec<(&str, Value, &[&str])> = vec![
+        (
+            "page_size float",
+            json!({"page_size": 1.5}),
+            &["page_size", "whole number"],
+        ),
+        (
+            "page_size too big",
+            json!({"page_size": 20000}),
+            &["page_size", "1 to 10000"],
+        ),
+        ("page_size zero", json!({"page_size": 0}), &["page_size"]),
+        (
+            "rpm zero",
+            json!({"requests_per_minute": 0}),
+            &["requests_per_minute", "whole number"],
+        ),
+        (
+            "timeout negative",
+            json!({"request_timeout_seconds": -3}),
+            &["request_timeout_seconds"],
+        ),
+        (
+            "timeout as text",
+            json!({"request_timeout_seconds": "soon"}),
+            &["request_timeout_seconds"],
+        ),
+        (
+            "budget negative",
+            json!({"retry_budget_seconds": -1}),
+            &["retry_budget_seconds", "0 to"],
+        ),
+        (
+            "budget an object",
+            json!({"retry_budget_seconds": {"s": 1}}),
+            &["retry_budget_seconds"],
+        ),
+        (
+            "start_date a number",
+            json!({"start_date": 20240101}),
+            &["start_date"],
+        ),
+        (
+            "start_date epoch text",
+            json!({"start_date": "1700000000"}),
+            &["start_date", "RFC 3339"],
+        ),
+        (
+            "api_url a number",
+            json!({"api_url": 5}),
+            &["api_url", "URL"],
+        ),
+        (
+            "api_url ftp",
+            json!({"api_url": "ftp://api.gleap.io/v3"}),
+            &["api_url", "http"],
+        ),
+        (
+            "api_url lookalike loopback",
+            json!({"api_url": "http://localhost.example.com/v3"}),
+            &["api_url", "allow_insecure_http"],
+        ),
+        (
+            "boolean as text",
+            json!({"allow_insecure_http": "maybe"}),
+            &["allow_insecure_http", "true or false"],
+        ),
+        (
+            "project_id a number",
+            json!({"project_id": 7}),
+            &["project_id", "string"],
+        ),
+        (
+            "project_id empty",
+            json!({"project_id": "  "}),
+            &["project_id"],
+        ),
+        (
+            "api_key a number",
+            json!({"api_key": 12345}),
+            &["api_key", "<redacted>"],
+        ),
+        (
+            "api_key an array holding it",
+            json!({"api_key": [CANARY_KEY]}),
+            &["api_key", "<redacted>"],
+        ),
+        (
+            "api_key not sendable",
+            json!({"api_key": format!("{CANARY_KEY}\nX-Injected: 1")}),
+            &["api_key", "header"],
+        ),
+        (
+            "api_key not ASCII",
+            json!({"api_key": format!("{CANARY_KEY}é")}),
+            &["api_key", "header"],
+        ),
+        (
+            "project_id not sendable",
+            json!({"project_id": "p\u{7}"}),
+            &["project_id", "header"],
+        ),
+    ];
+    for (what, patch, needles) in cases {
+        let mut c = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        let cfg = s.write_json("config.json", &c);
+        let run = tap(&["--config", path_str(&cfg)]);
+        let mut needles = needles.to_vec();
+        needles.push("config.json");
+        assert_clean_failure(&run, CONFIG_ERROR, what, &needles);
+        assert!(
+            !run.stderr.contains("7f3a9c1e"),
+            "{what}: no part of the key"
+        );
+    }
+}
+
+#[test]
+fn reliability_bad_state_values_exit_4_without_output() {
+    let server = start(small());
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({}));
+    let cases: Vec<(&str, Value, &[&str])> = vec![
+        (
+            "bookmark a number",
+            json!({"bookmarks": {"sessions": {"replication_key_value": 1700000000000u64}}}),
+            &["bookmarks.sessions.replication_key_value", "date-time"],
+        ),
+        (
+            "bookmark a bool",
+            json!({"bookmarks": {"messages": {"replication_key_value": true}}}),
+            &["bookmarks.messages"],
+        ),
+        (
+            "bookmark in the future, partition",
+            json!({"bookmarks": {"tickets": {"partitions": [{"context": {}, "replication_key_value": "2999-01-01T00:00:00.000Z"}]}}}),
+            &["partitions[0]", "future"],
+        ),
+        (
+            "bookmark not a date, partition",
+            json!({"bookmarks": {"tickets": {"partitions": [{"context": {}, "replication_key_value": "2024-13-45"}]}}}),
+            &["partitions[0]", "not a date-time"],
+        ),
+        (
+            "partitions not an array",
+            json!({"bookmarks": {"tickets": {"partitions": {}}}}),
+            &["partitions", "array"],
+        ),
+        (
+            "stream bookmark not an object",
+            json!({"bookmarks": {"sessions": "2024-01-01"}}),
+            &["bookmarks.sessions", "object"],
+        ),
+        (
+            "STATE message without value",
+            json!({"type": "STATE", "value": 5}),
+            &["STATE"],
+        ),
+        (
+            "meltano export, bad inside",
+            json!({"singer_state": {"bookmarks": {"sessions": {"replication_key_value": "later"}}}}),
+            &["bookmarks.sessions"],
+        ),
+    ];
+    for (what, content, needles) in cases {
+        let st = s.write_json("state.json", &content);
+        let run = tap(&["--config", path_str(&cfg), "--state", path_str(&st)]);
+        let mut needles = needles.to_vec();
+        needles.push("state.json");
+        assert_clean_failure(&run, STATE_ERROR, what, &needles);
+    }
+    assert_eq!(server.stats().requests, 0, "nothing was fetched");
+}
+
+#[test]
+fn reliability_bad_catalogs_exit_5_without_output() {
+    let server = start(small());
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({}));
+    let full_incremental = catalog_selecting(&cfg, &["teams"], |e| {
+        e["metadata"][0]["metadata"]["replication-method"] = json!("INCREMENTAL")
+    });
+    let bad_method = catalog_selecting(&cfg, &["sessions"], |e| {
+        e["metadata"][0]["metadata"]["replication-method"] = json!("LOG_BASED")
+    });
+    let bad_top_key = catalog_selecting(&cfg, &["sessions"], |e| {
+        e["metadata"][0]["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("replication-key");
+        e["replication_key"] = json!("id");
+    });
+    let mut twice = catalog_selecting(&cfg, &["teams"], |_| {});
+    let dup = twice["streams"][3].clone();
+    twice["streams"].as_array_mut().unwrap().push(dup);
+    let cases: Vec<(&str, Value, &[&str])> = vec![
+        ("streams not an array", json!({"streams": {}}), &["streams"]),
+        (
+            "entry without a name",
+            json!({"streams": [{"metadata": []}]}),
+            &["streams[0]", "tap_stream_id"],
+        ),
+        (
+            "unknown stream",
+            json!({"streams": [{"tap_stream_id": "tickets_v2", "metadata": [{"breadcrumb": [], "metadata": {"selected": true}}]}]}),
+            &["unknown stream \"tickets_v2\""],
+        ),
+        (
+            "incremental on a full-table stream",
+            full_incremental,
+            &["teams", "FULL_TABLE"],
+        ),
+        ("unsupported method", bad_method, &["LOG_BASED"]),
+        (
+            "unknown top-level replication key",
+            bad_top_key,
+            &["unknown replication key \"id\""],
+        ),
+        ("a stream twice", twice, &["appears twice"]),
+        (
+            "nothing selected, metadata missing",
+            json!({"streams": [{"tap_stream_id": "teams"}]}),
+            &["no stream is selected"],
+        ),
+    ];
+    for (what, content, needles) in cases {
+        let cat = s.write_json("catalog.json", &content);
+        let run = tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
+        let mut needles = needles.to_vec();
+        needles.push("catalog.json");
+        assert_clean_failure(&run, CATALOG_ERROR, what, &needles);
+    }
+    assert_eq!(server.stats().requests, 0, "nothing was fetched");
+}
+
+// ------------------------------------------- a stand-in server for odd bodies
+
+/// What the stand-in answers.
+enum Reply {
+    Body(u16, &'static str, Vec<u8>),
+    /// 200 with a JSON array body of this many bytes, streamed, no length.
+    Huge(u64),
+}
+
+/// A minimal HTTP/1.1 server (one thread per connection, `Connection:
+/// close`) for bodies the fake does not produce.
+struct StandIn {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    requests: Arc<AtomicU64>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StandIn {
+    fn start(route: fn(&str) -> Reply) -> StandIn {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicU64::new(0));
+        let handle = {
+            let (stop, requests) = (stop.clone(), requests.clone());
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    requests.fetch_add(1, Ordering::Relaxed);
+                    std::thread::spawn(move || serve_one(conn, route));
+                }
+            })
+        };
+        StandIn {
+            addr,
+            stop,
+            requests,
+            handle: Some(handle),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/v3", self.addr)
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn serve_one(mut conn: TcpStream, route: fn(&str) -> Reply) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let target = head.split(' ').nth(1).unwrap_or("/").to_string();
+    match route(&target) {
+        Reply::Body(status, ct, body) => {
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(&body);
+        }
+        Reply::Huge(bytes) => {
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n["
+            );
+            let rec =
+                br#"{"id":"65a000000000000000000001","name":"a team with a very long name"},"#;
+            let chunk: Vec<u8> = rec.iter().copied().cycle().take(rec.len() * 1000).collect();
+            let mut sent = 0u64;
+            while sent < bytes {
+                if conn.write_all(&chunk).is_err() {
+                    return;
+                }
+                sent += chunk.len() as u64;
+            }
+            let _ = conn.write_all(br#"{"id":"x"}]"#);
+        }
+    }
+}
+
+fn stand_in_config(s: &Scratch, url: &str, extra: Value) -> std::path::PathBuf {
+    let mut c = json!({
+        "api_key": CANARY_KEY,
+        "project_id": PROJECT,
+        "api_url": url,
+        "requests_per_minute": 60000,
+        "request_timeout_seconds": 20,
+        "retry_budget_seconds": 2,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    s.write_json("config.json", &c)
+}
+
+fn only(s: &Scratch, cfg: &Path, streams: &[&str]) -> std::path::PathBuf {
+    s.write_json("catalog.json", &catalog_selecting(cfg, streams, |_| {}))
+}
+
+/// Records without an id, dates as epoch milliseconds and without a zone,
+/// an element that is not an object, and invalid UTF-8 bytes: the tap
+/// conforms what it can, reports what it skipped and why, and completes.
+#[test]
+fn reliability_odd_api_records_are_conformed_or_skipped_with_a_reason() {
+    let server = StandIn::start(|target| {
+        if !target.starts_with("/v3/sessions") {
+            return Reply::Body(200, "application/json", b"[]".to_vec());
+        }
+        if target.contains("updatedAt%3E") {
+            // The keyset's next page: nothing after the last record.
+            return Reply::Body(200, "application/json", b"[]".to_vec());
+        }
+        let mut body = Vec::new();
+        body.extend_from_slice(
+            br#"[{"updatedAt":"2024-01-01T00:00:00.000Z","name":"no id at all"},"#,
+        );
+        body.extend_from_slice(br#"{"id":"","updatedAt":"2024-01-01T00:00:00.500Z"},"#);
+        body.extend_from_slice(br#"{"id":"s1","updatedAt":1704067201000,"createdAt":1704067201},"#);
+        body.extend_from_slice(br#"{"_id":"s2","updatedAt":"2024-01-01 00:00:02"},"#);
+        body.extend_from_slice(br#"42,"#);
+        body.extend_from_slice(b"{\"id\":\"s3\",\"updatedAt\":\"2024-01-01T00:00:03Z\",\"name\":\"bad \xff\xfe bytes\"},");
+        body.extend_from_slice(
+            br#"{"id":"s4","updatedAt":"2024-01-01T01:00:04+01:00","createdAt":"yesterday"}]"#,
+        );
+        Reply::Body(200, "application/json", body)
+    });
+    let s = Scratch::new();
+    let cfg = stand_in_config(&s, &server.url(), json!({}));
+    let cat = only(&s, &cfg, &["sessions"]);
+    let run = tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
+    run.assert_ok();
+    assert_records_match_schemas(&run);
+    let recs = run.records("sessions");
+    let got: BTreeMap<&str, &Value> = recs
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), &r["updatedAt"]))
+        .collect();
+    assert_eq!(
+        got,
+        BTreeMap::from([
+            ("s1", &json!("2024-01-01T00:00:01.000Z")),
+            ("s2", &json!("2024-01-01T00:00:02.000Z")),
+            ("s3", &json!("2024-01-01T00:00:03.000Z")),
+            ("s4", &json!("2024-01-01T00:00:04.000Z")),
+        ]),
+        "dates normalised to RFC 3339 UTC"
+    );
+    let s1 = recs.iter().find(|r| r["id"] == "s1").unwrap();
+    assert_eq!(s1["createdAt"], "2024-01-01T00:00:01.000Z", "epoch seconds");
+    let s3 = recs.iter().find(|r| r["id"] == "s3").unwrap();
+    assert_eq!(s3["name"], "bad \u{FFFD}\u{FFFD} bytes");
+    let s4 = recs.iter().find(|r| r["id"] == "s4").unwrap();
+    assert!(
+        s4["createdAt"].is_null(),
+        "an unparseable date becomes null"
+    );
+    for reason in ["without an id", "not valid UTF-8", "is not a date"] {
+        assert!(run.stderr.contains(reason), "{reason:?} is reported");
+    }
+    assert!(
+        run.stderr.contains("skipped=3") || run.stderr.contains("3 skipped"),
+        "the summary counts the 3 skipped elements: {}",
+        run.stderr
+    );
+    assert_eq!(
+        run.last_state()["bookmarks"]["sessions"]["replication_key_value"],
+        "2024-01-01T00:00:04.000Z"
+    );
+}
+
+/// A body of hundreds of megabytes is refused at 256 MiB (never held whole,
+/// never an out-of-memory crash), retried within the budget, then a clear
+/// error with exit 7.
+#[test]
+fn reliability_a_huge_body_is_refused_with_a_clear_error() {
+    let server = StandIn::start(|target| {
+        if target.starts_with("/v3/teams") {
+            Reply::Huge(300 << 20)
+        } else {
+            Reply::Body(200, "application/json", b"[]".to_vec())
+        }
+    });
+    let s = Scratch::new();
+    let cfg = stand_in_config(&s, &server.url(), json!({"retry_budget_seconds": 1}));
+    let cat = only(&s, &cfg, &["teams"]);
+    let started = Instant::now();
+    let run = tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
+    assert_eq!(run.code, 7, "{}", run.stderr);
+    let line = run.error_line();
+    assert!(
+        line.contains("larger than 256 MiB") && line.contains("retry_budget_seconds"),
+        "{line}"
+    );
+    assert!(!run.stderr.contains("panicked"));
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(server.requests.load(Ordering::Relaxed) >= 1);
+    assert!(run.records("teams").is_empty(), "nothing half-written");
+    assert!(matches!(run.messages.last(), Some(Message::State { .. })));
+}
+
+// ---------------------------------------------------------------- security
+
+/// The key never reaches the state, the output or an error; no setting can
+/// turn certificate checks off.
+#[test]
+fn reliability_the_key_never_leaks_and_tls_checks_cannot_be_disabled() {
+    let server = start(small());
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({}));
+    let run = tap(&["--config", path_str(&cfg)]);
+    run.assert_ok();
+    let state = serde_json::to_string(run.last_state()).unwrap();
+    assert!(!state.contains(CANARY_KEY) && !state.contains("7f3a9c1e"));
+    // A wrong key: the 401 error names the settings, not the key.
+    let wrong = format!("{CANARY_KEY}-wrong");
+    let cfg = s.config(&server, json!({"api_key": wrong}));
+    let run = tap(&["--config", path_str(&cfg)]);
+    assert_eq!(run.code, 6);
+    assert!(!run.stderr.contains(&wrong));
+    // Debug of a loaded config.
+    let config =
+        tap_gleap::config::from_value(&json!({"api_key": CANARY_KEY, "project_id": "p"})).unwrap();
+    assert!(!format!("{config:?}").contains(CANARY_KEY));
+    // No setting turns TLS verification off.
+    let about = tap_plain(&["--about"]);
+    let about: Value = serde_json::from_str(&about.stdout).unwrap();
+    for key in about["settings"]["properties"].as_object().unwrap().keys() {
+        for word in ["verify", "cert", "tls", "ssl"] {
+            assert!(!key.contains(word), "setting {key} touches TLS checks");
+        }
+    }
+    let client = include_str!("../src/client.rs");
+    assert!(!client.contains("danger_accept_invalid"));
+    // Plain http to a non-loopback host is refused before any request.
+    let cfg = s.config(&server, json!({"api_url": "http://gleap.example.com/v3"}));
+    let run = tap(&["--config", path_str(&cfg)]);
+    assert_eq!(run.code, CONFIG_ERROR);
+    assert!(run.error_line().contains("allow_insecure_http"));
+}
+
+// ------------------------------------------------------------------- soak
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Minutes of syncs against a fake with high fault rates and random rate
+/// limits, killed at random points, data changing between runs; prints a
+/// table. `scripts/soak.sh` runs it: SOAK_SECONDS, SOAK_SEED, SOAK_FAULT_RATE
+/// (percent), SOAK_KILLS (per round).
+#[test]
+#[ignore]
+fn soak() {
+    let seconds = env_u64("SOAK_SECONDS", 180);
+    let mut rng = Rng::new(env_u64("SOAK_SEED", 1));
+    let fault_pct = env_u64("SOAK_FAULT_RATE", 30);
+    let kills = env_u64("SOAK_KILLS", 12) as usize;
+    let started = Instant::now();
+    let mut faults: BTreeMap<String, u64> = BTreeMap::new();
+    let mut total = ChainStats::default();
+    let mut rounds = 0;
+    let mut requests = 0;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        rounds += 1;
+        let kinds: Vec<Fault> = Fault::ALL
+            .into_iter()
+            .filter(|k| *k != Fault::Hang || rng.below(4) == 0)
+            .collect();
+        let rate_limit = (rng.below(2) == 0).then(|| RateLimit {
+            per_window: 20 + rng.below(40) as u32,
+            window: Duration::from_secs(1),
+            retry_after: [
+                RetryAfter::Seconds,
+                RetryAfter::HttpDate,
+                RetryAfter::Absent,
+            ][rng.below(3) as usize],
+            body: [ErrorBody::Json, ErrorBody::Text, ErrorBody::Empty][rng.below(3) as usize],
+        });
+        let server = start(FakeConfig {
+            seed: rng.next(),
+            latency: Duration::from_millis(rng.below(4)),
+            tickets: 200 + rng.below(800),
+            sessions: 100 + rng.below(400),
+            messages: 200 + rng.below(800),
+            surveys: 2 + rng.below(5),
+            responses_per_survey: 5 + rng.below(40),
+            tie_group: 1 + rng.below(40),
+            tie_order: if rng.below(2) == 0 {
+                TieOrder::Shuffled
+            } else {
+                TieOrder::Natural
+            },
+            odd_records: rng.below(2) == 0,
+            faults: Faults {
+                rate: fault_pct as f64 / 100.0,
+                kinds,
+                hang: Duration::from_millis(1500),
+            },
+            rate_limit,
+            ..fake_config()
+        });
+        let s = Scratch::new();
+        let cfg = s.config(
+            &server,
+            json!({
+                "page_size": 10 + rng.below(60),
+                "request_timeout_seconds": 1,
+                "retry_budget_seconds": 1 + rng.below(8),
+            }),
+        );
+        let st = kill_chain(&server, &cfg, &mut rng, kills, true, 3000);
+        let stats = server.stats();
+        for (k, v) in stats.faults {
+            *faults.entry(k).or_default() += v;
+        }
+        *faults.entry("429".into()).or_default() += stats.rate_limited;
+        requests += stats.requests;
+        total.runs += st.runs;
+        total.kills += st.kills;
+        total.api_errors += st.api_errors;
+        total.tally.add(st.tally);
+        eprintln!(
+            "soak round {rounds}: {} runs, {} kills, {} lost",
+            st.runs, st.kills, st.tally.lost
+        );
+    }
+    let t = total.tally;
+    let mut table = String::new();
+    table.push_str(&format!(
+        "soak: {rounds} rounds in {:.0}s, seed {}, fault rate {fault_pct}%\n",
+        started.elapsed().as_secs_f64(),
+        env_u64("SOAK_SEED", 1)
+    ));
+    table.push_str("| what | count |\n|:--|--:|\n");
+    table.push_str(&format!("| API requests | {requests} |\n"));
+    for (k, v) in &faults {
+        table.push_str(&format!("| faults injected: {k} | {v} |\n"));
+    }
+    for (k, v) in [
+        ("runs", total.runs),
+        ("kill -9 points (landed)", total.kills),
+        ("runs stopped by the API (exit 7)", total.api_errors),
+        ("records expected", t.expected),
+        ("records delivered", t.delivered),
+        ("records lost", t.lost),
+        ("duplicates (re-delivered same version)", t.duplicates),
+    ] {
+        table.push_str(&format!("| {k} | {v} |\n"));
+    }
+    println!("{table}");
+    assert_eq!(t.lost, 0);
+}
+
+/// `page_size` 1 is a valid setting: the one-record overlap of offset walks
+/// must still move forward (it used to re-read the first record and stop,
+/// losing every team, survey and template but the first, and so the
+/// responses of every survey but the first).
+#[test]
+fn reliability_page_size_1_reads_every_record() {
+    let server = start(FakeConfig {
+        tickets: 12,
+        sessions: 6,
+        messages: 6,
+        teams: 3,
+        surveys: 3,
+        responses_per_survey: 2,
+        message_templates: 3,
+        ..fake_config()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({"page_size": 1}));
+    let run = tap(&["--config", path_str(&cfg)]);
+    run.assert_ok();
+    assert_nothing_lost(&server, &[&run.messages], "page_size 1");
+}
