@@ -24,12 +24,10 @@ pub struct Bookmark {
     pub value: String,
 }
 
-/// A batch for the writer: lines (SCHEMA, RECORDs, ACTIVATE_VERSION), how
-/// many of them are records, and the bookmark they complete.
+/// A batch for the writer: lines (SCHEMA, RECORDs, ACTIVATE_VERSION) and
+/// the bookmark they complete.
 pub struct Batch {
     pub lines: Vec<u8>,
-    pub records: u64,
-    pub stats: Option<Arc<StreamStats>>,
     pub bookmark: Option<Bookmark>,
 }
 
@@ -59,11 +57,6 @@ pub fn run_writer(
         result = (|| {
             out.write_all(&batch.lines)?;
             last_state.followed_by_other_lines |= !batch.lines.is_empty();
-            if let Some(stats) = &batch.stats {
-                stats
-                    .records
-                    .fetch_add(batch.records, std::sync::atomic::Ordering::Relaxed);
-            }
             if let Some(b) = batch.bookmark {
                 state.set_bookmark(b.def, b.context, &b.value);
                 emit_state(&mut out, &state, &mut last_state)?;

@@ -603,8 +603,15 @@ impl StreamRun {
                         .total
                         .store(total, std::sync::atomic::Ordering::Relaxed);
                 }
-                for rec in &parsed.records {
-                    match conformer.meta(rec) {
+                let metas: Vec<Option<Meta>> =
+                    parsed.records.iter().map(|r| conformer.meta(r)).collect();
+                // A page of nothing but id-less elements (`[{"error": ...}]`)
+                // is an error body, not an empty last page: retried like one.
+                if !metas.is_empty() && metas.iter().all(Option::is_none) {
+                    return Err("no element of the page is a record with an id".into());
+                }
+                for (rec, meta) in parsed.records.iter().zip(metas) {
+                    match meta {
                         Some(meta) => {
                             if keep(&meta) {
                                 conformer.write_record(rec, parent_id, &tail, &mut out.lines);
@@ -630,12 +637,12 @@ impl StreamRun {
         if lines.is_empty() && bookmark.is_none() {
             return Ok(());
         }
-        let batch = Batch {
-            lines,
-            records,
-            stats: Some(self.stats.clone()),
-            bookmark,
-        };
+        // Counted when handed over, so the stream's summary (logged before
+        // the writer has caught up) is complete.
+        self.stats
+            .records
+            .fetch_add(records, std::sync::atomic::Ordering::Relaxed);
+        let batch = Batch { lines, bookmark };
         // The writer only goes away when stdout is closed: stop quietly.
         self.tx.send(batch).await.map_err(|_| FetchError::Cancelled)
     }

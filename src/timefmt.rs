@@ -72,7 +72,8 @@ pub fn from_epoch_number(n: f64) -> Option<DateTime<Utc>> {
         return None;
     }
     let ms = if n.abs() < 1e11 { n * 1000.0 } else { n };
-    if ms.abs() > 8.64e15 {
+    // Years 1970 to 9999: beyond, the date has no RFC 3339 form.
+    if !(0.0..=253_402_300_799_999.0).contains(&ms) {
         return None;
     }
     Utc.timestamp_millis_opt(ms as i64).single()
@@ -133,5 +134,12 @@ mod tests {
         );
         assert_eq!(from_epoch_number(f64::NAN), None);
         assert_eq!(from_epoch_number(1e300), None);
+        assert_eq!(from_epoch_number(8.0e15), None, "a five-digit year");
+        assert_eq!(
+            from_epoch_number(253_402_300_799_999.0)
+                .map(format_ms)
+                .as_deref(),
+            Some("9999-12-31T23:59:59.999Z")
+        );
     }
 }

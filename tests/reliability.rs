@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -1500,4 +1500,54 @@ fn reliability_page_size_1_reads_every_record() {
     let run = tap(&["--config", path_str(&cfg)]);
     run.assert_ok();
     assert_nothing_lost(&server, &[&run.messages], "page_size 1");
+}
+
+#[test]
+fn reliability_a_page_of_only_id_less_elements_is_retried_not_taken_as_the_end() {
+    // `[{"error": ...}]` from an array endpoint parses, but holds no record:
+    // taken as an empty last page, it would end a full-table pass early and,
+    // with ACTIVATE_VERSION, make the target drop rows.
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let server = StandIn::start(|target| {
+        if !target.starts_with("/v3/teams") {
+            return Reply::Body(200, "application/json", b"[]".to_vec());
+        }
+        if CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Reply::Body(
+                200,
+                "application/json",
+                br#"[{"error":"temporarily unavailable"}]"#.to_vec(),
+            );
+        }
+        let skip: usize = target
+            .split("skip=")
+            .nth(1)
+            .and_then(|v| v.split('&').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let teams = [
+            r#"{"id":"t1","name":"a"}"#,
+            r#"{"id":"t2","name":"b"}"#,
+            r#"{"id":"t3","name":"c"}"#,
+        ];
+        let page: Vec<&str> = teams.iter().skip(skip).copied().collect();
+        Reply::Body(
+            200,
+            "application/json",
+            format!("[{}]", page.join(",")).into_bytes(),
+        )
+    });
+    let s = Scratch::new();
+    let cfg = stand_in_config(&s, &server.url(), json!({}));
+    let cat = only(&s, &cfg, &["teams"]);
+    let run = tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
+    run.assert_ok();
+    let got: Vec<String> = run.ids("teams").into_iter().collect();
+    assert_eq!(got, vec!["t1", "t2", "t3"]);
+    assert!(
+        run.stderr
+            .contains("no element of the page is a record with an id"),
+        "{}",
+        run.stderr
+    );
 }

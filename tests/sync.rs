@@ -255,7 +255,17 @@ fn stdout_is_singer_only_and_logs_go_to_stderr() {
         .stderr
         .contains("METRIC: {\"type\":\"counter\",\"metric\":\"record_count\""));
     assert!(run.stderr.contains("\"metric\":\"http_request_duration\""));
-    assert!(run.stderr.contains("done:"), "a summary per stream");
+    // A summary per stream, counting every record it wrote.
+    for name in ALL_STREAMS {
+        let n = run.records(name).len();
+        let line = format!("done: {n} records");
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains(&line) && l.contains(&format!("stream=\"{name}\""))),
+            "{name}: no \"{line}\""
+        );
+    }
     let parsed: Vec<Value> = run
         .stdout
         .lines()
