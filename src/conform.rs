@@ -485,6 +485,21 @@ struct Field {
     key_json: Box<[u8]>,
 }
 
+/// A field name met before: its slot, and the name that followed it in the
+/// last record. Records mostly repeat one order, so the next name is
+/// predicted from the previous one: a record missing a field costs one hash
+/// lookup, not one for every field after it.
+struct Known {
+    name: Box<str>,
+    slot: Slot,
+    next: u32,
+}
+
+/// No name: the start of a record, or a successor not yet seen.
+const NO_NAME: u32 = u32::MAX;
+/// After a name not remembered (past `MAX_REMEMBERED_NAMES`): nothing to predict from.
+const UNREMEMBERED: u32 = u32::MAX - 1;
+
 /// Names classified so far, beyond which new names are not remembered (a
 /// server sending ever new keys must not grow memory).
 const MAX_REMEMBERED_NAMES: usize = 4096;
@@ -500,10 +515,11 @@ pub struct Conformer {
     key: &'static str,
     replication_key: Option<&'static str>,
     fields: Vec<Field>,
-    /// Every name classified so far (selected, quiet and drift names).
-    slots: HashMap<Box<str>, Slot, FastHash>,
-    /// The name met at each position of the previous record, and its slot.
-    by_position: Vec<(Box<str>, Slot)>,
+    /// Every name classified so far (selected, quiet and drift names), by id.
+    known: Vec<Known>,
+    ids: HashMap<Box<str>, u32, FastHash>,
+    /// The id of the first name of the last record.
+    first: u32,
     /// Problems already reported, so each is logged once per stream.
     reported: HashSet<String>,
     /// `{"type":"RECORD","stream":"<name>","record":{`
@@ -520,7 +536,7 @@ impl Conformer {
         let props = full["properties"].as_object().cloned().unwrap_or_default();
         let child_field = def.parent.map(|p| p.child_field);
         let mut fields = Vec::new();
-        let mut slots: HashMap<Box<str>, Slot, FastHash> = HashMap::default();
+        let mut slots: Vec<(Box<str>, Slot)> = Vec::new();
         for (k, v) in &props {
             let slot = if Some(k.as_str()) == child_field || !selected.contains(k) {
                 Slot::Quiet
@@ -534,11 +550,26 @@ impl Conformer {
                 });
                 Slot::Write(fields.len() - 1)
             };
-            slots.insert(k.as_str().into(), slot);
+            slots.push((k.as_str().into(), slot));
         }
         for name in def.ignored_fields.iter().copied().chain(child_field) {
-            slots.entry(name.into()).or_insert(Slot::Quiet);
+            if !slots.iter().any(|(n, _)| &**n == name) {
+                slots.push((name.into(), Slot::Quiet));
+            }
         }
+        let ids = slots
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| (n.clone(), i as u32))
+            .collect();
+        let known = slots
+            .into_iter()
+            .map(|(name, slot)| Known {
+                name,
+                slot,
+                next: NO_NAME,
+            })
+            .collect();
         let mut prefix = br#"{"type":"RECORD","stream":"#.to_vec();
         write_json_str(&mut prefix, def.name);
         prefix.extend_from_slice(br#","record":{"#);
@@ -552,8 +583,9 @@ impl Conformer {
             key: def.key,
             replication_key: def.replication_key,
             fields,
-            slots,
-            by_position: Vec::new(),
+            known,
+            ids,
+            first: NO_NAME,
             reported: HashSet::new(),
             prefix,
             child_field,
@@ -567,37 +599,53 @@ impl Conformer {
         }
     }
 
-    /// The slot of the field named `name`, the `i`-th key of its record.
+    /// The slot of the field named `name`, which follows the name `prev`
+    /// (`NO_NAME` for a record's first field); `prev` moves on to `name`.
     #[inline]
-    fn slot(&mut self, i: usize, name: &str) -> Slot {
-        if let Some((seen, slot)) = self.by_position.get(i) {
-            if &**seen == name {
-                return *slot;
+    fn slot(&mut self, prev: &mut u32, name: &str) -> Slot {
+        let predicted = match self.known.get(*prev as usize) {
+            Some(k) => k.next,
+            None if *prev == NO_NAME => self.first,
+            None => NO_NAME,
+        };
+        if let Some(k) = self.known.get(predicted as usize) {
+            if &*k.name == name {
+                *prev = predicted;
+                return k.slot;
             }
         }
-        self.slot_slow(i, name)
+        self.slot_slow(prev, name)
     }
 
     #[cold]
-    fn slot_slow(&mut self, i: usize, name: &str) -> Slot {
-        let slot = match self.slots.get(name) {
-            Some(&slot) => slot,
+    fn slot_slow(&mut self, prev: &mut u32, name: &str) -> Slot {
+        let id = match self.ids.get(name) {
+            Some(&id) => id,
             None => {
                 self.report(format!(
                     "schema drift: field \"{name}\" is not in the schema and is dropped"
                 ));
-                if self.slots.len() < MAX_REMEMBERED_NAMES {
-                    self.slots.insert(name.into(), Slot::Drift);
+                if self.known.len() >= MAX_REMEMBERED_NAMES {
+                    *prev = UNREMEMBERED;
+                    return Slot::Drift;
                 }
-                Slot::Drift
+                let id = self.known.len() as u32;
+                self.known.push(Known {
+                    name: name.into(),
+                    slot: Slot::Drift,
+                    next: NO_NAME,
+                });
+                self.ids.insert(name.into(), id);
+                id
             }
         };
-        if i < self.by_position.len() {
-            self.by_position[i] = (name.into(), slot);
-        } else if i == self.by_position.len() && i < 512 {
-            self.by_position.push((name.into(), slot));
+        match self.known.get_mut(*prev as usize) {
+            Some(k) => k.next = id,
+            None if *prev == NO_NAME => self.first = id,
+            None => {}
         }
-        slot
+        *prev = id;
+        self.known[id as usize].slot
     }
 
     /// Counts and reports (once) an element that cannot be a record: not an
@@ -653,10 +701,11 @@ impl Conformer {
             write_json_str(out, pid);
         }
         let has_key = fields.iter().any(|(k, _)| k == self.key);
-        for (i, (k, v)) in fields.iter().enumerate() {
+        let mut prev = NO_NAME;
+        for (k, v) in fields.iter() {
             // A record with `_id` but no `id` gets its id from `_id`.
             let name: &str = if !has_key && k == "_id" { self.key } else { k };
-            let Slot::Write(f) = self.slot(i, name) else {
+            let Slot::Write(f) = self.slot(&mut prev, name) else {
                 continue;
             };
             if !std::mem::take(&mut first) {
