@@ -1,0 +1,798 @@
+#!/usr/bin/env python3
+"""End-to-end test: tap-gleap where data engineers run it.
+
+Run by scripts/e2e.sh (which makes the virtualenv and builds the binaries);
+not meant to be started by hand without the environment it sets up:
+
+  TAP_BIN, FAKE_BIN   the release binaries built by cargo
+  E2E_WORK            a scratch directory, emptied by the script
+  CARGO_TARGET_DIR    the cargo target dir, shared by every build below
+
+What it proves, against the bundled fake Gleap API on a free port:
+
+1. Installation: `pip install <repo>` into a clean virtualenv puts a working
+   `tap-gleap` on its PATH (a wheel with the binary, built by maturin), and
+   so does `cargo install --path <repo> --root <tmp>`.
+2. The Meltano plugin definition (meltano/meltano.yml) matches what the tap
+   says of itself (`tap-gleap --about`): settings, secrets, capabilities.
+3. The example Meltano project installs (the tap from the repository through
+   its pip_url, the targets from PyPI) and `meltano run tap-gleap TARGET`
+   loads every record into three real targets: target-jsonl,
+   target-duckdb and target-postgres (MeltanoLabs, into a PostgreSQL
+   server started here). Each is checked in its own storage: line counts
+   per file; row counts, unique keys, column types (timestamps, JSON)
+   and values per table.
+4. Meltano stored the state; the fake's data is changed through its control
+   plane; the second run extracts only what changed (plus records at the
+   bookmark boundary) and nothing is lost.
+5. The README's cron recipe (a plain shell pipeline into target-jsonl, with
+   the target's last STATE kept between runs) does the same.
+
+Ends with "N passed, N failed" and exits non-zero on any failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+PROJECT_DIR = REPO / "meltano"
+WORK = Path(os.environ["E2E_WORK"]).resolve()
+TAP_BIN = Path(os.environ["TAP_BIN"]).resolve()
+FAKE_BIN = Path(os.environ["FAKE_BIN"]).resolve()
+VENV_BIN = Path(sys.executable).parent
+MELTANO = str(VENV_BIN / "meltano")
+
+API_KEY = "e2e-key-3b9f0d"
+PROJECT = "e2e-project"
+STREAMS = [
+    "tickets",
+    "sessions",
+    "messages",
+    "teams",
+    "surveys",
+    "survey_responses",
+    "message_templates",
+]
+INCREMENTAL = ["tickets", "sessions", "messages", "survey_responses"]
+TARGETS = ["target-jsonl", "target-duckdb", "target-postgres"]
+# The fake's data: enough for many pages at page_size 100, with ties
+# (3 records per updatedAt) so that boundaries are real.
+FAKE_ARGS = [
+    "--tickets", "1200", "--sessions", "400", "--messages", "1500",
+    "--teams", "4", "--surveys", "5", "--responses-per-survey", "40",
+    "--message-templates", "6", "--tie-group", "3",
+]
+# Between the two runs. bulk_update gives more records one updatedAt than a
+# page holds (the tap's tie path); a deleted template tests ACTIVATE_VERSION.
+MUTATIONS = [
+    ("tickets", {"update": 40, "create": 15, "bulk_update": 150}),
+    ("sessions", {"update": 10, "create": 5}),
+    ("messages", {"update": 30, "create": 20}),
+    ("survey_responses", {"update": 8, "create": 6}),
+    ("teams", {"update": 1, "create": 1}),
+    ("message_templates", {"update": 1, "create": 1, "delete": 1}),
+]
+
+# --------------------------------------------------------------------------
+# Reporting
+
+
+class Abort(Exception):
+    """A step failed and the steps after it cannot run."""
+
+
+RESULTS: list[tuple[str, bool]] = []
+TIMES: list[tuple[str, float]] = []
+
+
+def check(name: str, ok: bool, detail: str = "") -> bool:
+    RESULTS.append((name, bool(ok)))
+    if ok:
+        print(f"  PASS {name}", flush=True)
+    else:
+        print(f"  FAIL {name}" + (f"\n       {detail}" if detail else ""), flush=True)
+    return bool(ok)
+
+
+def must(name: str, ok: bool, detail: str = "") -> None:
+    if not check(name, ok, detail):
+        raise Abort(name)
+
+
+class step:
+    """Times a step and prints its heading."""
+
+    def __init__(self, title: str):
+        self.title = title
+
+    def __enter__(self):
+        print(f"\n==> {self.title}", flush=True)
+        self.t0 = time.monotonic()
+        return self
+
+    def __exit__(self, *exc):
+        took = time.monotonic() - self.t0
+        TIMES.append((self.title, took))
+        print(f"    ({took:.1f} s)", flush=True)
+        return False
+
+
+def run(cmd, *, log: Path | None = None, env=None, cwd=None, check_rc=True, shell=False, timeout=900):
+    """Runs a command; output to `log` (or captured). Returns the CompletedProcess."""
+    printable = cmd if shell else " ".join(str(c) for c in cmd)
+    print(f"    $ {printable}", flush=True)
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as f:
+            p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=cwd, shell=shell,
+                               timeout=timeout, executable="/bin/bash" if shell else None)
+        p.stdout = log.read_text(errors="replace")
+    else:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, shell=shell,
+                           timeout=timeout, executable="/bin/bash" if shell else None)
+        p.stdout = (p.stdout or "") + (p.stderr or "")
+    if check_rc and p.returncode != 0:
+        tail = "\n".join(p.stdout.splitlines()[-40:])
+        raise Abort(f"`{printable}` exited {p.returncode}" + (f" (log: {log})" if log else "") + f":\n{tail}")
+    return p
+
+
+# --------------------------------------------------------------------------
+# Helpers
+
+
+SAME_FILE_HINT = ("a stale build (uv caches a local project's wheel by the files in pyproject.toml's "
+                  "[tool.uv] cache-keys), or maturin built it with other flags than `cargo build --release`")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    import filecmp
+
+    return a.exists() and filecmp.cmp(a, b, shallow=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def parse_ts(s: str) -> dt.datetime:
+    """RFC 3339 with Z → naive UTC datetime."""
+    return dt.datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def as_naive_utc(v) -> dt.datetime | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return parse_ts(v)
+    if v.tzinfo is not None:
+        v = v.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return v
+
+
+class Fake:
+    def __init__(self):
+        self.ready = WORK / "fake.url"
+        self.log = open(WORK / "fake-gleap.log", "w")
+        self.proc = subprocess.Popen(
+            [str(FAKE_BIN), "--port", "0", "--ready-file", str(self.ready),
+             "--api-key", API_KEY, "--project-id", PROJECT, *FAKE_ARGS],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(300):
+            if self.ready.exists() and self.ready.read_text().strip():
+                break
+            if self.proc.poll() is not None:
+                raise Abort("fake-gleap exited at start: " + (WORK / "fake-gleap.log").read_text())
+            time.sleep(0.1)
+        else:
+            raise Abort("fake-gleap did not write its ready file in 30 s")
+        self.api_url = self.ready.read_text().strip()  # http://127.0.0.1:PORT/v3
+        self.root = self.api_url.rsplit("/v3", 1)[0]
+
+    def snapshot(self, stream: str) -> dict[str, str]:
+        """id → updatedAt, from the fake's own store."""
+        with urllib.request.urlopen(f"{self.root}/_fake/snapshot/{stream}") as r:
+            lines = r.read().decode().splitlines()
+        out = {}
+        for line in lines:
+            rec = json.loads(line)
+            out[rec["id"]] = rec["updatedAt"]
+        return out
+
+    def mutate(self, stream: str, **counts) -> dict:
+        q = "&".join(f"{k}={v}" for k, v in counts.items())
+        req = urllib.request.Request(f"{self.root}/_fake/mutate?stream={stream}&{q}", method="POST")
+        with urllib.request.urlopen(req) as r:
+            return json.loads(r.read())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+class Postgres:
+    """A throwaway PostgreSQL server on a free loopback port."""
+
+    def __init__(self):
+        bindir = os.environ.get("PG_BINDIR") or self.find_bindir()
+        if not bindir:
+            raise Abort("no PostgreSQL server binaries (initdb, pg_ctl) found; "
+                        "scripts/e2e.sh installs Debian's postgresql package when run as root")
+        self.bindir = Path(bindir)
+        self.data = Path(tempfile.mkdtemp(prefix="tap-gleap-e2e-pg-"))
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            shutil.chown(self.data, "postgres", "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.port = free_port()
+        run(self.as_user + [str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust",
+                            "-U", "postgres", "--no-sync"], log=WORK / "logs" / "initdb.log")
+        run(self.as_user + [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.data / "server.log"),
+                            "-w", "-t", "60", "-o",
+                            f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off "
+                            "-c synchronous_commit=off -c full_page_writes=off",
+                            "start"], log=WORK / "logs" / "pg_ctl-start.log")
+        self.started = True
+        import psycopg
+
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as c:
+            c.execute("CREATE DATABASE gleap")
+
+    @staticmethod
+    def find_bindir() -> str | None:
+        initdb = shutil.which("initdb")
+        if initdb:
+            return str(Path(os.path.realpath(initdb)).parent)
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                       key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+        return str(Path(found[-1]).parent) if found else None
+
+    def dsn(self, db: str = "gleap") -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={db}"
+
+    def stop(self):
+        if getattr(self, "started", False):
+            subprocess.run(self.as_user + [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
+                                           "stop"], capture_output=True)
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# Reading each target's own storage. Every reader returns, per stream:
+# rows: list of dicts (lower-cased column names), the table's column types.
+
+
+def jsonl_lines(stream: str) -> list[dict]:
+    p = WORK / "jsonl" / f"{stream}.jsonl"
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def sql_rows(target: str, pg: Postgres, stream: str) -> tuple[list[dict], dict[str, str]]:
+    if target == "target-duckdb":
+        import duckdb
+
+        con = duckdb.connect(str(WORK / "warehouse.duckdb"), read_only=True)
+        try:
+            cols = {r[0].lower(): r[1].upper() for r in con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'gleap' AND table_name = ?", [stream.lower()]).fetchall()}
+            cur = con.execute(f'SELECT * FROM gleap."{stream.lower()}"')
+            names = [d[0].lower() for d in cur.description]
+            rows = [dict(zip(names, r)) for r in cur.fetchall()]
+        finally:
+            con.close()
+        return rows, cols
+    import psycopg
+
+    with psycopg.connect(pg.dsn()) as c:
+        cols = {r[0].lower(): r[1].upper() for r in c.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'gleap' AND table_name = %s", [stream]).fetchall()}
+        cur = c.execute(f'SELECT * FROM gleap."{stream}"')
+        names = [d.name.lower() for d in cur.description]
+        rows = [dict(zip(names, r)) for r in cur.fetchall()]
+    return rows, cols
+
+
+def schema_kinds(stream: str) -> dict[str, str]:
+    """Column (lower-cased) → kind, from the tap's schema file."""
+    s = json.loads((REPO / "schemas" / f"{stream}.json").read_text())
+    out = {}
+    for name, prop in s["properties"].items():
+        t = prop.get("type")
+        types = set(t if isinstance(t, list) else [t]) - {"null"}
+        if prop.get("format") == "date-time":
+            kind = "date-time"
+        elif "object" in types:
+            kind = "object"
+        elif "array" in types:
+            kind = "array"
+        else:
+            kind = next(iter(types)) if len(types) == 1 else "mixed"
+        out[name.lower()] = kind
+    if stream == "survey_responses":
+        out.setdefault("survey_id", "string")
+    return out
+
+
+# What each SQL target should make of each kind.
+SQL_TYPES = {
+    "target-duckdb": {
+        "date-time": {"TIMESTAMP", "TIMESTAMP WITH TIME ZONE"},
+        "object": {"JSON"},
+        "array": {"JSON"},
+        "integer": {"HUGEINT", "BIGINT", "INTEGER"},
+        "number": {"DOUBLE", "DECIMAL"},
+        "boolean": {"BOOLEAN"},
+        "string": {"VARCHAR"},
+    },
+    "target-postgres": {
+        "date-time": {"TIMESTAMP WITHOUT TIME ZONE", "TIMESTAMP WITH TIME ZONE"},
+        "object": {"JSONB", "JSON"},
+        "array": {"JSONB", "JSON", "ARRAY"},
+        "integer": {"BIGINT", "INTEGER", "NUMERIC"},
+        "number": {"NUMERIC", "DOUBLE PRECISION", "DECIMAL"},
+        "boolean": {"BOOLEAN"},
+        "string": {"TEXT", "CHARACTER VARYING"},
+    },
+}
+
+
+def json_value(v):
+    """A JSON column's value as Python data; a str that is not JSON stays a str."""
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    return v
+
+
+# --------------------------------------------------------------------------
+# The test
+
+
+class E2E:
+    def __init__(self):
+        self.fake: Fake | None = None
+        self.pg: Postgres | None = None
+        self.snap1: dict[str, dict[str, str]] = {}
+        self.snap2: dict[str, dict[str, str]] = {}
+        self.deleted: dict[str, set[str]] = {}
+        self.state1: dict[str, dict] = {}
+        self.jsonl_count1: dict[str, int] = {}
+        self.run2_start: dt.datetime | None = None
+        self.cron_tap = None
+
+    # ---- environment for Meltano
+    def meltano_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "MELTANO_DATABASE_URI": f"sqlite:///{WORK}/meltano.db",
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "MELTANO_ENVIRONMENT": "dev",
+            "TAP_GLEAP_API_URL": self.fake.api_url if self.fake else "",
+            "TAP_GLEAP_API_KEY": API_KEY,
+            "TAP_GLEAP_PROJECT_ID": PROJECT,
+            "TAP_GLEAP_PAGE_SIZE": "100",
+            "TAP_GLEAP_REQUESTS_PER_MINUTE": "6000",
+            "TAP_GLEAP_EMIT_ACTIVATE_VERSION_MESSAGES": "true",
+            "TARGET_JSONL_DESTINATION_PATH": str(WORK / "jsonl"),
+            "TARGET_DUCKDB_FILEPATH": str(WORK / "warehouse.duckdb"),
+        })
+        if self.pg:
+            env.update({
+                "TARGET_POSTGRES_HOST": "127.0.0.1",
+                "TARGET_POSTGRES_PORT": str(self.pg.port),
+                "TARGET_POSTGRES_USER": "postgres",
+                "TARGET_POSTGRES_PASSWORD": "unused-trust-auth",
+                "TARGET_POSTGRES_DATABASE": "gleap",
+            })
+        return env
+
+    def meltano(self, *args, log: Path | None = None, check_rc=True):
+        return run([MELTANO, *args], log=log, env=self.meltano_env(), cwd=PROJECT_DIR, check_rc=check_rc)
+
+    # ---- 1. installation
+    def test_install(self):
+        cargo_version = next(line.split('"')[1] for line in (REPO / "Cargo.toml").read_text().splitlines()
+                             if line.startswith("version"))
+        want = f"tap-gleap {cargo_version}"
+        with step("pip install <repo> into a clean virtualenv (a wheel carrying the binary, built by maturin)"):
+            venv = WORK / "venv-pip"
+            run([sys.executable, "-m", "venv", str(venv)])
+            run([str(venv / "bin" / "pip"), "install", "--no-cache-dir", str(REPO)],
+                log=WORK / "logs" / "pip-install.log")
+            exe = venv / "bin" / "tap-gleap"
+            v = run([str(exe), "--version"], check_rc=False)
+            check("pip install: tap-gleap on the venv's PATH and --version answers", v.returncode == 0
+                  and v.stdout.strip() == want, f"got {v.returncode}: {v.stdout.strip()!r}, want {want!r}")
+            a = run(["bash", "-c", f"PATH={venv}/bin:/usr/bin:/bin tap-gleap --about"], check_rc=False)
+            check("pip install: `tap-gleap --about` through PATH", a.returncode == 0
+                  and json.loads(a.stdout)["name"] == "tap-gleap", a.stdout[-500:])
+            check("pip install: the binary is the one cargo just built from this checkout",
+                  same_file(exe, TAP_BIN), SAME_FILE_HINT)
+            check("pip install: the wheel ships tap-gleap only (no fake-gleap)",
+                  not (venv / "bin" / "fake-gleap").exists())
+        with step("cargo install --path <repo> --root <tmp>"):
+            root = WORK / "cargo-root"
+            run(["cargo", "install", "--locked", "--path", str(REPO), "--root", str(root)],
+                log=WORK / "logs" / "cargo-install.log")
+            v = run([str(root / "bin" / "tap-gleap"), "--version"], check_rc=False)
+            check("cargo install: tap-gleap --version answers", v.returncode == 0 and v.stdout.strip() == want,
+                  f"got {v.returncode}: {v.stdout.strip()!r}, want {want!r}")
+            check("cargo install: the binary is the one cargo just built from this checkout",
+                  same_file(root / "bin" / "tap-gleap", TAP_BIN))
+            self.cron_tap = root / "bin" / "tap-gleap"
+
+    # ---- 2. plugin definition
+    def test_plugin_definition(self):
+        with step("Meltano plugin definition matches `tap-gleap --about`"):
+            about = json.loads(run([str(TAP_BIN), "--about"]).stdout)
+            project = yaml.safe_load((PROJECT_DIR / "meltano.yml").read_text())
+            plugin = next(p for p in project["plugins"]["extractors"] if p["name"] == "tap-gleap")
+            check("plugin: namespace tap_gleap, executable tap-gleap",
+                  plugin.get("namespace") == "tap_gleap" and plugin.get("executable") == "tap-gleap")
+            check("plugin: capabilities are the tap's", sorted(plugin.get("capabilities", []))
+                  == sorted(about["capabilities"]), f"{plugin.get('capabilities')} vs {about['capabilities']}")
+            props = about["settings"]["properties"]
+            defined = {s["name"]: s for s in plugin.get("settings", [])}
+            check("plugin: every setting of --about is declared, and no other",
+                  set(defined) == set(props), f"{sorted(defined)} vs {sorted(props)}")
+            kinds = {"string": {"string", "date_iso8601"}, "integer": {"integer"}, "boolean": {"boolean"}}
+            bad = [n for n, p in props.items() if n in defined and defined[n].get("kind") not in kinds[p["type"]]]
+            check("plugin: every setting's kind fits its type", not bad, f"wrong kind: {bad}")
+            secret = sorted(n for n, p in props.items() if p.get("secret"))
+            sensitive = sorted(n for n, s in defined.items() if s.get("sensitive"))
+            check("plugin: secrets (api_key) are sensitive", secret == sensitive and "api_key" in sensitive,
+                  f"secret {secret}, sensitive {sensitive}")
+            check("plugin: every setting has a description", all(s.get("description") for s in defined.values()))
+
+    # ---- 3. Meltano install, services
+    def start_services(self):
+        with step("start the fake Gleap API and PostgreSQL"):
+            self.fake = Fake()
+            print(f"    fake Gleap API at {self.fake.api_url}")
+            self.pg = Postgres()
+            print(f"    PostgreSQL at 127.0.0.1:{self.pg.port} (data {self.pg.data})")
+            for s in STREAMS:
+                self.snap1[s] = self.fake.snapshot(s)
+            print("    fake's records: " + ", ".join(f"{s} {len(self.snap1[s])}" for s in STREAMS))
+
+    def test_meltano_install(self):
+        with step("meltano install (tap-gleap from the repository via pip_url; targets from PyPI)"):
+            self.meltano("install", log=WORK / "logs" / "meltano-install.log")
+            for t in TARGETS:
+                must(f"meltano install: {t} installed",
+                     (PROJECT_DIR / ".meltano" / "loaders" / t / "venv" / "bin" / t).exists())
+            exe = PROJECT_DIR / ".meltano" / "extractors" / "tap-gleap" / "venv" / "bin" / "tap-gleap"
+            must("meltano install: tap-gleap installed from pip_url", exe.exists())
+            v = run([str(exe), "--version"], check_rc=False)
+            check("meltano install: its tap-gleap runs", v.returncode == 0, v.stdout)
+            check("meltano install: its tap-gleap is the one cargo just built from this checkout",
+                  same_file(exe, TAP_BIN), SAME_FILE_HINT)
+            c = self.meltano("config", "list", "tap-gleap", check_rc=False)
+            check("meltano config list tap-gleap: api_key is redacted", c.returncode == 0
+                  and API_KEY not in c.stdout and "(redacted)" in c.stdout, c.stdout[-800:])
+
+    # ---- runs
+    def meltano_run(self, target: str, n: int):
+        log = WORK / "logs" / f"run{n}-{target}.log"
+        p = self.meltano("run", "tap-gleap", target, log=log, check_rc=False)
+        ok = check(f"run {n}: `meltano run tap-gleap {target}` succeeds", p.returncode == 0,
+                   f"exit {p.returncode}; log {log}:\n" + "\n".join(p.stdout.splitlines()[-30:]))
+        check(f"run {n} {target}: the API key shows nowhere in Meltano's output", API_KEY not in p.stdout)
+        return ok
+
+    def meltano_state(self, target: str) -> dict | None:
+        state_id = f"dev:tap-gleap-to-{target}"
+        lst = self.meltano("state", "list", check_rc=False)
+        if not check(f"meltano state list: has {state_id}", state_id in lst.stdout, lst.stdout[-800:]):
+            return None
+        g = self.meltano("state", "get", state_id, check_rc=False)
+        try:
+            start = g.stdout.index("{")
+            value = json.loads(g.stdout[start:g.stdout.rindex("}") + 1])
+        except ValueError:
+            check(f"meltano state get {state_id}: JSON", False, g.stdout[-800:])
+            return None
+        return value.get("singer_state", value)
+
+    def check_state(self, target: str, snap: dict[str, dict[str, str]], n: int) -> dict | None:
+        st = self.meltano_state(target)
+        if st is None:
+            return None
+        bm = st.get("bookmarks", {})
+        for s in INCREMENTAL:
+            b = bm.get(s, {})
+            values = ([p.get("replication_key_value") for p in b.get("partitions", [])]
+                      if "partitions" in b else [b.get("replication_key_value")])
+            values = [v for v in values if v]
+            want = max(snap[s].values(), key=parse_ts)
+            got = max(values, key=parse_ts) if values else None
+            check(f"run {n} {target}: Meltano's stored state has {s}'s bookmark at its newest updatedAt",
+                  got is not None and parse_ts(got) == parse_ts(want), f"bookmark {got}, newest record {want}")
+        return st
+
+    # ---- round 1
+    def round1(self):
+        with step("run 1: meltano run tap-gleap TARGET, for each target (full extraction)"):
+            for t in TARGETS:
+                t0 = time.monotonic()
+                self.meltano_run(t, 1)
+                TIMES.append((f"  meltano run tap-gleap {t} (run 1)", time.monotonic() - t0))
+        with step("run 1: every record in every target's storage"):
+            self.check_jsonl(1)
+            for t in ("target-duckdb", "target-postgres"):
+                self.check_sql(t, 1)
+            for t in TARGETS:
+                st = self.check_state(t, self.snap1, 1)
+                if st is not None:
+                    self.state1[t] = st
+
+    def check_jsonl(self, n: int):
+        snap = self.snap1 if n == 1 else self.snap2
+        for s in STREAMS:
+            lines = jsonl_lines(s)
+            if n == 1:
+                self.jsonl_count1[s] = len(lines)
+                ids = [r["id"] for r in lines]
+                check(f"run 1 target-jsonl: {s}.jsonl has one line per record ({len(snap[s])})",
+                      len(lines) == len(snap[s]) and set(ids) == set(snap[s]),
+                      f"{len(lines)} lines, {len(set(ids))} ids; fake has {len(snap[s])}; "
+                      f"missing {sorted(set(snap[s]) - set(ids))[:5]}")
+                new = lines
+            else:
+                new = lines[self.jsonl_count1.get(s, 0):]
+                self.check_second_extraction("target-jsonl", s, [r["id"] for r in new])
+            # Nothing lost: the last line per id carries the fake's updatedAt.
+            latest = {}
+            for r in lines:
+                latest[r["id"]] = r.get("updatedAt")
+            stale = [i for i, ua in snap[s].items()
+                     if i not in latest or (ua and latest[i] and parse_ts(latest[i]) != parse_ts(ua))]
+            check(f"run {n} target-jsonl: {s}: every record of the fake is there, latest version",
+                  not stale, f"{len(stale)} missing or stale, e.g. {stale[:5]}")
+
+    def check_second_extraction(self, target: str, s: str, ids: list[str]):
+        """Run 2 extracted what changed, plus boundary records, for incremental streams;
+        everything for full-table streams."""
+        got = set(ids)
+        if s not in INCREMENTAL:
+            check(f"run 2 {target}: {s} (full table) extracted whole ({len(self.snap2[s])})",
+                  got == set(self.snap2[s]), f"got {len(got)}")
+            return
+        changed = {i for i, ua in self.snap2[s].items() if self.snap1[s].get(i) != ua}
+        missing = changed - got
+        extra = got - changed
+        st = self.state1.get(target, {}).get("bookmarks", {}).get(s, {})
+        marks = {parse_ts(p["replication_key_value"]) for p in st.get("partitions", [st])
+                 if p.get("replication_key_value")}
+        not_boundary = sorted(i for i in extra if parse_ts(self.snap2[s][i]) not in marks)
+        check(f"run 2 {target}: {s}: all {len(changed)} changed records extracted",
+              not missing, f"missing {len(missing)}: {sorted(missing)[:5]}")
+        check(f"run 2 {target}: {s}: nothing else but {len(extra)} boundary record(s) at the bookmark",
+              not not_boundary and len(extra) <= 50,
+              f"{len(not_boundary)} unchanged records re-extracted off the boundary, e.g. {not_boundary[:5]}")
+
+    def check_sql(self, target: str, n: int):
+        snap = self.snap1 if n == 1 else self.snap2
+        for s in STREAMS:
+            try:
+                rows, cols = sql_rows(target, self.pg, s)
+            except Exception as e:  # noqa: BLE001
+                check(f"run {n} {target}: table gleap.{s} readable", False, f"{type(e).__name__}: {e}")
+                continue
+            deleted_ids = self.deleted.get(s, set()) if n == 2 else set()
+            ids = [r["id"] for r in rows]
+            check(f"run {n} {target}: {s}: primary keys unique", len(ids) == len(set(ids)),
+                  f"{len(ids)} rows, {len(set(ids))} ids")
+            extra = set(ids) - set(snap[s]) - deleted_ids
+            missing = set(snap[s]) - set(ids)
+            check(f"run {n} {target}: {s}: row count equals the fake's ({len(snap[s])})",
+                  not missing and not extra and len(set(ids) - deleted_ids) == len(snap[s]),
+                  f"{len(rows)} rows; missing {len(missing)} {sorted(missing)[:3]}; extra {len(extra)}")
+            by_id = {r["id"]: r for r in rows}
+            stale = [i for i, ua in snap[s].items()
+                     if i in by_id and as_naive_utc(by_id[i].get("updatedat")) != parse_ts(ua)]
+            check(f"run {n} {target}: {s}: updatedAt loaded as the same instant as the fake's",
+                  not stale, f"{len(stale)} differ, e.g. {stale[:1]}: "
+                  f"{by_id[stale[0]].get('updatedat')!r} vs {snap[s][stale[0]]}" if stale else "")
+            if n == 1:
+                self.check_sql_types(target, s, rows, cols)
+            if n == 2 and deleted_ids and target == "target-postgres":
+                gone = [i for i in deleted_ids if i in by_id and by_id[i].get("_sdc_deleted_at") is None]
+                live = [i for i in snap[s] if by_id.get(i, {}).get("_sdc_deleted_at") is not None]
+                check(f"run 2 {target}: {s}: ACTIVATE_VERSION soft-deleted the record deleted in Gleap",
+                      not gone and not live, f"not marked: {gone}; wrongly marked: {live[:3]}")
+            if n == 2 and s in INCREMENTAL:
+                # Rows (re)written by run 2: their extraction time is after run 2 began.
+                col = "_sdc_extracted_at"
+                if col in cols:
+                    again = [r["id"] for r in rows if r.get(col) and as_naive_utc(r[col]) >= self.run2_start]
+                    self.check_second_extraction(target, s, again)
+
+    def check_sql_types(self, target: str, s: str, rows: list[dict], cols: dict[str, str]):
+        kinds = schema_kinds(s)
+        wrong = []
+        for name, kind in kinds.items():
+            t = cols.get(name)
+            allowed = SQL_TYPES[target].get(kind, set())
+            if t is None or (t not in allowed and not any(t.startswith(a) for a in allowed)):
+                wrong.append(f"{name} ({kind}) -> {t}")
+        check(f"run 1 {target}: {s}: column types follow the schema (timestamps, JSON, numbers)",
+              not wrong, "; ".join(wrong))
+        if s == "tickets":
+            seen = sorted({f"{k} -> {cols.get(n)}" for n, k in kinds.items()})
+            print(f"    {target} column types: " + ", ".join(seen))
+        # JSON columns hold JSON objects / arrays, not strings of JSON.
+        bad = []
+        for name, kind in kinds.items():
+            if kind not in ("object", "array"):
+                continue
+            for r in rows:
+                v = r.get(name)
+                if v is None:
+                    continue
+                v = json_value(v)
+                if not isinstance(v, dict if kind == "object" else list):
+                    bad.append(f"{name}={str(r.get(name))[:60]!r}")
+                    break
+        check(f"run 1 {target}: {s}: JSON columns hold JSON {'objects/arrays'}", not bad, "; ".join(bad))
+
+    # ---- mutate, round 2
+    def mutate(self):
+        with step("change the fake's data through /_fake/mutate"):
+            for s, counts in MUTATIONS:
+                r = self.fake.mutate(s, **counts)
+                self.deleted[s] = set(r.get("deleted", []))
+                print(f"    {s}: updated {len(r['updated'])}, created {len(r['created'])}, "
+                      f"deleted {len(r['deleted'])}")
+            for s in STREAMS:
+                self.snap2[s] = self.fake.snapshot(s)
+            # A full second's margin: run 2's extraction times are after it.
+            self.run2_start = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=1)
+            time.sleep(1.1)
+
+    def round2(self):
+        with step("run 2: meltano run tap-gleap TARGET again (incremental, from Meltano's state)"):
+            for t in TARGETS:
+                t0 = time.monotonic()
+                self.meltano_run(t, 2)
+                TIMES.append((f"  meltano run tap-gleap {t} (run 2)", time.monotonic() - t0))
+        with step("run 2: only what changed was extracted, and nothing is lost"):
+            self.check_jsonl(2)
+            for t in ("target-duckdb", "target-postgres"):
+                self.check_sql(t, 2)
+            for t in TARGETS:
+                self.check_state(t, self.snap2, 2)
+
+    # ---- 5. the README's cron recipe
+    def cron(self, n: int):
+        """The README's shell recipe, verbatim in spirit: tap | target, keep the target's last STATE."""
+        d = WORK / "cron"
+        d.mkdir(exist_ok=True)
+        target = PROJECT_DIR / ".meltano" / "loaders" / "target-jsonl" / "venv" / "bin" / "target-jsonl"
+        if n == 1:
+            (d / "config.json").write_text(json.dumps({
+                "api_key": API_KEY, "project_id": PROJECT, "api_url": self.fake.api_url,
+                "page_size": 100, "requests_per_minute": 6000}))
+            (d / "target.json").write_text(json.dumps({"destination_path": str(d / "out"),
+                                                       "do_timestamp_file": False}))
+        script = f"""
+set -euo pipefail
+cd {d}
+export PATH={self.cron_tap.parent}:{target.parent}:$PATH
+{CRON_RECIPE}
+"""
+        before = {s: len((d / "out" / f"{s}.jsonl").read_text().splitlines())
+                  if (d / "out" / f"{s}.jsonl").exists() else 0 for s in STREAMS}
+        p = run(script, shell=True, log=WORK / "logs" / f"cron-{n}.log", check_rc=False)
+        if not check(f"cron run {n}: tap-gleap | target-jsonl, state kept in state.json", p.returncode == 0
+                     and (d / "state.json").exists(), p.stdout[-1500:]):
+            return
+        state = json.loads((d / "state.json").read_text())
+        check(f"cron run {n}: state.json holds the bookmarks", set(INCREMENTAL) <= set(state.get("bookmarks", {})),
+              json.dumps(state)[:300])
+        for s in STREAMS:
+            lines = [json.loads(x) for x in (d / "out" / f"{s}.jsonl").read_text().splitlines()]
+            ids = [r["id"] for r in lines[before[s]:]]
+            if n == 1:
+                check(f"cron run 1: {s}: every record", set(ids) == set(self.snap1[s]) and len(ids) == len(self.snap1[s]),
+                      f"{len(ids)} lines, fake has {len(self.snap1[s])}")
+            else:
+                self.state1["cron"] = self.cron_state1
+                self.check_second_extraction("cron", s, ids)
+        if n == 1:
+            self.cron_state1 = state
+
+    # ---- all
+    def main(self) -> int:
+        t_all = time.monotonic()
+        try:
+            self.test_plugin_definition()
+            self.test_install()
+            self.start_services()
+            self.test_meltano_install()
+            with step("cron recipe, run 1"):
+                self.cron(1)
+            self.round1()
+            self.mutate()
+            with step("cron recipe, run 2"):
+                self.cron(2)
+            self.round2()
+        except Abort as e:
+            check("the end-to-end test ran to the end", False, str(e))
+        except Exception:  # noqa: BLE001
+            check("the end-to-end test ran to the end", False, traceback.format_exc())
+        finally:
+            if self.fake:
+                self.fake.stop()
+            if self.pg:
+                self.pg.stop()
+        total = time.monotonic() - t_all
+        setup = float(os.environ.get("E2E_SETUP_SECONDS", "0"))
+        print("\n==> timings")
+        print(f"    {setup:7.1f} s  scripts/e2e.sh: virtualenv, PostgreSQL package, cargo build --release")
+        for name, t in TIMES:
+            print(f"    {t:7.1f} s  {name}")
+        print(f"    {total:7.1f} s  test_e2e.py in all")
+        print(f"    {setup + total:7.1f} s  end-to-end test in all (logs: {WORK / 'logs'})")
+        failed = [n for n, ok in RESULTS if not ok]
+        print("\n==> summary")
+        if failed:
+            print("failed checks:")
+            for n in failed:
+                print(f"  - {n}")
+        passed = len(RESULTS) - len(failed)
+        print(f"e2e: {passed} passed, {len(failed)} failed")
+        return 1 if failed else 0
+
+
+# The README's "cron" section runs exactly this (in the directory holding
+# config.json and target.json).
+CRON_RECIPE = r"""
+state_arg=(); [ -s state.json ] && state_arg=(--state state.json)
+tap-gleap --config config.json "${state_arg[@]}" \
+  | target-jsonl --config target.json > target-state.jsonl
+tail -n 1 target-state.jsonl > state.json.new
+[ -s state.json.new ] && mv state.json.new state.json   # never keep an empty state
+"""
+
+
+def _timeout(*_):
+    raise Abort(f"the end-to-end test took more than {DEADLINE_S} s")
+
+
+DEADLINE_S = 25 * 60
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGALRM, _timeout)
+    signal.alarm(DEADLINE_S)
+    sys.exit(E2E().main())
