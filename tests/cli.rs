@@ -4,11 +4,6 @@ use serde_json::{json, Value};
 
 use crate::util::*;
 
-const CONFIG_ERROR: i32 = 3;
-const STATE_ERROR: i32 = 4;
-const CATALOG_ERROR: i32 = 5;
-const AUTH_ERROR: i32 = 6;
-
 #[test]
 fn about_json_lists_capabilities_and_every_setting() {
     let run = tap_plain(&["--about"]);

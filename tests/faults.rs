@@ -10,17 +10,6 @@ use serde_json::json;
 
 use crate::util::*;
 
-fn small() -> FakeConfig {
-    FakeConfig {
-        tickets: 60,
-        sessions: 40,
-        messages: 60,
-        surveys: 3,
-        responses_per_survey: 10,
-        ..fake_config()
-    }
-}
-
 fn assert_everything(run: &Run, server: &fake_gleap::FakeGleap) {
     for name in ALL_STREAMS {
         assert_eq!(run.ids(name), fake_ids(server, name), "{name}");
@@ -42,7 +31,7 @@ fn rate_limits_with_and_without_retry_after_are_waited_out() {
         };
         let server = start(FakeConfig {
             rate_limit: Some(rl),
-            ..small()
+            ..small_config()
         });
         let s = Scratch::new();
         // The tap is told it may go much faster than the fake allows, as when
@@ -67,7 +56,7 @@ fn rate_limits_with_and_without_retry_after_are_waited_out() {
 
 #[test]
 fn the_tap_keeps_to_its_own_rate_budget() {
-    let server = start(small());
+    let server = start(small_config());
     let s = Scratch::new();
     let started = Instant::now();
     let run = tap(&[
@@ -108,7 +97,7 @@ fn server_errors_and_broken_bodies_are_retried_until_everything_is_read() {
             kinds,
             hang: Duration::from_secs(4),
         },
-        ..small()
+        ..small_config()
     });
     let s = Scratch::new();
     let run = tap(&[
@@ -137,7 +126,7 @@ fn an_api_that_keeps_failing_stops_after_the_retry_budget_with_a_resumable_state
             kinds: vec![Fault::Status503],
             hang: Duration::ZERO,
         },
-        ..small()
+        ..small_config()
     });
     let s = Scratch::new();
     let started = Instant::now();
@@ -160,39 +149,10 @@ fn an_api_that_keeps_failing_stops_after_the_retry_budget_with_a_resumable_state
 }
 
 #[test]
-fn a_survey_deleted_mid_sync_is_skipped() {
-    let server = start(FakeConfig {
-        latency: Duration::from_millis(150),
-        surveys: 4,
-        ..small()
-    });
-    let s = Scratch::new();
-    let mut surveys: Vec<String> = fake_ids(&server, "surveys").into_iter().collect();
-    surveys.sort();
-    let doomed = surveys.last().unwrap().clone();
-    let cat = catalog_selecting(&s.config(&server, json!({})), &["survey_responses"], |_| {});
-    let cat = s.write_json("catalog.json", &cat);
-    let cfg = s.config(&server, json!({}));
-    let running = spawn_tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
-    // The survey list is read first; the last survey's responses come last.
-    std::thread::sleep(Duration::from_millis(500));
-    server.delete_survey(&doomed);
-    let run = running.finish();
-    run.assert_ok();
-    assert!(
-        run.stderr.contains("no longer exists (404)"),
-        "{}",
-        run.stderr
-    );
-    let got = run.ids("survey_responses");
-    assert_eq!(got, fake_ids(&server, "survey_responses"));
-}
-
-#[test]
 fn a_closed_stdout_ends_the_tap_quietly() {
     let server = start(FakeConfig {
         tickets: 5000,
-        ..small()
+        ..small_config()
     });
     let s = Scratch::new();
     let cfg = s.config(&server, json!({}));
@@ -218,7 +178,7 @@ fn sigterm_flushes_what_was_read_and_prints_a_covering_state() {
     let server = start(FakeConfig {
         latency: Duration::from_millis(30),
         tickets: 3000,
-        ..small()
+        ..small_config()
     });
     let s = Scratch::new();
     let cfg = s.config(&server, json!({"page_size": 50}));

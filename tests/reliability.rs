@@ -25,105 +25,6 @@ use serde_json::{json, Value};
 
 use crate::util::*;
 
-const INCREMENTAL: &[&str] = &["tickets", "sessions", "messages", "survey_responses"];
-
-fn small() -> FakeConfig {
-    FakeConfig {
-        tickets: 60,
-        sessions: 40,
-        messages: 60,
-        surveys: 3,
-        responses_per_survey: 10,
-        ..fake_config()
-    }
-}
-
-// ------------------------------------------------------------- counting
-
-/// What a set of outputs delivered, against what the fake holds.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Tally {
-    pub expected: u64,
-    pub delivered: u64,
-    pub lost: u64,
-    /// RECORD lines of incremental streams delivered again at the same
-    /// version (boundary records, and what followed the last STATE before a kill).
-    pub duplicates: u64,
-}
-
-impl Tally {
-    fn add(&mut self, o: Tally) {
-        self.expected += o.expected;
-        self.delivered += o.delivered;
-        self.lost += o.lost;
-        self.duplicates += o.duplicates;
-    }
-}
-
-/// Counts, per stream, what `outputs` together delivered. Lost records are
-/// described (up to a few per stream) in the returned list.
-fn count(server: &FakeGleap, outputs: &[&[Message]]) -> (Tally, Vec<String>) {
-    count_streams(server, outputs, ALL_STREAMS)
-}
-
-fn count_streams(
-    server: &FakeGleap,
-    outputs: &[&[Message]],
-    streams: &[&str],
-) -> (Tally, Vec<String>) {
-    let mut total = Tally::default();
-    let mut lost_examples = Vec::new();
-    for name in streams {
-        let mut got: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        for msgs in outputs {
-            for m in msgs.iter() {
-                if let Message::Record { stream, record, .. } = m {
-                    if stream != name {
-                        continue;
-                    }
-                    let at = record
-                        .get("updatedAt")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    let id = record["id"].as_str().expect("id is a string").to_string();
-                    *got.entry(id).or_default().entry(at).or_default() += 1;
-                }
-            }
-        }
-        let incremental = INCREMENTAL.contains(name);
-        let mut t = Tally::default();
-        let mut lost_here = 0;
-        for (id, at) in fake_versions(server, name) {
-            t.expected += 1;
-            let ok = got
-                .get(&id)
-                .is_some_and(|v| !incremental || v.contains_key(&at));
-            if ok {
-                t.delivered += 1;
-            } else {
-                t.lost += 1;
-                lost_here += 1;
-                if lost_here <= 3 {
-                    lost_examples.push(format!("{name} {id}@{at} (got {:?})", got.get(&id)));
-                }
-            }
-        }
-        if incremental {
-            t.duplicates = got.values().flat_map(|v| v.values()).map(|n| n - 1).sum();
-        }
-        total.add(t);
-    }
-    (total, lost_examples)
-}
-
-fn assert_nothing_lost(server: &FakeGleap, outputs: &[&[Message]], what: &str) -> Tally {
-    let (t, lost) = count(server, outputs);
-    assert_eq!(t.lost, 0, "{what}: {} records lost: {lost:?}", t.lost);
-    assert!(t.expected > 0, "{what}: the fake holds records");
-    t
-}
-
 /// Runs syncs, each resumed from the last STATE of the one before, until one
 /// succeeds (at most `tries`). Returns every run.
 fn sync_until_done(cfg: &Path, s: &Scratch, extra: &[&str], tries: usize) -> Vec<Run> {
@@ -202,7 +103,7 @@ fn reliability_429_storms_with_text_and_empty_bodies_lose_nothing() {
                     retry_after,
                     body,
                 }),
-                ..small()
+                ..small_config()
             });
             let s = Scratch::new();
             let cfg = s.config(&server, json!({"page_size": 1000}));
@@ -230,7 +131,7 @@ fn reliability_a_rate_limit_shared_with_another_client_loses_nothing() {
             retry_after: RetryAfter::Seconds,
             body: ErrorBody::Json,
         }),
-        ..small()
+        ..small_config()
     });
     let stop = Arc::new(AtomicBool::new(false));
     let other = {
@@ -280,7 +181,7 @@ fn one_fault_kind(kind: Fault, rate: f64, timeout: u64) {
             kinds: vec![kind],
             hang: Duration::from_millis(2500),
         },
-        ..small()
+        ..small_config()
     });
     let s = Scratch::new();
     let cfg = s.config(
@@ -344,7 +245,7 @@ fn reliability_a_failing_api_is_never_hammered_and_the_next_run_completes() {
                     kinds: vec![kind],
                     hang: Duration::ZERO,
                 },
-                ..small()
+                ..small_config()
             });
             let s = Scratch::new();
             let budget = 4;
@@ -412,7 +313,7 @@ fn reliability_the_retry_budget_outlasts_a_full_rate_limit_window() {
             body: ErrorBody::Empty,
         }),
         teams: 3,
-        ..small()
+        ..small_config()
     });
     let s = Scratch::new();
     let cfg = s.config(&server, json!({"retry_budget_seconds": 10, "page_size": 1}));
@@ -443,13 +344,12 @@ fn reliability_data_changing_during_a_faulty_sync_loses_nothing() {
             kinds: vec![Fault::Status503, Fault::TruncatedJson, Fault::ResetMidBody],
             hang: Duration::ZERO,
         },
-        ..small()
+        ..small_config()
     });
     let s = Scratch::new();
     let cfg = s.config(&server, json!({"page_size": 20}));
     let mut running = spawn_tap(&["--config", path_str(&cfg)]);
-    let mut rounds = 0;
-    while running.is_running() {
+    let rounds = while_running(&mut running, Duration::from_millis(30), || {
         for name in INCREMENTAL {
             server.update(stream(name), 2);
             server.create(stream(name), 1);
@@ -458,9 +358,7 @@ fn reliability_data_changing_during_a_faulty_sync_loses_nothing() {
         // More than a page shares one updatedAt.
         server.bulk_update(stream("sessions"), 25);
         server.bulk_update(stream("tickets"), 25);
-        rounds += 1;
-        std::thread::sleep(Duration::from_millis(30));
-    }
+    });
     let first = running.finish();
     first.assert_ok();
     assert!(rounds >= 3, "changes landed during the sync ({rounds})");
@@ -484,7 +382,7 @@ fn reliability_a_survey_that_disappears_mid_sync_is_skipped_not_fatal() {
     let server = start(FakeConfig {
         latency: Duration::from_millis(100),
         surveys: 5,
-        ..small()
+        ..small_config()
     });
     let s = Scratch::new();
     let cfg = s.config(&server, json!({}));
@@ -788,7 +686,7 @@ fn reliability_kills_and_api_failures_together_lose_nothing() {
             ],
             hang: Duration::ZERO,
         },
-        ..small()
+        ..small_config()
     });
     let s = Scratch::new();
     let cfg = s.config(&server, json!({"page_size": 20, "retry_budget_seconds": 2}));
@@ -810,7 +708,7 @@ fn reliability_sigterm_during_retry_waits_stops_at_once() {
             retry_after: RetryAfter::Seconds,
             body: ErrorBody::Json,
         }),
-        ..small()
+        ..small_config()
     });
     let s = Scratch::new();
     let cfg = s.config(&server, json!({"retry_budget_seconds": 600}));
@@ -840,10 +738,6 @@ fn reliability_sigterm_during_retry_waits_stops_at_once() {
 }
 
 // ------------------------------------------------------------ bad input
-
-const CONFIG_ERROR: i32 = 3;
-const STATE_ERROR: i32 = 4;
-const CATALOG_ERROR: i32 = 5;
 
 fn assert_clean_failure(run: &Run, code: i32, what: &str, needles: &[&str]) {
     assert_eq!(run.code, code, "{what}: {}", run.stderr);
@@ -986,7 +880,7 @@ fn reliability_bad_config_values_name_the_file_the_key_and_what_is_expected() {
 
 #[test]
 fn reliability_bad_state_values_exit_4_without_output() {
-    let server = start(small());
+    let server = start(small_config());
     let s = Scratch::new();
     let cfg = s.config(&server, json!({}));
     let cases: Vec<(&str, Value, &[&str])> = vec![
@@ -1043,7 +937,7 @@ fn reliability_bad_state_values_exit_4_without_output() {
 
 #[test]
 fn reliability_bad_catalogs_exit_5_without_output() {
-    let server = start(small());
+    let server = start(small_config());
     let s = Scratch::new();
     let cfg = s.config(&server, json!({}));
     let full_incremental = catalog_selecting(&cfg, &["teams"], |e| {
@@ -1329,7 +1223,7 @@ fn reliability_a_huge_body_is_refused_with_a_clear_error() {
 /// turn certificate checks off.
 #[test]
 fn reliability_the_key_never_leaks_and_tls_checks_cannot_be_disabled() {
-    let server = start(small());
+    let server = start(small_config());
     let s = Scratch::new();
     let cfg = s.config(&server, json!({}));
     let run = tap(&["--config", path_str(&cfg)]);

@@ -1,6 +1,6 @@
 //! Stream and field selection through a catalog.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::util::*;
 
@@ -66,44 +66,4 @@ fn only_selected_streams_and_fields_are_extracted() {
         .iter()
         .all(|r| r != "title"));
     assert_records_match_schemas(&run);
-}
-
-#[test]
-fn meltano_style_top_level_replication_keys_are_read() {
-    let server = start(fake_config());
-    let s = Scratch::new();
-    let cfg = s.config(&server, json!({}));
-    let cat = catalog_selecting(&cfg, &["messages"], |e| {
-        e["replication_method"] = json!("FULL_TABLE");
-        e["metadata"][0]["metadata"]
-            .as_object_mut()
-            .unwrap()
-            .remove("replication-method");
-    });
-    let cat = s.write_json("catalog.json", &cat);
-    let st = s.write_json("state.json", &json!({"bookmarks": {"messages": {"replication_key": "updatedAt", "replication_key_value": "2025-06-01T00:00:00.000Z"}}}));
-    let run = tap(&[
-        "--config",
-        path_str(&cfg),
-        "--catalog",
-        path_str(&cat),
-        "--state",
-        path_str(&st),
-    ]);
-    run.assert_ok();
-    assert_eq!(run.ids("messages"), fake_ids(&server, "messages"));
-    let schema_has_bookmarks = run.messages.iter().any(|m| {
-        matches!(
-            m,
-            Message::Schema {
-                bookmark_properties: Some(_),
-                ..
-            }
-        )
-    });
-    assert!(
-        !schema_has_bookmarks,
-        "a FULL_TABLE stream declares no bookmark properties"
-    );
-    let _: Value = run.last_state().clone();
 }

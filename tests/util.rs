@@ -380,3 +380,121 @@ pub fn catalog_selecting(config: &Path, streams: &[&str], edit: impl Fn(&mut Val
     }
     cat
 }
+
+// ----------------------------------------------------- shared by topic modules
+
+pub const INCREMENTAL: &[&str] = &["tickets", "sessions", "messages", "survey_responses"];
+
+pub const CONFIG_ERROR: i32 = 3;
+pub const STATE_ERROR: i32 = 4;
+pub const CATALOG_ERROR: i32 = 5;
+pub const AUTH_ERROR: i32 = 6;
+
+/// A small dataset, for tests that run many syncs.
+pub fn small_config() -> FakeConfig {
+    FakeConfig {
+        tickets: 60,
+        sessions: 40,
+        messages: 60,
+        surveys: 3,
+        responses_per_survey: 10,
+        ..fake_config()
+    }
+}
+
+/// Calls `change` every `pause` while the tap runs; returns how many times.
+pub fn while_running(
+    running: &mut Running,
+    pause: std::time::Duration,
+    mut change: impl FnMut(),
+) -> usize {
+    let mut rounds = 0;
+    while running.is_running() {
+        change();
+        rounds += 1;
+        std::thread::sleep(pause);
+    }
+    rounds
+}
+
+/// What a set of outputs delivered, against what the fake holds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tally {
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    /// RECORD lines of incremental streams delivered again at the same
+    /// version (boundary records, and what followed the last STATE before a kill).
+    pub duplicates: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, o: Tally) {
+        self.expected += o.expected;
+        self.delivered += o.delivered;
+        self.lost += o.lost;
+        self.duplicates += o.duplicates;
+    }
+}
+
+/// Counts what `outputs` together delivered of every stream. A record of an
+/// incremental stream counts only at the version the fake holds now; of a
+/// full-table stream, at any version. Lost records are described (a few per
+/// stream) in the returned list.
+pub fn count(server: &FakeGleap, outputs: &[&[Message]]) -> (Tally, Vec<String>) {
+    count_streams(server, outputs, ALL_STREAMS)
+}
+
+pub fn count_streams(
+    server: &FakeGleap,
+    outputs: &[&[Message]],
+    streams: &[&str],
+) -> (Tally, Vec<String>) {
+    let mut total = Tally::default();
+    let mut lost_examples = Vec::new();
+    for name in streams {
+        let mut got: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for m in outputs.iter().flat_map(|msgs| msgs.iter()) {
+            if let Message::Record { stream, record, .. } = m {
+                if stream == name {
+                    let at = record
+                        .get("updatedAt")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    let id = record["id"].as_str().expect("id is a string").to_string();
+                    *got.entry(id).or_default().entry(at).or_default() += 1;
+                }
+            }
+        }
+        let incremental = INCREMENTAL.contains(name);
+        let mut t = Tally::default();
+        for (id, at) in fake_versions(server, name) {
+            t.expected += 1;
+            if got
+                .get(&id)
+                .is_some_and(|v| !incremental || v.contains_key(&at))
+            {
+                t.delivered += 1;
+            } else {
+                t.lost += 1;
+                if t.lost <= 3 {
+                    lost_examples.push(format!("{name} {id}@{at} (got {:?})", got.get(&id)));
+                }
+            }
+        }
+        if incremental {
+            t.duplicates = got.values().flat_map(|v| v.values()).map(|n| n - 1).sum();
+        }
+        total.add(t);
+    }
+    (total, lost_examples)
+}
+
+/// Every record the fake holds is in `outputs`, at its latest version.
+pub fn assert_nothing_lost(server: &FakeGleap, outputs: &[&[Message]], what: &str) -> Tally {
+    let (t, lost) = count(server, outputs);
+    assert_eq!(t.lost, 0, "{what}: {} records lost: {lost:?}", t.lost);
+    assert!(t.expected > 0, "{what}: the fake holds records");
+    t
+}
