@@ -601,8 +601,13 @@ fn kill_chain(
     // Updates are stamped a millisecond apart, possibly a little ahead of
     // the clock: such records belong to a run that starts after them.
     std::thread::sleep(Duration::from_millis(120));
+    // The final runs model "the next run completes": faults go on, but with a
+    // retry budget long enough that one request rarely runs out of it (a
+    // budget of 2 s against 30% faults completes a whole sync one run in five).
+    let patient = s.write_json("patient.json", &json!({"retry_budget_seconds": 30}));
     for i in 0..20 {
-        let args = args_with(&state, kills + i);
+        let mut args = args_with(&state, kills + i);
+        args.extend(["--config".to_string(), path_str(&patient).to_string()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let run = tap(&args);
         stats.runs += 1;
