@@ -349,3 +349,100 @@ fn a_full_table_version_holds_every_record_even_when_updated_during_the_sync() {
         &missing[..missing.len().min(3)]
     );
 }
+
+#[test]
+fn a_child_bookmark_never_passes_the_apis_clock() {
+    // The API's clock runs a minute behind this machine's. While run 2 reads
+    // survey by survey, a response of the first survey (already read) and
+    // then one of the last (not yet read) are updated: the last one's newer
+    // stamp, read by run 2, must not become a bookmark past the first one's,
+    // which run 3 must still find.
+    let server = start(FakeConfig {
+        clock_offset_ms: -60_000,
+        latency: Duration::from_millis(60),
+        ..small_config()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({}));
+    let cat = s.write_json(
+        "catalog.json",
+        &catalog_selecting(&cfg, &["survey_responses"], |_| {}),
+    );
+    let args = |state: Option<&std::path::Path>| {
+        let mut a = vec![
+            "--config".to_string(),
+            path_str(&cfg).to_string(),
+            "--catalog".to_string(),
+            path_str(&cat).to_string(),
+        ];
+        if let Some(st) = state {
+            a.extend(["--state".to_string(), path_str(st).to_string()]);
+        }
+        a
+    };
+    let first = tap(&args(None).iter().map(String::as_str).collect::<Vec<_>>());
+    first.assert_ok();
+    let st = s.write_json("state-1.json", first.last_state());
+
+    let responses = server.snapshot(stream("survey_responses"));
+    let mut surveys: Vec<String> = responses
+        .iter()
+        .filter_map(|r| r.survey_id.clone())
+        .collect();
+    surveys.sort();
+    surveys.dedup();
+    assert!(surveys.len() >= 3);
+    let in_survey = |sv: &str| {
+        responses
+            .iter()
+            .find(|r| r.survey_id.as_deref() == Some(sv))
+            .unwrap()
+            .id
+            .clone()
+    };
+    let (early, late) = (in_survey(&surveys[0]), in_survey(surveys.last().unwrap()));
+
+    server.reset_stats(); // so that the wait below sees run 2's requests only
+    let mut running = spawn_tap(
+        &args(Some(&st))
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let second_survey = format!("/engagement/surveys/{}/responses", surveys[1]);
+    let started = std::time::Instant::now();
+    while !server
+        .stats()
+        .by_path
+        .keys()
+        .any(|p| p.ends_with(&second_survey))
+    {
+        assert!(
+            running.is_running() && started.elapsed() < Duration::from_secs(30),
+            "the second survey is read"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(server.update_id(stream("survey_responses"), &early));
+    assert!(server.update_id(stream("survey_responses"), &late));
+    let second = running.finish();
+    second.assert_ok();
+    assert!(
+        second.ids("survey_responses").contains(&late),
+        "run 2 read the last survey after the change"
+    );
+
+    let st = s.write_json("state-2.json", second.last_state());
+    let third = tap(&args(Some(&st))
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    third.assert_ok();
+    let runs = [&first.messages[..], &second.messages, &third.messages];
+    let (t, lost) = count_streams(&server, &runs, &["survey_responses"]);
+    assert_eq!(t.lost, 0, "{lost:?}");
+    assert!(
+        third.ids("survey_responses").contains(&early),
+        "run 3 found the first survey's change"
+    );
+}

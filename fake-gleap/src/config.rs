@@ -315,6 +315,10 @@ pub struct FakeConfig {
     /// this many records per page, whatever `limit` asks (default: none
     /// beyond the documented caps).
     pub max_limit: Option<u64>,
+    /// How far the API's clock runs ahead of this machine's (negative:
+    /// behind), in ms: changed records are stamped, and the `Date` header
+    /// set, on the API's clock. Default 0.
+    pub clock_offset_ms: i64,
 }
 
 impl Default for FakeConfig {
@@ -347,6 +351,7 @@ impl Default for FakeConfig {
             mutate_every: None,
             odd_records: false,
             max_limit: None,
+            clock_offset_ms: 0,
         }
     }
 }

@@ -68,7 +68,8 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(cfg: FakeConfig) -> Self {
         let gen = Gen::new(&cfg);
-        let store = Store::new(&gen);
+        let mut store = Store::new(&gen);
+        store.clock_offset_ms = cfg.clock_offset_ms;
         Shared {
             dynamic: Mutex::new(Dynamic {
                 faults: cfg.faults.clone(),
@@ -110,7 +111,20 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
                     v.split(',')
                         .any(|e| e.trim().starts_with("gzip") && !e.contains("q=0"))
                 });
-        return api(sh, method, path, query, auth_ok, gzip_ok).await;
+        let offset = sh.cfg.clock_offset_ms;
+        let mut resp = api(sh, method, path, query, auth_ok, gzip_ok).await;
+        if offset != 0 {
+            // The API's clock, which stamps updatedAt, not this machine's.
+            let at = if offset >= 0 {
+                SystemTime::now() + Duration::from_millis(offset as u64)
+            } else {
+                SystemTime::now() - Duration::from_millis(offset.unsigned_abs())
+            };
+            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
+                resp.headers_mut().insert(header::DATE, v);
+            }
+        }
+        return resp;
     }
     json_error(StatusCode::NOT_FOUND, "Not Found")
 }

@@ -210,6 +210,14 @@ impl FakeGleap {
     }
 
     /// Deletes one record by id; false if there is no such live record.
+    /// Gives the record with this id a new updatedAt (now, on the API's clock).
+    pub fn update_id(&self, stream: Stream, id: &str) -> bool {
+        self.shared
+            .store
+            .lock()
+            .update_id(&self.shared.gen, stream, id)
+    }
+
     pub fn delete_id(&self, stream: Stream, id: &str) -> bool {
         self.shared
             .store

@@ -71,11 +71,9 @@ pub(crate) struct Store {
     /// updated records always sort after every base record.
     pub max_issued_ms: i64,
     pub max_created_ms: i64,
+    /// The API's clock relative to this machine's (`FakeConfig::clock_offset_ms`).
+    pub clock_offset_ms: i64,
     rng: Rng,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn id_string(m: &RecMeta) -> String {
@@ -83,12 +81,18 @@ fn id_string(m: &RecMeta) -> String {
 }
 
 impl Store {
+    /// Now, on the API's clock.
+    fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis() + self.clock_offset_ms
+    }
+
     pub fn new(gen: &Gen) -> Self {
         let (u, c) = gen.max_base_times();
         Store {
             ov: (0..7).map(|_| Overlay::default()).collect(),
             max_issued_ms: u,
             max_created_ms: c,
+            clock_offset_ms: 0,
             rng: Rng::new(gen.seed ^ 0x6d75_7461_7465),
         }
     }
@@ -140,7 +144,7 @@ impl Store {
     }
 
     fn next_ts(&mut self) -> i64 {
-        let t = now_ms().max(self.max_issued_ms + 1);
+        let t = self.now_ms().max(self.max_issued_ms + 1);
         self.max_issued_ms = t;
         t
     }
@@ -166,20 +170,35 @@ impl Store {
                 break;
             };
             taken.insert(i);
-            let m = self.meta(gen, s, i).expect("live");
             let ts = bulk_ts.unwrap_or_else(|| self.next_ts());
-            let e = Entry {
-                updated_ms: ts,
-                created_ms: m.created_ms,
-                version: m.version + 1,
-                deleted: false,
-                survey: m.survey,
-                survey_created_ms: m.survey_created_ms,
-            };
-            self.put(s, i, e);
-            out.push(id_string(&e.meta(s, i)));
+            out.push(self.touch(gen, s, i, ts));
         }
         out
+    }
+
+    /// Gives the live record with this id a new updatedAt.
+    pub fn update_id(&mut self, gen: &Gen, s: Stream, id: &str) -> bool {
+        let Some(i) = self.lookup(gen, s, id) else {
+            return false;
+        };
+        let ts = self.next_ts();
+        self.touch(gen, s, i, ts);
+        true
+    }
+
+    /// A new version of live record `i`, stamped `ts`; returns its id.
+    fn touch(&mut self, gen: &Gen, s: Stream, i: u64, ts: i64) -> String {
+        let m = self.meta(gen, s, i).expect("live");
+        let e = Entry {
+            updated_ms: ts,
+            created_ms: m.created_ms,
+            version: m.version + 1,
+            deleted: false,
+            survey: m.survey,
+            survey_created_ms: m.survey_created_ms,
+        };
+        self.put(s, i, e);
+        id_string(&e.meta(s, i))
     }
 
     /// Creates `n` records with ids greater than every existing id.
@@ -200,7 +219,7 @@ impl Store {
                 (None, 0)
             };
             let ts = self.next_ts();
-            let created = now_ms().max(self.max_created_ms).min(ts);
+            let created = self.now_ms().max(self.max_created_ms).min(ts);
             self.max_created_ms = created;
             let i = self.total_indices(gen, s);
             self.ov[s.idx()].created += 1;
