@@ -5,7 +5,7 @@
 //! The only per-record state lives in the store's overlay (mutated, created
 //! and deleted records), which hands `RecMeta` to the renderer.
 
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 
 use crate::config::{FakeConfig, Stream};
 use crate::render::Json;
@@ -357,26 +357,23 @@ const LAST: &[&str] = &[
     "Smith",
     "Østergaard",
 ];
-const FIRST_LC: &[&str] = &[
-    "anna", "lukas", "sofia", "mateo", "mia", "noah", "emma", "jonas", "léa", "yuki", "chloé",
-    "oğuz", "zoë", "ravi", "ingrid", "sven",
-];
-const LAST_LC: &[&str] = &[
-    "schmidt",
-    "müller",
-    "garcía",
-    "rossi",
-    "tanaka",
-    "dubois",
-    "novak",
-    "obrien",
-    "kowalski",
-    "jensen",
-    "silva",
-    "nguyen",
-    "smith",
-    "østergaard",
-];
+/// The names as they appear in email addresses: lower case, letters only
+/// (O'Brien is obrien@...), derived once from the lists above.
+static FIRST_EMAIL: LazyLock<Vec<String>> = LazyLock::new(|| email_names(FIRST));
+static LAST_EMAIL: LazyLock<Vec<String>> = LazyLock::new(|| email_names(LAST));
+
+fn email_names(names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .map(|n| {
+            n.to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric())
+                .collect()
+        })
+        .collect()
+}
+
 const SUBJECTS: &[&str] = &[
     "Checkout button",
     "Login page",
@@ -627,9 +624,9 @@ impl Ctx<'_> {
         self.kid("_id", &id);
         self.w.key("email");
         self.w.str_parts(&[
-            FIRST_LC[u as usize % FIRST_LC.len()],
+            &FIRST_EMAIL[u as usize % FIRST.len()],
             ".",
-            LAST_LC[u as usize % LAST_LC.len()],
+            &LAST_EMAIL[u as usize % LAST.len()],
             "@example.com",
         ]);
         self.kstr("firstName", first);
@@ -666,7 +663,7 @@ impl Ctx<'_> {
                     self.w.key("name");
                     self.w.str_parts(&[FIRST[fi], " ", l]);
                     self.w.key("email");
-                    self.w.str_parts(&[FIRST_LC[fi], "@customer.example"]);
+                    self.w.str_parts(&[&FIRST_EMAIL[fi], "@customer.example"]);
                     self.w.key("userId");
                     self.w.str_parts(&["user-", itoa::Buffer::new().format(i)]);
                 }
@@ -976,7 +973,7 @@ impl Ctx<'_> {
             let mut b = itoa::Buffer::new();
             let n = b.format(m.index);
             self.w
-                .str_parts(&[FIRST_LC[fi], ".", n, "@customer.example"]);
+                .str_parts(&[&FIRST_EMAIL[fi], ".", n, "@customer.example"]);
         }
         self.w.key("phone");
         if self.r.pct(60) {
