@@ -177,14 +177,8 @@ pub fn load(args: &[String]) -> Result<Config> {
                 put(k, raw);
             }
         } else {
-            for (k, v) in read_object(Path::new(arg))? {
-                put(
-                    k,
-                    Raw {
-                        value: v,
-                        source: arg.clone(),
-                    },
-                );
+            for (k, raw) in sourced(read_object(Path::new(arg))?, arg) {
+                put(k, raw);
             }
         }
     }
@@ -199,37 +193,37 @@ pub fn load(args: &[String]) -> Result<Config> {
 /// Validates settings given as one JSON object (as a single config file
 /// would hold them); errors name the source as "config".
 pub fn from_value(value: &Value) -> Result<Config> {
-    let map = value.as_object().ok_or_else(|| {
-        Error::Config(
-            "config: expected a JSON object of settings like {\"api_key\": \"...\", \"project_id\": \"...\"}".into(),
+    validate(sourced(settings_object(value.clone(), "config")?, "config").collect())
+}
+
+/// Each setting of one file (or object), with where it came from.
+fn sourced(map: Map<String, Value>, source: &str) -> impl Iterator<Item = (String, Raw)> + '_ {
+    map.into_iter().map(move |(k, value)| {
+        (
+            k,
+            Raw {
+                value,
+                source: source.to_string(),
+            },
         )
-    })?;
-    validate(
-        map.iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    Raw {
-                        value: v.clone(),
-                        source: "config".into(),
-                    },
-                )
-            })
-            .collect(),
-    )
+    })
+}
+
+fn settings_object(value: Value, source: &str) -> Result<Map<String, Value>> {
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(Error::Config(format!(
+            "{source}: expected a JSON object of settings like {{\"api_key\": \"...\", \"project_id\": \"...\"}}"
+        ))),
+    }
 }
 
 fn read_object(path: &Path) -> Result<Map<String, Value>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-    match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Error::Config(format!(
-            "{}: expected a JSON object of settings like {{\"api_key\": \"...\", \"project_id\": \"...\"}}",
-            path.display()
-        ))),
-        Err(e) => Err(Error::Config(format!("{} is not valid JSON: {e}", path.display()))),
-    }
+    let value = serde_json::from_str::<Value>(&text)
+        .map_err(|e| Error::Config(format!("{} is not valid JSON: {e}", path.display())))?;
+    settings_object(value, &path.display().to_string())
 }
 
 fn env_name(key: &str) -> String {
