@@ -12,6 +12,7 @@
 //!   JSON are retried with exponential backoff and full jitter, until the
 //!   retry budget (a duration, per request) runs out.
 
+use std::borrow::Cow;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -188,7 +189,7 @@ impl Client {
                                     started.elapsed(),
                                 );
                                 stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-                                match parse(&body) {
+                                match parse(&text(&body)) {
                                     Ok(v) => return Ok(v),
                                     Err(e) => (None, format!("HTTP {} with a body that is not the documented JSON ({e})", status.as_u16())),
                                 }
@@ -234,7 +235,7 @@ impl Client {
                             return Err(FetchError::Fatal(Error::Api(format!(
                                 "HTTP {} for GET {path}?{query}: {}",
                                 s.as_u16(),
-                                excerpt(&body)
+                                excerpt(&text(&body))
                             ))));
                         }
                     }
@@ -369,7 +370,7 @@ fn parse_retry_after(v: Option<&HeaderValue>) -> Option<Duration> {
     )
 }
 
-async fn read_body(mut resp: reqwest::Response) -> Result<String, String> {
+async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
     let mut buf: Vec<u8> = Vec::with_capacity(
         resp.content_length()
             .unwrap_or(64 * 1024)
@@ -395,12 +396,18 @@ async fn read_body(mut resp: reqwest::Response) -> Result<String, String> {
             }
         }
     }
-    match String::from_utf8(buf) {
-        Ok(s) => Ok(s),
-        Err(e) => {
-            // Bytes that are not UTF-8 become U+FFFD rather than failing the page.
+    Ok(buf)
+}
+
+/// A body as text, borrowed when it is valid UTF-8. Bytes that are not
+/// become U+FFFD rather than failing the page. The check is SIMD
+/// (simdutf8): several times faster than `std`'s on a page.
+fn text(body: &[u8]) -> Cow<'_, str> {
+    match simdutf8::basic::from_utf8(body) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => {
             tracing::warn!("response body is not valid UTF-8: invalid bytes replaced with U+FFFD");
-            Ok(String::from_utf8_lossy(e.as_bytes()).into_owned())
+            String::from_utf8_lossy(body)
         }
     }
 }
