@@ -61,11 +61,11 @@ fn conform_all(pages: &[(&'static StreamDef, Vec<u8>)], rounds: u32) -> (u64, u6
                     &mut conformers.last_mut().expect("pushed").1
                 }
             };
-            let page = conform::parse_page(body, def).expect("page parses");
+            let page = tap_gleap::scan::parse_page(body, def).expect("page parses");
             out.clear();
-            for rec in &page.records {
-                if c.meta(rec).is_some() {
-                    c.write_record(rec, None, &tail, &mut out);
+            for fields in page.records().flatten() {
+                if c.meta(fields).is_some() {
+                    c.write_record(fields, None, &tail, &mut out);
                     records += 1;
                 }
             }

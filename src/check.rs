@@ -13,6 +13,7 @@ use crate::conform::{self, Conformer};
 use crate::error::Error;
 use crate::metrics::StreamStats;
 use crate::output;
+use crate::scan;
 use crate::streams::{self, Method, StreamDef};
 use crate::timefmt;
 
@@ -86,12 +87,12 @@ async fn one_record(client: &Arc<Client>, sel: &Selected) -> Result<Vec<u8>, Err
     };
     let mut conformer = Conformer::new(def, &sel.fields);
     let page = client.get(&stats, &path, "limit=1", |body| {
-        let parsed = conform::parse_page(body, def)?;
+        let page = scan::parse_page(body, def)?;
         let tail = conform::record_tail(&timefmt::format_ms(chrono::Utc::now()), None);
         let mut line = Vec::new();
-        if let Some(rec) = parsed.records.first() {
-            if conformer.meta(rec).is_some() {
-                conformer.write_record(rec, parent_id.as_deref(), &tail, &mut line);
+        if let Some(Some(fields)) = page.records().next() {
+            if conformer.meta(fields).is_some() {
+                conformer.write_record(fields, parent_id.as_deref(), &tail, &mut line);
             }
         }
         Ok(line)
@@ -104,13 +105,12 @@ async fn first_id(
     stats: &StreamStats,
     def: &'static StreamDef,
 ) -> Result<Option<String>, Error> {
-    let mut conformer = Conformer::new(def, &[]);
+    let conformer = Conformer::new(def, &[]);
     let id = client.get(stats, def.path, "limit=1", |body| {
-        let parsed = conform::parse_page(body, def)?;
-        Ok(parsed
-            .records
-            .first()
-            .and_then(|r| conformer.meta(r))
+        let page = scan::parse_page(body, def)?;
+        let first = page.records().next().flatten();
+        Ok(first
+            .and_then(|fields| conformer.meta(fields))
             .map(|m| m.id))
     });
     id.await.map_err(|e| explain(def, e))

@@ -6,7 +6,8 @@
 //! - `streams`: the registry of streams, declared as data; `catalog`:
 //!   discovery and selection; `state`: bookmarks; `check`: `--test`.
 //! - `client`: HTTP, rate limit, retries; `pager`: how pages are walked so
-//!   that no record is skipped; `conform`: from page bytes to RECORD lines.
+//!   that no record is skipped; `scan`: a page's bytes to its records (a
+//!   validating JSON scanner); `conform`: records to RECORD lines.
 //! - `output`: the one stdout writer, which orders records before the STATE
 //!   that covers them; `sync`: runs the streams concurrently.
 //! - `error`: one error type, an exit code per class; `metrics`, `timefmt`.
@@ -22,6 +23,7 @@ pub mod error;
 pub mod metrics;
 pub mod output;
 pub mod pager;
+pub mod scan;
 pub mod state;
 pub mod streams;
 pub mod sync;

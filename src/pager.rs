@@ -53,6 +53,7 @@ use crate::client::{Cancel, Client, FetchError};
 use crate::conform::{self, Conformer, Meta};
 use crate::metrics::StreamStats;
 use crate::output::{self, Batch, Bookmark};
+use crate::scan;
 use crate::state::{Context, State};
 use crate::streams::{self, Method, StreamDef};
 use crate::timefmt;
@@ -590,36 +591,38 @@ impl StreamRun {
         let version = *version;
         let page = client
             .get(stats, path, query, |body| {
-                let parsed = conform::parse_page(body, def)?;
+                let page = scan::parse_page(body, def)?;
                 let tail = conform::record_tail(&timefmt::format_ms(chrono::Utc::now()), version);
                 let mut out = PageOut {
                     lines: Vec::with_capacity(body.len()),
                     written: 0,
-                    metas: Vec::with_capacity(parsed.records.len()),
-                    len: parsed.records.len(),
+                    metas: Vec::with_capacity(page.len()),
+                    len: page.len(),
                 };
-                if let Some(total) = parsed.total {
+                if let Some(total) = page.total {
                     stats
                         .total
                         .store(total, std::sync::atomic::Ordering::Relaxed);
                 }
-                let metas: Vec<Option<Meta>> =
-                    parsed.records.iter().map(|r| conformer.meta(r)).collect();
+                let metas: Vec<Option<Meta>> = page
+                    .records()
+                    .map(|r| r.and_then(|fields| conformer.meta(fields)))
+                    .collect();
                 // A page of nothing but id-less elements (`[{"error": ...}]`)
                 // is an error body, not an empty last page: retried like one.
                 if !metas.is_empty() && metas.iter().all(Option::is_none) {
                     return Err("no element of the page is a record with an id".into());
                 }
-                for (rec, meta) in parsed.records.iter().zip(metas) {
-                    match meta {
-                        Some(meta) => {
+                for (fields, meta) in page.records().zip(metas) {
+                    match (fields, meta) {
+                        (Some(fields), Some(meta)) => {
                             if keep(&meta) {
-                                conformer.write_record(rec, parent_id, &tail, &mut out.lines);
+                                conformer.write_record(fields, parent_id, &tail, &mut out.lines);
                                 out.written += 1;
                             }
                             out.metas.push(meta);
                         }
-                        None => conformer.skip_without_id(stats),
+                        _ => conformer.skip_without_id(stats),
                     }
                 }
                 Ok(out)

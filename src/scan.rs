@@ -1,0 +1,671 @@
+//! From a page body to its records, in one validating pass.
+//!
+//! A page is scanned once into records of `(key, raw value)` pairs: keys and
+//! values stay borrowed slices of the body, so free-form JSON (`formData`,
+//! `customData`, ...) can be copied to the output byte for byte, never built
+//! into a tree and serialised again. Every value is checked against the JSON
+//! grammar (strings, escapes, numbers, literals, nesting) before its text is
+//! kept, so the raw text copied to the output is always valid JSON; the tests
+//! hold the scanner to accepting exactly what serde_json accepts.
+//!
+//! The scanner is the tap's hottest loop (most of a page's bytes are inside
+//! strings): strings are skipped 16 bytes at a time with SIMD compares, and
+//! a failed step carries no payload (`Stop`), so the happy path returns
+//! nothing but a flag.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use serde_json::value::RawValue;
+use wide::u8x16;
+
+use crate::streams::{Shape, StreamDef};
+
+/// A field of a record as the API sent it: its name, and the exact text of
+/// its value.
+pub type Field<'a> = (Cow<'a, str>, &'a str);
+
+/// The records of one page.
+pub struct Page<'a> {
+    /// Every record's fields, one record after another (one allocation for
+    /// the page, not one per record).
+    fields: Vec<Field<'a>>,
+    /// Each element of the records array: the range of its fields in
+    /// `fields`, or `None` when it is not an object at all.
+    elements: Vec<Option<(usize, usize)>>,
+    /// The total count the page reports, when its shape has one.
+    pub total: Option<u64>,
+}
+
+impl<'a> Page<'a> {
+    /// The number of elements in the records array.
+    pub fn len(&self) -> usize {
+        self.elements.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.elements.is_empty()
+    }
+
+    /// Each element in order: its fields, or `None` when it is not an object.
+    pub fn records(&self) -> impl ExactSizeIterator<Item = Option<&[Field<'a>]>> + '_ {
+        self.elements
+            .iter()
+            .map(|e| e.map(|(from, to)| &self.fields[from..to]))
+    }
+}
+
+/// Finds the records in a body of the stream's documented shape. A body of
+/// another shape is an error (the caller retries it, then gives up).
+pub fn parse_page<'a>(body: &'a str, def: &StreamDef) -> Result<Page<'a>, String> {
+    let first = body.trim_start().as_bytes().first().copied();
+    match (def.shape, first) {
+        (_, None) => Err("empty body".into()),
+        (Shape::Array | Shape::ArrayOrWrapped, Some(b'[')) => records_array(body),
+        (Shape::Object { records }, Some(b'{')) => {
+            let mut scan = Scan::new(body);
+            let mut page = Page {
+                fields: Vec::new(),
+                elements: Vec::new(),
+                total: None,
+            };
+            let found = scan
+                .object_page(records, def.total_field, &mut page)
+                .and_then(|found| scan.end().map(|()| found))
+                .map_err(|Stop| scan.problem())?;
+            if found {
+                Ok(page)
+            } else {
+                Err(format!("an object without the \"{records}\" array"))
+            }
+        }
+        (Shape::ArrayOrWrapped, Some(b'{')) => {
+            let map: HashMap<Cow<str>, &RawValue> =
+                serde_json::from_str(body).map_err(|e| e.to_string())?;
+            let arrays: Vec<&&RawValue> =
+                map.values().filter(|v| v.get().starts_with('[')).collect();
+            const LIKELY: [&str; 5] = ["responses", "items", "data", "results", "surveyResponses"];
+            let chosen = LIKELY
+                .iter()
+                .find_map(|k| map.get(*k).filter(|v| v.get().starts_with('[')))
+                .or(if arrays.len() == 1 {
+                    Some(arrays[0])
+                } else {
+                    None
+                })
+                .ok_or("an object without a single array of records")?;
+            // The chosen text lies inside `body`: borrow it with `body`'s lifetime.
+            let offset = chosen.get().as_ptr() as usize - body.as_ptr() as usize;
+            records_array(&body[offset..offset + chosen.get().len()])
+        }
+        (Shape::Array, Some(_)) => Err("expected a JSON array".into()),
+        (Shape::Object { .. }, Some(_)) => Err("expected a JSON object".into()),
+        (Shape::ArrayOrWrapped, Some(_)) => Err("expected a JSON array or object".into()),
+    }
+}
+
+/// A body that is nothing but the records array.
+fn records_array(text: &str) -> Result<Page<'_>, String> {
+    let mut scan = Scan::new(text);
+    let mut page = Page {
+        fields: Vec::new(),
+        elements: Vec::new(),
+        total: None,
+    };
+    scan.records(0, &mut page)
+        .and_then(|()| scan.end())
+        .map_err(|Stop| scan.problem())?;
+    Ok(page)
+}
+
+/// The raw text of member `name` of a JSON object (text the scanner has
+/// already validated), or `None` when it has no such member.
+pub fn member<'a>(object: &'a str, name: &str) -> Option<&'a str> {
+    let mut scan = Scan::new(object);
+    scan.eat(b'{', "an object").ok()?;
+    if scan.peek() == Some(b'}') {
+        return None;
+    }
+    loop {
+        let key = scan.key().ok()?;
+        scan.ws();
+        let start = scan.i;
+        scan.value(1).ok()?;
+        if key == name {
+            return Some(&object[start..scan.i]);
+        }
+        match scan.peek() {
+            Some(b',') => scan.i += 1,
+            _ => return None,
+        }
+    }
+}
+
+/// Nesting deeper than this is refused (as serde_json does), so that a
+/// hostile body cannot overflow the stack.
+const MAX_DEPTH: usize = 128;
+
+/// The scan stopped at a problem; `Scan::problem` says which. Carrying no
+/// payload keeps every step's result a single flag.
+struct Stop;
+
+type Step<T = ()> = Result<T, Stop>;
+
+/// A validating JSON scanner over a page body: it finds the records and
+/// their `(key, value)` pairs in one pass, without building anything. The
+/// body is a `&str`: its UTF-8 is already valid.
+struct Scan<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+    /// What was expected where the scan stopped.
+    expected: Cow<'static, str>,
+}
+
+impl<'a> Scan<'a> {
+    fn new(s: &'a str) -> Self {
+        Scan {
+            s,
+            b: s.as_bytes(),
+            i: 0,
+            expected: Cow::Borrowed(""),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fail<T>(&mut self, what: &'static str) -> Step<T> {
+        self.expected = Cow::Borrowed(what);
+        Err(Stop)
+    }
+
+    /// Where and why the scan stopped, for the error message.
+    fn problem(&self) -> String {
+        if self.i >= self.b.len() {
+            format!("EOF while parsing {} at byte {}", self.expected, self.i)
+        } else {
+            format!("expected {} at byte {}", self.expected, self.i)
+        }
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    #[inline]
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    fn eat(&mut self, c: u8, what: &'static str) -> Step {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            self.fail(what)
+        }
+    }
+
+    /// Only whitespace may follow the page.
+    fn end(&mut self) -> Step {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => self.fail("the end of the body (trailing characters)"),
+        }
+    }
+
+    /// `{"<records>": [...], "<total>": N, ...}`; false without the records key.
+    fn object_page(
+        &mut self,
+        records_key: &str,
+        total_key: Option<&str>,
+        page: &mut Page<'a>,
+    ) -> Step<bool> {
+        let mut found = false;
+        self.eat(b'{', "an object")?;
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(false);
+        }
+        loop {
+            let k = self.key()?;
+            if k == records_key {
+                self.records(1, page)?;
+                found = true;
+            } else if Some(k.as_ref()) == total_key {
+                self.ws();
+                let start = self.i;
+                self.value(1)?;
+                page.total = self.s[start..self.i].parse::<u64>().ok();
+            } else {
+                self.value(1)?;
+            }
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(found);
+                }
+                _ => return self.fail("',' or '}'"),
+            }
+        }
+    }
+
+    /// An array of records: objects become records, anything else `None`.
+    fn records(&mut self, depth: usize, page: &mut Page<'a>) -> Step {
+        self.eat(b'[', "an array of records")?;
+        // A record is rarely under 100 bytes: reserve for the likely count.
+        page.elements.reserve(self.b.len() / 1024);
+        page.fields.reserve(self.b.len() / 48);
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            if self.peek() == Some(b'{') {
+                let from = page.fields.len();
+                self.record(depth + 1, &mut page.fields)?;
+                page.elements.push(Some((from, page.fields.len())));
+            } else {
+                self.value(depth + 1)?;
+                page.elements.push(None);
+            }
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return self.fail("',' or ']'"),
+            }
+        }
+    }
+
+    /// One record's fields, appended to `fields`.
+    fn record(&mut self, depth: usize, fields: &mut Vec<Field<'a>>) -> Step {
+        if depth > MAX_DEPTH {
+            return self.fail("less nesting (recursion limit exceeded)");
+        }
+        self.i += 1; // `{`
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            let k = self.key()?;
+            self.ws();
+            let start = self.i;
+            self.value(depth)?;
+            fields.push((k, &self.s[start..self.i]));
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return self.fail("',' or '}'"),
+            }
+        }
+    }
+
+    /// `"key":`, unescaped only when it holds escapes.
+    #[inline]
+    fn key(&mut self) -> Step<Cow<'a, str>> {
+        if self.peek() != Some(b'"') {
+            return self.fail("a string key");
+        }
+        let start = self.i;
+        let escaped = self.string()?;
+        let raw = &self.s[start..self.i];
+        self.eat(b':', "':'")?;
+        if !escaped {
+            return Ok(Cow::Borrowed(&raw[1..raw.len() - 1]));
+        }
+        match serde_json::from_str::<String>(raw) {
+            Ok(key) => Ok(Cow::Owned(key)),
+            Err(e) => {
+                self.i = start;
+                self.expected = Cow::Owned(format!("a key serde_json can decode ({e})"));
+                Err(Stop)
+            }
+        }
+    }
+
+    /// Skips one value, checking it. `depth` counts the containers around it.
+    fn value(&mut self, depth: usize) -> Step {
+        match self.peek() {
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b'{') => {
+                if depth + 1 > MAX_DEPTH {
+                    return self.fail("less nesting (recursion limit exceeded)");
+                }
+                self.i += 1;
+                if self.peek() == Some(b'}') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    if self.peek() != Some(b'"') {
+                        return self.fail("a string key");
+                    }
+                    self.string()?;
+                    self.eat(b':', "':'")?;
+                    self.value(depth + 1)?;
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(b'}') => {
+                            self.i += 1;
+                            return Ok(());
+                        }
+                        _ => return self.fail("',' or '}'"),
+                    }
+                }
+            }
+            Some(b'[') => {
+                if depth + 1 > MAX_DEPTH {
+                    return self.fail("less nesting (recursion limit exceeded)");
+                }
+                self.i += 1;
+                if self.peek() == Some(b']') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.value(depth + 1)?;
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(b']') => {
+                            self.i += 1;
+                            return Ok(());
+                        }
+                        _ => return self.fail("',' or ']'"),
+                    }
+                }
+            }
+            Some(b't') => self.literal(*b"true", 4),
+            Some(b'f') => self.literal(*b"fals", 5),
+            Some(b'n') => self.literal(*b"null", 4),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => self.fail("a value"),
+        }
+    }
+
+    /// `true`, `false` or `null`: compared as one 4-byte word (`false`
+    /// by its first four bytes and its `e`), not byte by byte.
+    #[inline]
+    fn literal(&mut self, head: [u8; 4], len: usize) -> Step {
+        let word = self.b.get(self.i..self.i + 4);
+        if word == Some(&head[..]) && (len == 4 || self.b.get(self.i + 4) == Some(&b'e')) {
+            self.i += len;
+            Ok(())
+        } else {
+            self.fail("a value")
+        }
+    }
+
+    /// `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn number(&mut self) -> Step {
+        let digits = |scan: &mut Self| {
+            let start = scan.i;
+            while scan.b.get(scan.i).is_some_and(u8::is_ascii_digit) {
+                scan.i += 1;
+            }
+            scan.i > start
+        };
+        if self.b[self.i] == b'-' {
+            self.i += 1;
+        }
+        match self.b.get(self.i) {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                digits(self);
+            }
+            _ => return self.fail("a digit"),
+        }
+        if self.b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            if !digits(self) {
+                return self.fail("a digit after '.'");
+            }
+        }
+        if let Some(b'e' | b'E') = self.b.get(self.i) {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.b.get(self.i) {
+                self.i += 1;
+            }
+            if !digits(self) {
+                return self.fail("a digit in the exponent");
+            }
+        }
+        Ok(())
+    }
+
+    /// Skips a string (at its opening quote), checking its escapes and that
+    /// it holds no control character. Returns whether it holds escapes.
+    #[inline]
+    fn string(&mut self) -> Step<bool> {
+        self.i += 1;
+        let mut escaped = false;
+        loop {
+            // Sixteen bytes at a time while none is `"`, `\` or a control character.
+            while let Some(chunk) = self.b.get(self.i..self.i + 16) {
+                let special = specials(chunk.try_into().expect("16 bytes"));
+                if special != 0 {
+                    self.i += special.trailing_zeros() as usize;
+                    break;
+                }
+                self.i += 16;
+            }
+            match self.b.get(self.i) {
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(escaped);
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    self.i += 1;
+                    match self.b.get(self.i) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 1,
+                        Some(b'u') => {
+                            let hex = self.b.get(self.i + 1..self.i + 5);
+                            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                                return self.fail("four hex digits after \\u");
+                            }
+                            self.i += 5;
+                        }
+                        _ => return self.fail("an escape"),
+                    }
+                }
+                Some(0..=0x1f) => return self.fail("no control character in a string"),
+                Some(_) => self.i += 1,
+                None => return self.fail("the end of a string"),
+            }
+        }
+    }
+}
+
+/// A bit for each of the 16 bytes that is `"`, `\` or a control character
+/// (SSE2 on x86-64, NEON on ARM, plain code elsewhere: the `wide` crate).
+#[inline(always)]
+fn specials(chunk: &[u8; 16]) -> u32 {
+    let v = u8x16::new(*chunk);
+    let quote = v.cmp_eq(u8x16::splat(b'"'));
+    let backslash = v.cmp_eq(u8x16::splat(b'\\'));
+    let control = v.min(u8x16::splat(0x1f)).cmp_eq(v);
+    (quote | backslash | control).move_mask() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::streams;
+    use serde_json::Value;
+
+    fn fields<'p>(page: &'p Page, i: usize) -> &'p [Field<'p>] {
+        page.records().nth(i).unwrap().unwrap()
+    }
+
+    #[test]
+    fn pages_of_every_documented_shape() {
+        let tickets = streams::find("tickets").unwrap();
+        let p = parse_page(
+            r#"{"count":1,"tickets":[{"id":"a"}],"totalCount":7}"#,
+            tickets,
+        )
+        .unwrap();
+        assert_eq!((p.len(), p.total), (1, Some(7)));
+        assert!(parse_page("[]", tickets).is_err());
+        assert!(parse_page(r#"{"error":"x"}"#, tickets).is_err());
+        assert!(
+            parse_page(r#"{"tickets":[{"id":"a"}"#, tickets).is_err(),
+            "truncated"
+        );
+        let responses = streams::find("survey_responses").unwrap();
+        for (body, n) in [
+            (r#"[{"id":"a"},{"id":"b"}]"#, 2),
+            (r#"{"responses":[{"id":"a"}],"count":1}"#, 1),
+            (r#"{"whatever":[{"id":"a"}]}"#, 1),
+        ] {
+            assert_eq!(parse_page(body, responses).unwrap().len(), n, "{body}");
+        }
+        let sessions = streams::find("sessions").unwrap();
+        assert!(parse_page("<html>oops</html>", sessions).is_err());
+        assert!(parse_page("", sessions).is_err());
+        let p = parse_page(r#"[{"id":"a"}, 5, null, "x", {}]"#, sessions).unwrap();
+        assert_eq!(p.records().filter(Option::is_none).count(), 3);
+        assert_eq!(fields(&p, 0), [(Cow::Borrowed("id"), "\"a\"")]);
+        assert!(fields(&p, 4).is_empty());
+    }
+
+    #[test]
+    fn the_scanner_accepts_exactly_what_serde_json_accepts() {
+        let sessions = streams::find("sessions").unwrap();
+        let values = [
+            r#""plain""#,
+            r#""esc \" \\ \/ \b \f \n \r \t \u00e9 \uD83D\uDE80""#,
+            r#""ünïcødé 決済 🚀 and a long tail to cross sixteen-byte words""#,
+            r#""a string of exactly sixteen b""#,
+            r#""\"quote at the start of a long string, then more than sixteen bytes""#,
+            r#""bad \x escape""#,
+            r#""bad \u12 escape""#,
+            "\"raw\ncontrol\"",
+            "\"raw\ttab\"",
+            "\"a control character far past the first sixteen bytes \u{1}\"",
+            "\"DEL \u{7f} is no control character in JSON\"",
+            r#""unterminated"#,
+            r#""unterminated and longer than sixteen bytes"#,
+            "0",
+            "-0",
+            "12",
+            "-3.25",
+            "1e5",
+            "1E+5",
+            "2.5e-3",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "1e",
+            "+1",
+            "--1",
+            "true",
+            "false",
+            "null",
+            "tru",
+            "nul",
+            "fals",
+            "falsy",
+            "True",
+            "{}",
+            "[]",
+            r#"{"a":[1,{"b":null}],"c":"d"}"#,
+            "[1,2,]",
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            r#"{1:2}"#,
+            "[1 2]",
+            r#"{"a":}"#,
+            "[",
+            "{",
+        ];
+        for v in values {
+            let body = format!(r#"[{{"id":"x","v": {v} }}]"#);
+            let ours = parse_page(&body, sessions);
+            let theirs = serde_json::from_str::<Value>(&body);
+            assert_eq!(ours.is_ok(), theirs.is_ok(), "{v}: {:?}", ours.err());
+            if let Ok(page) = ours {
+                assert_eq!(fields(&page, 0)[1].1, v.trim(), "{v}");
+            }
+        }
+        let deep = format!(
+            "[{{\"id\":\"x\",\"v\":{}{}}}]",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(parse_page(&deep, sessions).is_err(), "too deep");
+        let p = parse_page(r#" [ { "id" : "a" , "k\u0065y" : 1 } , 3 ] "#, sessions).unwrap();
+        assert_eq!(fields(&p, 0)[1].0, "key");
+        assert!(p.records().nth(1).unwrap().is_none());
+        assert!(
+            parse_page(r#"[{"id":"a"}] x"#, sessions).is_err(),
+            "trailing"
+        );
+        let tickets = streams::find("tickets").unwrap();
+        for (body, total) in [
+            (r#"{"tickets":[],"totalCount":7}"#, Some(7)),
+            (r#"{"tickets":[],"totalCount": 7 }"#, Some(7)),
+            (r#"{"totalCount":null,"tickets":[]}"#, None),
+            (r#"{"totalCount":-1,"tickets":[]}"#, None),
+            (r#"{"totalCount":"7","tickets":[]}"#, None),
+        ] {
+            assert_eq!(parse_page(body, tickets).unwrap().total, total, "{body}");
+        }
+        assert!(parse_page(r#"{"tickets":{}}"#, tickets).is_err());
+        assert!(parse_page(r#"{}"#, tickets).is_err());
+    }
+
+    #[test]
+    fn errors_say_what_was_expected_and_where() {
+        let sessions = streams::find("sessions").unwrap();
+        for (body, message) in [
+            (r#"[{"id":"a"},]"#, "expected a value at byte 12"),
+            (r#"[{"id":"a""#, "EOF while parsing ',' or '}' at byte 10"),
+            (r#"[{"id":"a"} x"#, "expected ',' or ']' at byte 12"),
+            (r#"[{"\uD800":1}]"#, "expected a key serde_json can decode"),
+        ] {
+            let err = parse_page(body, sessions).err().unwrap();
+            assert!(err.starts_with(message), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn members_of_an_object_by_name() {
+        let obj = r#"{ "_id" : "u1", "n": {"id": "inner"}, "id": 5 }"#;
+        assert_eq!(member(obj, "_id"), Some("\"u1\""));
+        assert_eq!(member(obj, "id"), Some("5"));
+        assert_eq!(member(obj, "n"), Some(r#"{"id": "inner"}"#));
+        assert_eq!(member(obj, "email"), None);
+        assert_eq!(member("{}", "id"), None);
+        assert_eq!(member("[1]", "id"), None);
+    }
+
+    /// Every position of each special byte in a 16-byte chunk is found,
+    /// and nothing else is flagged (UTF-8 lead and continuation bytes, DEL).
+    #[test]
+    fn the_simd_compare_flags_exactly_quotes_backslashes_and_controls() {
+        for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+            for at in 0..16 {
+                let mut chunk = [b'a'; 16];
+                chunk[at] = special;
+                assert_eq!(specials(&chunk), 1 << at, "{special} at {at}");
+            }
+        }
+        let harmless: [u8; 16] = *b"\x7f\x80\xc3\xa9\xe6\xb1\xba \x20!#[]{}~";
+        assert_eq!(specials(&harmless), 0);
+    }
+}
