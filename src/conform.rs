@@ -14,7 +14,7 @@ use std::io::Write;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::scan;
+use crate::scan::{self, Record};
 use crate::streams::StreamDef;
 use crate::timefmt;
 
@@ -264,12 +264,13 @@ impl Conformer {
 
     /// The record's id and replication key value. `None` (with a report)
     /// when it has no usable id: such a record cannot be keyed in a warehouse.
-    pub fn meta(&self, fields: &[scan::Field]) -> Option<Meta> {
+    pub fn meta(&self, record: Record) -> Option<Meta> {
+        let fields = record.fields;
         let raw_id = fields
             .iter()
-            .find(|(k, _)| k == self.key)
-            .or_else(|| fields.iter().find(|(k, _)| k == "_id"))
-            .map(|(_, v)| *v)?;
+            .find(|f| f.name == self.key)
+            .or_else(|| fields.iter().find(|f| f.name == "_id"))
+            .map(|f| f.value)?;
         let id = match raw_id.as_bytes() {
             // The usual case: a plain string, copied without a parser.
             [b'"', body @ .., b'"'] if !body.is_empty() && !body.contains(&b'\\') => {
@@ -282,20 +283,26 @@ impl Conformer {
             },
         };
         let updated_ms = self.replication_key.and_then(|rk| {
-            let (_, v) = fields.iter().find(|(k, _)| k == rk)?;
-            instant_ms(v)
+            let field = fields.iter().find(|f| f.name == rk)?;
+            instant_ms(field.value)
         });
         Some(Meta { id, updated_ms })
     }
 
     /// Appends one RECORD line to `out`.
+    ///
+    /// Fields already in their schema's form are not copied one by one: a
+    /// run of consecutive such fields is copied from the page in one piece,
+    /// separators and all. A run ends at a field that is dropped, renamed
+    /// or changed.
     pub fn write_record(
         &mut self,
-        fields: &[scan::Field],
+        record: Record,
         parent_id: Option<&str>,
         tail: &[u8],
         out: &mut Vec<u8>,
     ) {
+        let line_start = out.len();
         out.extend_from_slice(&self.prefix);
         let mut first = true;
         if let (Some(_), Some(pid)) = (self.child_field, parent_id) {
@@ -303,24 +310,56 @@ impl Conformer {
             out.extend_from_slice(&self.child_key_json);
             write_json_str(out, pid);
         }
-        let has_key = fields.iter().any(|(k, _)| k == self.key);
+        let fields = record.fields;
+        let has_key = fields.iter().any(|f| f.name == self.key);
         let mut prev = NO_NAME;
-        for (k, v) in fields.iter() {
+        // The run of fields written as sent and not copied yet: `from..=to`.
+        let mut run: Option<(usize, usize)> = None;
+        for (at, field) in fields.iter().enumerate() {
             // A record with `_id` but no `id` gets its id from `_id`.
-            let name: &str = if !has_key && k == "_id" { self.key } else { k };
+            let renamed = !has_key && field.name == "_id";
+            let name: &str = if renamed { self.key } else { &field.name };
             let Slot::Write(f) = self.slot(&mut prev, name) else {
+                if let Some((from, to)) = run.take() {
+                    out.extend_from_slice(record.members(from, to).as_bytes());
+                }
                 continue;
             };
+            let kind = self.fields[f].kind;
+            let name_as_sent = !renamed && matches!(field.name, Cow::Borrowed(_));
+            if name_as_sent && as_sent(kind, field.value.as_bytes()) {
+                match &mut run {
+                    Some((_, to)) if *to + 1 == at => *to = at,
+                    _ => {
+                        if let Some((from, to)) = run.take() {
+                            out.extend_from_slice(record.members(from, to).as_bytes());
+                        }
+                        if !std::mem::take(&mut first) {
+                            out.push(b',');
+                        }
+                        run = Some((at, at));
+                    }
+                }
+                continue;
+            }
+            if let Some((from, to)) = run.take() {
+                out.extend_from_slice(record.members(from, to).as_bytes());
+            }
             if !std::mem::take(&mut first) {
                 out.push(b',');
             }
-            let field = &self.fields[f];
-            out.extend_from_slice(&field.key_json);
-            if let Err(problem) = conform_value(field.kind, v, out) {
+            out.extend_from_slice(&self.fields[f].key_json);
+            if let Err(problem) = conform_value(kind, field.value, out) {
                 self.report(format!("field \"{name}\": {problem}"));
             }
         }
+        if let Some((from, to)) = run {
+            out.extend_from_slice(record.members(from, to).as_bytes());
+        }
         out.push(b'}');
+        if record.multiline() {
+            unbreak_lines(&mut out[line_start..]);
+        }
         out.extend_from_slice(tail);
     }
 }
@@ -346,43 +385,48 @@ impl std::hash::Hasher for FastHasher {
 
 type FastHash = std::hash::BuildHasherDefault<FastHasher>;
 
+/// Whether `raw` (valid JSON) already has the form `kind` writes, so that
+/// it is written exactly as sent.
+#[inline]
+fn as_sent(kind: FieldKind, raw: &[u8]) -> bool {
+    match (kind, raw.first()) {
+        (_, Some(b'n')) => true, // null
+        (FieldKind::Str, Some(b'"')) => true,
+        (FieldKind::DateTime, Some(b'"')) => raw.len() == 26 && timefmt::is_canonical(&raw[1..25]),
+        (FieldKind::Int, _) => is_small_integer(raw),
+        (FieldKind::Num, Some(b'-' | b'0'..=b'9')) => true,
+        (FieldKind::Bool, Some(b't' | b'f')) => true, // true, false
+        (FieldKind::Object, Some(b'{')) | (FieldKind::Array, Some(b'[')) => true,
+        _ => false,
+    }
+}
+
 /// Writes `raw` conformed to `kind`. On a value that cannot be conformed it
 /// writes `null` and says why (the record itself is kept).
 fn conform_value(kind: FieldKind, raw: &str, out: &mut Vec<u8>) -> Result<(), String> {
     let b = raw.as_bytes();
-    let first = b.first().copied().unwrap_or(b'n');
-    if first == b'n' {
-        out.extend_from_slice(b"null");
+    if as_sent(kind, b) {
+        out.extend_from_slice(b);
         return Ok(());
     }
+    // What follows is for values not in their schema's form.
+    let first = b.first().copied().unwrap_or(b'n');
     let fail = |out: &mut Vec<u8>, why: String| {
         out.extend_from_slice(b"null");
         Err(why)
     };
     match kind {
         FieldKind::Str => match first {
-            b'"' => out.extend_from_slice(b),
             b'{' => match reference_id(raw) {
                 Some(id) => out.extend_from_slice(id.as_bytes()),
                 None => write_json_str(out, raw),
             },
             _ => write_json_str(out, raw),
         },
-        FieldKind::DateTime => {
-            if first == b'"' && b.len() == 26 && timefmt::is_canonical(&b[1..25]) {
-                out.extend_from_slice(b);
-            } else {
-                match instant_ms(raw).and_then(timefmt::format_epoch_ms) {
-                    Some(t) => write_json_str(out, &t),
-                    None => {
-                        return fail(out, format!("{} is not a date; written as null", cut(raw)))
-                    }
-                }
-            }
-        }
-        // A plain integer (the usual case) is copied; at most 18 digits
-        // always fits an i64. Anything else goes through serde_json.
-        FieldKind::Int if is_small_integer(b) => out.extend_from_slice(b),
+        FieldKind::DateTime => match instant_ms(raw).and_then(timefmt::format_epoch_ms) {
+            Some(t) => write_json_str(out, &t),
+            None => return fail(out, format!("{} is not a date; written as null", cut(raw))),
+        },
         FieldKind::Int => match serde_json::from_str::<Value>(raw) {
             Ok(Value::Number(n)) if n.is_i64() || n.is_u64() => out.extend_from_slice(b),
             Ok(Value::Number(n)) => match n.as_f64() {
@@ -413,7 +457,6 @@ fn conform_value(kind: FieldKind, raw: &str, out: &mut Vec<u8>) -> Result<(), St
             }
         },
         FieldKind::Num => match first {
-            b'-' | b'0'..=b'9' => out.extend_from_slice(b),
             b'"' => match serde_json::from_str::<String>(raw)
                 .ok()
                 .and_then(|s| s.trim().parse::<f64>().ok())
@@ -440,7 +483,6 @@ fn conform_value(kind: FieldKind, raw: &str, out: &mut Vec<u8>) -> Result<(), St
             }
         },
         FieldKind::Bool => match raw {
-            "true" | "false" => out.extend_from_slice(b),
             "\"true\"" | "1" => out.extend_from_slice(b"true"),
             "\"false\"" | "0" => out.extend_from_slice(b"false"),
             _ => {
@@ -456,11 +498,12 @@ fn conform_value(kind: FieldKind, raw: &str, out: &mut Vec<u8>) -> Result<(), St
             } else {
                 b'['
             };
-            if first == want {
-                out.extend_from_slice(b);
-            } else if let Some(inner) = embedded_json(raw, want) {
-                // The API sometimes sends JSON as a string holding JSON.
+            if let Some(inner) = embedded_json(raw, want) {
+                // The API sometimes sends JSON as a string holding JSON,
+                // which may hold line breaks between its tokens.
+                let at = out.len();
                 out.extend_from_slice(inner.get().as_bytes());
+                unbreak_lines(&mut out[at..]);
             } else {
                 // Keep the value, in the shape the schema promises.
                 if kind == FieldKind::Object {
@@ -552,6 +595,17 @@ fn canonical_ms(s: &[u8]) -> Option<i64> {
         n(20, 23) as u32,
     )?;
     Some(t.and_utc().timestamp_millis())
+}
+
+/// Turns line breaks into spaces in JSON text, where they can only be
+/// whitespace between tokens (inside strings they are escaped): a RECORD
+/// message is one line.
+fn unbreak_lines(json: &mut [u8]) {
+    for b in json {
+        if matches!(*b, b'\n' | b'\r') {
+            *b = b' ';
+        }
+    }
 }
 
 /// `0`, or an integer without leading zeros of at most 18 digits.
@@ -646,6 +700,10 @@ mod tests {
             (r#"{"a":1}"#.into(), true)
         );
         assert_eq!(
+            conform(FieldKind::Object, r#""{\r\n  \"a\": 1\n}""#),
+            (r#"{    "a": 1 }"#.into(), true)
+        );
+        assert_eq!(
             conform(FieldKind::Object, r#""plain""#),
             (r#"{"value":"plain"}"#.into(), false)
         );
@@ -658,6 +716,54 @@ mod tests {
             (r#"["a","b"]"#.into(), true)
         );
         assert_eq!(conform(FieldKind::Str, "null"), ("null".into(), true));
+    }
+
+    /// Each record of `body` (a tickets page), conformed: its RECORD line.
+    fn lines_of(body: &str) -> Vec<String> {
+        let def = streams::find("tickets").unwrap();
+        let all = crate::catalog::schema_of(def)["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>();
+        let mut c = Conformer::new(def, &all);
+        let page = scan::parse_page(body, def).unwrap();
+        let tail = record_tail("2024-01-01T00:00:00.000Z", None);
+        page.records()
+            .flatten()
+            .map(|record| {
+                let mut out = Vec::new();
+                assert!(c.meta(record).is_some());
+                c.write_record(record, None, &tail, &mut out);
+                String::from_utf8(out).unwrap()
+            })
+            .collect()
+    }
+
+    /// A pretty-printed page (line breaks between tokens, inside nested
+    /// values too) still gives one line per RECORD, the same as compact.
+    #[test]
+    fn pretty_printed_pages_give_one_line_per_record() {
+        let compact = r#"{"tickets":[{"_id":"a","title":"x\ny","formData":{"k":[1,{"m":null}]},"tags":["t"],"updatedAt":"2024-01-15T10:30:00.000Z"},{"id":"b","priority":"HIGH"}],"totalCount":2}"#;
+        let value: Value = serde_json::from_str(compact).unwrap();
+        let pretty = serde_json::to_string_pretty(&value)
+            .unwrap()
+            .replace('\n', "\r\n");
+        assert!(pretty.contains("\r\n      \"formData\": {\r\n"));
+        let (expected, got) = (lines_of(compact), lines_of(&pretty));
+        assert_eq!(got.len(), 2);
+        for (want, line) in expected.iter().zip(&got) {
+            assert!(
+                line.ends_with('\n') && !line[..line.len() - 1].contains(['\n', '\r']),
+                "{line}"
+            );
+            let (want, line): (Value, Value) = (
+                serde_json::from_str(want).unwrap(),
+                serde_json::from_str(line).unwrap(),
+            );
+            assert_eq!(want, line);
+        }
     }
 
     #[test]

@@ -119,6 +119,8 @@ fn near_json() -> impl Strategy<Value = String> {
             "\"\\ud800\"",
             " ",
             "\n",
+            "\r\n",
+            "\n",
             "\"",
             "\\",
         ]),
@@ -205,6 +207,9 @@ proptest! {
         }
         let body = page_of("sessions", &records);
         parse_and_conform(&body);
+        // Pretty-printed: line breaks between tokens, never in a RECORD line.
+        let pretty = serde_json::to_string_pretty(&serde_json::from_str::<Value>(&body).unwrap()).unwrap();
+        parse_and_conform(&pretty);
         parse_and_conform(&page_of("tickets", &records));
         parse_and_conform(&page_of("survey_responses", &records));
     }
