@@ -49,6 +49,7 @@ fn conform_all(pages: &[(&'static StreamDef, Vec<u8>)], rounds: u32) -> (u64, u6
     let mut conformers: Vec<(&str, Conformer)> = Vec::new();
     let tail = conform::record_tail("2026-01-01T00:00:00.000000Z", None);
     let mut out = Vec::new();
+    let mut scratch = tap_gleap::scan::Scratch::default();
     let (mut records, mut bytes) = (0u64, 0u64);
     for _ in 0..rounds {
         for (def, body) in pages {
@@ -61,7 +62,7 @@ fn conform_all(pages: &[(&'static StreamDef, Vec<u8>)], rounds: u32) -> (u64, u6
                     &mut conformers.last_mut().expect("pushed").1
                 }
             };
-            let page = tap_gleap::scan::parse_page(body, def).expect("page parses");
+            let page = tap_gleap::scan::parse_page(body, def, &mut scratch).expect("page parses");
             out.clear();
             for fields in page.records().flatten() {
                 if c.meta(fields).is_some() {

@@ -86,8 +86,9 @@ async fn one_record(client: &Arc<Client>, sel: &Selected) -> Result<Vec<u8>, Err
         }
     };
     let mut conformer = Conformer::new(def, &sel.fields);
+    let mut scratch = scan::Scratch::default();
     let page = client.get(&stats, &path, "limit=1", |body| {
-        let page = scan::parse_page(body, def)?;
+        let page = scan::parse_page(body, def, &mut scratch)?;
         let tail = conform::record_tail(&timefmt::format_ms(chrono::Utc::now()), None);
         let mut line = Vec::new();
         if let Some(Some(fields)) = page.records().next() {
@@ -105,9 +106,10 @@ async fn first_id(
     stats: &StreamStats,
     def: &'static StreamDef,
 ) -> Result<Option<String>, Error> {
-    let conformer = Conformer::new(def, &[]);
+    let mut conformer = Conformer::new(def, &[]);
+    let mut scratch = scan::Scratch::default();
     let id = client.get(stats, def.path, "limit=1", |body| {
-        let page = scan::parse_page(body, def)?;
+        let page = scan::parse_page(body, def, &mut scratch)?;
         let first = page.records().next().flatten();
         Ok(first
             .and_then(|fields| conformer.meta(fields))

@@ -27,6 +27,7 @@ use tokio::sync::{watch, Mutex};
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::{self, StreamStats};
+use crate::pool::Pool;
 
 /// Responses larger than this are refused rather than buffered: a page of
 /// 10,000 messages is a few tens of megabytes; hundreds of MB is a broken
@@ -96,6 +97,8 @@ pub struct Client {
     /// clock, which stamps `updatedAt`, as opposed to this machine's.
     server_first_date_ms: AtomicI64,
     server_date_ms: AtomicI64,
+    /// Body buffers, reused from response to response.
+    bodies: Pool,
 }
 
 impl Client {
@@ -147,6 +150,9 @@ impl Client {
             hold_lock: Mutex::new(()),
             server_first_date_ms: AtomicI64::new(i64::MIN),
             server_date_ms: AtomicI64::new(i64::MIN),
+            // One spare: taken and given back within `get`, so buffers
+            // beyond those in flight stay idle; each costs a page of memory.
+            bodies: Pool::new(1),
         }))
     }
 
@@ -180,7 +186,7 @@ impl Client {
                     self.note_remaining(resp.headers()).await;
                     let retry_after = parse_retry_after(resp.headers().get(RETRY_AFTER));
                     match status {
-                        s if s.is_success() => match read_body(resp).await {
+                        s if s.is_success() => match read_body(resp, self.bodies.take()).await {
                             Ok(body) => {
                                 metrics::http_timer(
                                     stats.stream,
@@ -189,7 +195,9 @@ impl Client {
                                     started.elapsed(),
                                 );
                                 stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-                                match parse(&text(&body)) {
+                                let parsed = parse(&text(&body));
+                                self.bodies.give(body);
+                                match parsed {
                                     Ok(v) => return Ok(v),
                                     Err(e) => (None, format!("HTTP {} with a body that is not the documented JSON ({e})", status.as_u16())),
                                 }
@@ -231,7 +239,7 @@ impl Client {
                         }
                         s => {
                             metrics::http_timer(stats.stream, path, s.as_u16(), started.elapsed());
-                            let body = read_body(resp).await.unwrap_or_default();
+                            let body = read_body(resp, Vec::new()).await.unwrap_or_default();
                             return Err(FetchError::Fatal(Error::Api(format!(
                                 "HTTP {} for GET {path}?{query}: {}",
                                 s.as_u16(),
@@ -370,12 +378,11 @@ fn parse_retry_after(v: Option<&HeaderValue>) -> Option<Duration> {
     )
 }
 
-async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut buf: Vec<u8> = Vec::with_capacity(
-        resp.content_length()
-            .unwrap_or(64 * 1024)
-            .min(MAX_BODY_BYTES as u64) as usize,
-    );
+/// Reads the whole body into `buf` (empty, perhaps with capacity to spare).
+async fn read_body(mut resp: reqwest::Response, mut buf: Vec<u8>) -> Result<Vec<u8>, String> {
+    let expected = resp.content_length().unwrap_or(64 * 1024);
+    // Exact: a reused buffer must not double past what the page needs.
+    buf.reserve_exact(expected.min(MAX_BODY_BYTES as u64) as usize);
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {

@@ -129,6 +129,9 @@ pub struct Conformer {
     reported: HashSet<String>,
     /// `{"type":"RECORD","stream":"<name>","record":{`
     prefix: Vec<u8>,
+    /// Where the key and the replication key were in the last record.
+    key_at: usize,
+    replication_key_at: usize,
     /// The parent id field of a child stream, written into every record.
     child_field: Option<&'static str>,
     /// `"<child_field>":`
@@ -193,6 +196,8 @@ impl Conformer {
             first: NO_NAME,
             reported: HashSet::new(),
             prefix,
+            key_at: 0,
+            replication_key_at: 0,
             child_field,
             child_key_json,
         }
@@ -264,13 +269,10 @@ impl Conformer {
 
     /// The record's id and replication key value. `None` (with a report)
     /// when it has no usable id: such a record cannot be keyed in a warehouse.
-    pub fn meta(&self, record: Record) -> Option<Meta> {
-        let fields = record.fields;
-        let raw_id = fields
-            .iter()
-            .find(|f| f.name == self.key)
-            .or_else(|| fields.iter().find(|f| f.name == "_id"))
-            .map(|f| f.value)?;
+    pub fn meta(&mut self, record: Record) -> Option<Meta> {
+        let raw_id = record
+            .get_near(self.key, &mut self.key_at)
+            .or_else(|| record.get("_id"))?;
         let id = match raw_id.as_bytes() {
             // The usual case: a plain string, copied without a parser.
             [b'"', body @ .., b'"'] if !body.is_empty() && !body.contains(&b'\\') => {
@@ -282,10 +284,12 @@ impl Conformer {
                 _ => return None,
             },
         };
-        let updated_ms = self.replication_key.and_then(|rk| {
-            let field = fields.iter().find(|f| f.name == rk)?;
-            instant_ms(field.value)
-        });
+        let updated_ms = match self.replication_key {
+            Some(rk) => record
+                .get_near(rk, &mut self.replication_key_at)
+                .and_then(instant_ms),
+            None => None,
+        };
         Some(Meta { id, updated_ms })
     }
 
@@ -310,15 +314,15 @@ impl Conformer {
             out.extend_from_slice(&self.child_key_json);
             write_json_str(out, pid);
         }
-        let fields = record.fields;
-        let has_key = fields.iter().any(|f| f.name == self.key);
+        let has_key = record.get_near(self.key, &mut self.key_at).is_some();
         let mut prev = NO_NAME;
         // The run of fields written as sent and not copied yet: `from..=to`.
         let mut run: Option<(usize, usize)> = None;
-        for (at, field) in fields.iter().enumerate() {
+        for at in 0..record.len() {
+            let (name, value) = (record.name(at), record.value(at));
             // A record with `_id` but no `id` gets its id from `_id`.
-            let renamed = !has_key && field.name == "_id";
-            let name: &str = if renamed { self.key } else { &field.name };
+            let renamed = !has_key && name == "_id";
+            let name: &str = if renamed { self.key } else { name };
             let Slot::Write(f) = self.slot(&mut prev, name) else {
                 if let Some((from, to)) = run.take() {
                     out.extend_from_slice(record.members(from, to).as_bytes());
@@ -326,8 +330,7 @@ impl Conformer {
                 continue;
             };
             let kind = self.fields[f].kind;
-            let name_as_sent = !renamed && matches!(field.name, Cow::Borrowed(_));
-            if name_as_sent && as_sent(kind, field.value.as_bytes()) {
+            if !renamed && record.name_as_sent(at) && as_sent(kind, value.as_bytes()) {
                 match &mut run {
                     Some((_, to)) if *to + 1 == at => *to = at,
                     _ => {
@@ -349,7 +352,7 @@ impl Conformer {
                 out.push(b',');
             }
             out.extend_from_slice(&self.fields[f].key_json);
-            if let Err(problem) = conform_value(kind, field.value, out) {
+            if let Err(problem) = conform_value(kind, value, out) {
                 self.report(format!("field \"{name}\": {problem}"));
             }
         }
@@ -728,7 +731,8 @@ mod tests {
             .cloned()
             .collect::<Vec<_>>();
         let mut c = Conformer::new(def, &all);
-        let page = scan::parse_page(body, def).unwrap();
+        let mut scratch = scan::Scratch::default();
+        let page = scan::parse_page(body, def, &mut scratch).unwrap();
         let tail = record_tail("2024-01-01T00:00:00.000Z", None);
         page.records()
             .flatten()
@@ -777,9 +781,11 @@ mod tests {
             .cloned()
             .collect();
         let mut c = Conformer::new(def, &fields);
+        let mut scratch = scan::Scratch::default();
         let page = scan::parse_page(
             r#"[{"_id":"r1","survey":"s1","session":{"_id":"u1"},"responses":{"q":"a"},"newField":1,"updatedAt":"2024-01-15T10:30:00Z"}]"#,
             def,
+            &mut scratch,
         )
         .unwrap();
         let record = page.records().next().unwrap().unwrap();

@@ -23,6 +23,7 @@ pub mod error;
 pub mod metrics;
 pub mod output;
 pub mod pager;
+pub mod pool;
 pub mod scan;
 pub mod state;
 pub mod streams;

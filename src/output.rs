@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::Error;
 use crate::metrics::StreamStats;
+use crate::pool::Pool;
 use crate::state::{Context, State};
 use crate::streams::StreamDef;
 
@@ -45,8 +46,11 @@ pub fn run_writer(
     stdout: Box<dyn Write + Send>,
     cancel: Arc<watch::Sender<bool>>,
     all_stats: Vec<Arc<StreamStats>>,
+    line_buffers: &Pool,
 ) -> Result<Finish, Error> {
-    let mut out = io::BufWriter::with_capacity(1 << 20, stdout);
+    // Small on purpose: a page's lines (hundreds of KB) are larger, so they
+    // go to stdout in one write without a copy; STATE lines are buffered.
+    let mut out = io::BufWriter::with_capacity(64 << 10, stdout);
     let mut last_state = LastState::default();
     let mut last_progress = Instant::now();
     let mut result: io::Result<()> = Ok(());
@@ -63,6 +67,7 @@ pub fn run_writer(
             }
             Ok(())
         })();
+        line_buffers.give(batch.lines);
         if result.is_err() {
             let _ = cancel.send(true);
         }

@@ -53,6 +53,7 @@ use crate::client::{Cancel, Client, FetchError};
 use crate::conform::{self, Conformer, Meta};
 use crate::metrics::StreamStats;
 use crate::output::{self, Batch, Bookmark};
+use crate::pool::Pool;
 use crate::scan;
 use crate::state::{Context, State};
 use crate::streams::{self, Method, StreamDef};
@@ -76,8 +77,12 @@ pub struct StreamRun {
     pub def: &'static StreamDef,
     pub client: Arc<Client>,
     pub tx: mpsc::Sender<Batch>,
+    /// Where the writer gives back the buffers of the batches it wrote.
+    pub line_buffers: Arc<Pool>,
     pub stats: Arc<StreamStats>,
     pub conformer: Conformer,
+    /// What pages are scanned into, reused from page to page.
+    pub scratch: scan::Scratch,
     pub page_size: u32,
     /// The sync's start, epoch ms: no bookmark ever passes it.
     pub signpost_ms: i64,
@@ -586,15 +591,24 @@ impl StreamRun {
             stats,
             conformer,
             version,
+            line_buffers,
+            scratch,
             ..
         } = self;
         let version = *version;
         let page = client
             .get(stats, path, query, |body| {
-                let page = scan::parse_page(body, def)?;
+                let page = scan::parse_page(body, def, scratch)?;
                 let tail = conform::record_tail(&timefmt::format_ms(chrono::Utc::now()), version);
                 let mut out = PageOut {
-                    lines: Vec::with_capacity(body.len()),
+                    lines: {
+                        let mut lines = line_buffers.take();
+                        // RECORD lines are about the size of the body
+                        // (fields dropped, envelopes added). Exact: a
+                        // reused buffer must not double past that.
+                        lines.reserve_exact(body.len());
+                        lines
+                    },
                     written: 0,
                     metas: Vec::with_capacity(page.len()),
                     len: page.len(),

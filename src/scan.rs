@@ -21,30 +21,131 @@ use wide::u8x16;
 
 use crate::streams::{Shape, StreamDef};
 
-/// A field of a record as the API sent it.
-#[derive(Debug, PartialEq)]
-pub struct Field<'a> {
-    /// The name, unescaped (borrowed unless the key held escapes).
-    pub name: Cow<'a, str>,
-    /// The exact text of the value.
-    pub value: &'a str,
-    /// Where the member (`"name":value`, as sent) lies in the page text.
-    member: (usize, usize),
+/// A field of a record, as positions in the page text (so that the
+/// storage for a page's fields is kept from page to page: see `Scratch`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Field {
+    /// The key with its quotes: `"name"`.
+    key_at: u32,
+    key_len: u32,
+    value_at: u32,
+    value_len: u32,
+    /// When the key held escapes: its name's index in `Scratch::names`.
+    unescaped: Option<u32>,
 }
 
-/// One record of a page: its fields, and the page text they lie in.
+/// What a page is scanned into, kept from page to page: allocated once per
+/// stream, not once per page (a page of 1000 records has ~40,000 fields).
+#[derive(Default)]
+pub struct Scratch {
+    /// Every record's fields, one record after another.
+    fields: Vec<Field>,
+    /// Each element of the records array: the range of its fields in
+    /// `fields`, or `None` when it is not an object at all.
+    elements: Vec<Option<(u32, u32)>>,
+    /// The names of keys that held escapes, unescaped.
+    names: Vec<String>,
+}
+
+/// The records of one page.
+pub struct Page<'p> {
+    /// The text the records lie in.
+    text: &'p str,
+    scratch: &'p Scratch,
+    multiline: bool,
+    /// The total count the page reports, when its shape has one.
+    pub total: Option<u64>,
+}
+
+impl<'p> Page<'p> {
+    /// The number of elements in the records array.
+    pub fn len(&self) -> usize {
+        self.scratch.elements.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scratch.elements.is_empty()
+    }
+
+    /// Each element in order: a record, or `None` when it is not an object.
+    pub fn records(&self) -> impl ExactSizeIterator<Item = Option<Record<'p>>> + '_ {
+        self.scratch.elements.iter().map(|e| {
+            e.map(|(from, to)| Record {
+                text: self.text,
+                fields: &self.scratch.fields[from as usize..to as usize],
+                names: &self.scratch.names,
+                multiline: self.multiline,
+            })
+        })
+    }
+}
+
+/// One record of a page: its fields, by index.
 #[derive(Clone, Copy)]
-pub struct Record<'p, 'a> {
-    pub fields: &'p [Field<'a>],
-    text: &'a str,
+pub struct Record<'p> {
+    text: &'p str,
+    fields: &'p [Field],
+    names: &'p [String],
     multiline: bool,
 }
 
-impl<'a> Record<'_, 'a> {
-    /// The members `fields[from..=to]` as sent, separators included: JSON
-    /// that can be copied into an object as it is.
-    pub fn members(&self, from: usize, to: usize) -> &'a str {
-        &self.text[self.fields[from].member.0..self.fields[to].member.1]
+impl<'p> Record<'p> {
+    /// The number of fields.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The name of field `i`, unescaped.
+    #[inline]
+    pub fn name(&self, i: usize) -> &'p str {
+        let f = &self.fields[i];
+        match f.unescaped {
+            Some(n) => &self.names[n as usize],
+            None => self.span(f.key_at + 1, f.key_len - 2),
+        }
+    }
+
+    /// Whether field `i`'s key is written in the page exactly as JSON
+    /// escaping would write its name (it held no escapes).
+    #[inline]
+    pub fn name_as_sent(&self, i: usize) -> bool {
+        self.fields[i].unescaped.is_none()
+    }
+
+    /// The exact text of field `i`'s value.
+    #[inline]
+    pub fn value(&self, i: usize) -> &'p str {
+        let f = &self.fields[i];
+        self.span(f.value_at, f.value_len)
+    }
+
+    /// The value of the first field named `name`.
+    pub fn get(&self, name: &str) -> Option<&'p str> {
+        let mut guess = 0;
+        self.get_near(name, &mut guess)
+    }
+
+    /// The value of a field named `name`, looked for first at index
+    /// `guess`, which moves to where it was found: the records of a page
+    /// mostly share one layout, so one guess per name saves a search.
+    pub fn get_near(&self, name: &str, guess: &mut usize) -> Option<&'p str> {
+        if *guess >= self.len() || self.name(*guess) != name {
+            *guess = (0..self.len()).find(|&i| self.name(i) == name)?;
+        }
+        Some(self.value(*guess))
+    }
+
+    /// The members `from..=to` as sent, separators included: JSON that can
+    /// be copied into an object as it is.
+    pub fn members(&self, from: usize, to: usize) -> &'p str {
+        let (first, last) = (&self.fields[from], &self.fields[to]);
+        let end = last.value_at + last.value_len;
+        self.span(first.key_at, end - first.key_at)
     }
 
     /// Whether the page holds line breaks. They can only be whitespace
@@ -53,72 +154,43 @@ impl<'a> Record<'_, 'a> {
     pub fn multiline(&self) -> bool {
         self.multiline
     }
-}
 
-/// The records of one page.
-pub struct Page<'a> {
-    /// The text the records lie in.
-    text: &'a str,
-    /// Every record's fields, one record after another (one allocation for
-    /// the page, not one per record).
-    fields: Vec<Field<'a>>,
-    /// Each element of the records array: the range of its fields in
-    /// `fields`, or `None` when it is not an object at all.
-    elements: Vec<Option<(usize, usize)>>,
-    multiline: bool,
-    /// The total count the page reports, when its shape has one.
-    pub total: Option<u64>,
-}
-
-impl<'a> Page<'a> {
-    fn new(text: &'a str) -> Self {
-        Page {
-            text,
-            fields: Vec::new(),
-            elements: Vec::new(),
-            // SIMD (the memchr crate): std's search is several times slower.
-            multiline: memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_some(),
-            total: None,
-        }
-    }
-
-    /// The number of elements in the records array.
-    pub fn len(&self) -> usize {
-        self.elements.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.elements.is_empty()
-    }
-
-    /// Each element in order: a record, or `None` when it is not an object.
-    pub fn records(&self) -> impl ExactSizeIterator<Item = Option<Record<'_, 'a>>> + '_ {
-        self.elements.iter().map(|e| {
-            e.map(|(from, to)| Record {
-                fields: &self.fields[from..to],
-                text: self.text,
-                multiline: self.multiline,
-            })
-        })
+    #[inline]
+    fn span(&self, at: u32, len: u32) -> &'p str {
+        &self.text[at as usize..(at + len) as usize]
     }
 }
 
 /// Finds the records in a body of the stream's documented shape. A body of
 /// another shape is an error (the caller retries it, then gives up).
-pub fn parse_page<'a>(body: &'a str, def: &StreamDef) -> Result<Page<'a>, String> {
+///
+/// `scratch` receives the page's fields (what it held before is dropped).
+/// Bodies are at most 256 MiB (the client refuses larger), so positions fit
+/// in a `u32`; a longer text is refused here too.
+pub fn parse_page<'p>(
+    body: &'p str,
+    def: &StreamDef,
+    scratch: &'p mut Scratch,
+) -> Result<Page<'p>, String> {
+    if u32::try_from(body.len()).is_err() {
+        return Err("a body over 4 GiB".into());
+    }
+    scratch.fields.clear();
+    scratch.elements.clear();
+    scratch.names.clear();
     let first = body.trim_start().as_bytes().first().copied();
     match (def.shape, first) {
         (_, None) => Err("empty body".into()),
-        (Shape::Array | Shape::ArrayOrWrapped, Some(b'[')) => records_array(body),
+        (Shape::Array | Shape::ArrayOrWrapped, Some(b'[')) => records_array(body, scratch),
         (Shape::Object { records }, Some(b'{')) => {
             let mut scan = Scan::new(body);
-            let mut page = Page::new(body);
+            let mut total = None;
             let found = scan
-                .object_page(records, def.total_field, &mut page)
+                .object_page(records, def.total_field, &mut total, scratch)
                 .and_then(|found| scan.end().map(|()| found))
                 .map_err(|Stop| scan.problem())?;
             if found {
-                Ok(page)
+                Ok(Page::new(body, scratch, total))
             } else {
                 Err(format!("an object without the \"{records}\" array"))
             }
@@ -140,7 +212,7 @@ pub fn parse_page<'a>(body: &'a str, def: &StreamDef) -> Result<Page<'a>, String
                 .ok_or("an object without a single array of records")?;
             // The chosen text lies inside `body`: borrow it with `body`'s lifetime.
             let offset = chosen.get().as_ptr() as usize - body.as_ptr() as usize;
-            records_array(&body[offset..offset + chosen.get().len()])
+            records_array(&body[offset..offset + chosen.get().len()], scratch)
         }
         (Shape::Array, Some(_)) => Err("expected a JSON array".into()),
         (Shape::Object { .. }, Some(_)) => Err("expected a JSON object".into()),
@@ -149,13 +221,24 @@ pub fn parse_page<'a>(body: &'a str, def: &StreamDef) -> Result<Page<'a>, String
 }
 
 /// A body that is nothing but the records array.
-fn records_array(text: &str) -> Result<Page<'_>, String> {
+fn records_array<'p>(text: &'p str, scratch: &'p mut Scratch) -> Result<Page<'p>, String> {
     let mut scan = Scan::new(text);
-    let mut page = Page::new(text);
-    scan.records(0, &mut page)
+    scan.records(0, scratch)
         .and_then(|()| scan.end())
         .map_err(|Stop| scan.problem())?;
-    Ok(page)
+    Ok(Page::new(text, scratch, None))
+}
+
+impl<'p> Page<'p> {
+    fn new(text: &'p str, scratch: &'p Scratch, total: Option<u64>) -> Self {
+        Page {
+            text,
+            scratch,
+            // SIMD (the memchr crate): std's search is several times slower.
+            multiline: memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_some(),
+            total,
+        }
+    }
 }
 
 /// The raw text of member `name` of a JSON object (text the scanner has
@@ -264,7 +347,8 @@ impl<'a> Scan<'a> {
         &mut self,
         records_key: &str,
         total_key: Option<&str>,
-        page: &mut Page<'a>,
+        total: &mut Option<u64>,
+        scratch: &mut Scratch,
     ) -> Step<bool> {
         let mut found = false;
         self.eat(b'{', "an object")?;
@@ -275,13 +359,13 @@ impl<'a> Scan<'a> {
         loop {
             let k = self.key()?;
             if k == records_key {
-                self.records(1, page)?;
+                self.records(1, scratch)?;
                 found = true;
             } else if Some(k.as_ref()) == total_key {
                 self.ws();
                 let start = self.i;
                 self.value(1)?;
-                page.total = self.s[start..self.i].parse::<u64>().ok();
+                *total = self.s[start..self.i].parse::<u64>().ok();
             } else {
                 self.value(1)?;
             }
@@ -297,23 +381,21 @@ impl<'a> Scan<'a> {
     }
 
     /// An array of records: objects become records, anything else `None`.
-    fn records(&mut self, depth: usize, page: &mut Page<'a>) -> Step {
+    fn records(&mut self, depth: usize, scratch: &mut Scratch) -> Step {
         self.eat(b'[', "an array of records")?;
-        // A record is rarely under 100 bytes: reserve for the likely count.
-        page.elements.reserve(self.b.len() / 1024);
-        page.fields.reserve(self.b.len() / 48);
         if self.peek() == Some(b']') {
             self.i += 1;
             return Ok(());
         }
         loop {
             if self.peek() == Some(b'{') {
-                let from = page.fields.len();
-                self.record(depth + 1, &mut page.fields)?;
-                page.elements.push(Some((from, page.fields.len())));
+                let from = scratch.fields.len() as u32;
+                self.record(depth + 1, scratch)?;
+                let to = scratch.fields.len() as u32;
+                scratch.elements.push(Some((from, to)));
             } else {
                 self.value(depth + 1)?;
-                page.elements.push(None);
+                scratch.elements.push(None);
             }
             match self.peek() {
                 Some(b',') => self.i += 1,
@@ -326,10 +408,10 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// One record's fields, appended to `fields`. `depth` counts the
+    /// One record's fields, appended to `scratch`. `depth` counts the
     /// containers around the record (as for `value`). The position stays in
     /// a local (a register) through the whole record.
-    fn record(&mut self, depth: usize, fields: &mut Vec<Field<'a>>) -> Step {
+    fn record(&mut self, depth: usize, scratch: &mut Scratch) -> Step {
         if depth + 1 > MAX_DEPTH {
             return self.fail("less nesting (recursion limit exceeded)");
         }
@@ -361,15 +443,20 @@ impl<'a> Scan<'a> {
             if let Err(what) = value {
                 break 'record Err(what);
             }
-            let key = if escaped {
-                self.unescape_key(key_start, key_end)?
+            let unescaped = if escaped {
+                let name = self.unescape_key(key_start, key_end)?;
+                scratch.names.push(name.into_owned());
+                Some(scratch.names.len() as u32 - 1)
             } else {
-                Cow::Borrowed(&self.s[key_start + 1..key_end - 1])
+                None
             };
-            fields.push(Field {
-                name: key,
-                value: &self.s[start..i],
-                member: (key_start, i),
+            // Positions fit: `parse_page` refuses texts over 4 GiB.
+            scratch.fields.push(Field {
+                key_at: key_start as u32,
+                key_len: (key_end - key_start) as u32,
+                value_at: start as u32,
+                value_len: (i - start) as u32,
+                unescaped,
             });
             skip_ws(b, &mut i);
             match b.get(i) {
@@ -666,11 +753,43 @@ fn specials(chunk: &[u8; 16]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::streams;
+    use crate::streams::{self, StreamDef};
     use serde_json::Value;
 
-    fn fields<'p>(page: &'p Page, i: usize) -> &'p [Field<'p>] {
-        page.records().nth(i).unwrap().unwrap().fields
+    /// A page as plain data: each element's `(name, value)` pairs (`None`
+    /// when not an object), and the total.
+    struct Parsed {
+        records: Vec<Option<Vec<(String, String)>>>,
+        total: Option<u64>,
+    }
+
+    impl Parsed {
+        fn len(&self) -> usize {
+            self.records.len()
+        }
+    }
+
+    fn parse_page(body: &str, def: &StreamDef) -> Result<Parsed, String> {
+        let mut scratch = Scratch::default();
+        let page = super::parse_page(body, def, &mut scratch)?;
+        let records = page
+            .records()
+            .map(|r| {
+                r.map(|r| {
+                    (0..r.len())
+                        .map(|i| (r.name(i).to_string(), r.value(i).to_string()))
+                        .collect()
+                })
+            })
+            .collect();
+        Ok(Parsed {
+            records,
+            total: page.total,
+        })
+    }
+
+    fn fields(page: &Parsed, i: usize) -> &[(String, String)] {
+        page.records[i].as_deref().unwrap()
     }
 
     #[test]
@@ -700,15 +819,8 @@ mod tests {
         assert!(parse_page("<html>oops</html>", sessions).is_err());
         assert!(parse_page("", sessions).is_err());
         let p = parse_page(r#"[{"id":"a"}, 5, null, "x", {}]"#, sessions).unwrap();
-        assert_eq!(p.records().filter(Option::is_none).count(), 3);
-        assert_eq!(
-            fields(&p, 0),
-            [Field {
-                name: Cow::Borrowed("id"),
-                value: "\"a\"",
-                member: (2, 10)
-            }]
-        );
+        assert_eq!(p.records.iter().filter(|r| r.is_none()).count(), 3);
+        assert_eq!(fields(&p, 0), [("id".to_string(), "\"a\"".to_string())]);
         assert!(fields(&p, 4).is_empty());
     }
 
@@ -769,7 +881,7 @@ mod tests {
             let theirs = serde_json::from_str::<Value>(&body);
             assert_eq!(ours.is_ok(), theirs.is_ok(), "{v}: {:?}", ours.err());
             if let Ok(page) = ours {
-                assert_eq!(fields(&page, 0)[1].value, v.trim(), "{v}");
+                assert_eq!(fields(&page, 0)[1].1, v.trim(), "{v}");
             }
         }
         let deep = format!(
@@ -797,8 +909,8 @@ mod tests {
             }
         }
         let p = parse_page(r#" [ { "id" : "a" , "k\u0065y" : 1 } , 3 ] "#, sessions).unwrap();
-        assert_eq!(fields(&p, 0)[1].name, "key");
-        assert!(p.records().nth(1).unwrap().is_none());
+        assert_eq!(fields(&p, 0)[1].0, "key");
+        assert!(p.records[1].is_none());
         assert!(
             parse_page(r#"[{"id":"a"}] x"#, sessions).is_err(),
             "trailing"
@@ -828,6 +940,34 @@ mod tests {
             let err = parse_page(body, sessions).err().unwrap();
             assert!(err.starts_with(message), "{body}: {err}");
         }
+    }
+
+    #[test]
+    fn a_record_gives_names_values_and_its_members_as_sent() {
+        let sessions = streams::find("sessions").unwrap();
+        let mut scratch = Scratch::default();
+        // What a first page leaves in the scratch must not show in the next.
+        super::parse_page(r#"[{"x":1,"y":2},{"z":3}]"#, sessions, &mut scratch).unwrap();
+        let body = "[{\"a\": 1 ,\n\"k\\u0065y\":\"v\",\"c\":[true]}]";
+        let page = super::parse_page(body, sessions, &mut scratch).unwrap();
+        assert_eq!(page.len(), 1);
+        let r = page.records().next().unwrap().unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!((r.name(0), r.name_as_sent(0), r.value(0)), ("a", true, "1"));
+        assert_eq!(
+            (r.name(1), r.name_as_sent(1), r.value(1)),
+            ("key", false, "\"v\"")
+        );
+        assert_eq!(
+            (r.name(2), r.name_as_sent(2), r.value(2)),
+            ("c", true, "[true]")
+        );
+        assert_eq!(r.members(0, 0), "\"a\": 1");
+        assert_eq!(r.members(1, 2), "\"k\\u0065y\":\"v\",\"c\":[true]");
+        assert_eq!(r.members(0, 2), &body[2..body.len() - 2]);
+        assert_eq!(r.get("key"), Some("\"v\""));
+        assert_eq!(r.get("x"), None);
+        assert!(r.multiline());
     }
 
     #[test]

@@ -138,7 +138,8 @@ fn selections() -> Vec<Selected> {
 fn parse_and_conform(body: &str) {
     for sel in selections() {
         let def = sel.def;
-        let Ok(page) = scan::parse_page(body, def) else {
+        let mut scratch = scan::Scratch::default();
+        let Ok(page) = scan::parse_page(body, def, &mut scratch) else {
             continue;
         };
         let mut conformer = Conformer::new(def, &sel.fields);
@@ -201,7 +202,8 @@ proptest! {
     fn fuzz_record_shaped_pages_parse_and_conform(records in prop::collection::vec(record(), 0..6)) {
         for sel in selections() {
             let body = page_of(sel.def.name, &records);
-            let page = scan::parse_page(&body, sel.def)
+            let mut scratch = scan::Scratch::default();
+            let page = scan::parse_page(&body, sel.def, &mut scratch)
                 .unwrap_or_else(|e| panic!("{}: a page of the documented shape is refused: {e}", sel.def.name));
             prop_assert_eq!(page.len(), records.len());
         }
@@ -222,7 +224,7 @@ proptest! {
     fn fuzz_the_scanner_accepts_what_serde_json_accepts(body in near_json()) {
         let body = format!("[{body}]");
         let sessions = streams::find("sessions").unwrap();
-        let ours = scan::parse_page(&body, sessions).is_ok();
+        let ours = scan::parse_page(&body, sessions, &mut scan::Scratch::default()).is_ok();
         prop_assert!(!ours || serde_json::from_str::<Box<RawValue>>(&body).is_ok(), "accepted: {}", body);
         prop_assert!(ours || serde_json::from_str::<Value>(&body).is_err(), "refused: {}", body);
     }
