@@ -49,7 +49,6 @@ fn conform_all(pages: &[(&'static StreamDef, Vec<u8>)], rounds: u32) -> (u64, u6
     let mut conformers: Vec<(&str, Conformer)> = Vec::new();
     let tail = conform::record_tail("2026-01-01T00:00:00.000000Z", None);
     let mut out = Vec::new();
-    let mut scratch = tap_gleap::scan::Scratch::default();
     let (mut records, mut bytes) = (0u64, 0u64);
     for _ in 0..rounds {
         for (def, body) in pages {
@@ -62,14 +61,16 @@ fn conform_all(pages: &[(&'static StreamDef, Vec<u8>)], rounds: u32) -> (u64, u6
                     &mut conformers.last_mut().expect("pushed").1
                 }
             };
-            let page = tap_gleap::scan::parse_page(body, def, &mut scratch).expect("page parses");
             out.clear();
-            for fields in page.records().flatten() {
-                if c.meta(fields).is_some() {
-                    c.write_record(fields, None, &tail, &mut out);
-                    records += 1;
+            tap_gleap::scan::each_record(body, def, |record| {
+                if let Some(record) = record {
+                    if c.meta(record).is_some() {
+                        c.write_record(record, None, &tail, &mut out);
+                        records += 1;
+                    }
                 }
-            }
+            })
+            .expect("page parses");
             bytes += out.len() as u64;
         }
     }

@@ -86,16 +86,17 @@ async fn one_record(client: &Arc<Client>, sel: &Selected) -> Result<Vec<u8>, Err
         }
     };
     let mut conformer = Conformer::new(def, &sel.fields);
-    let mut scratch = scan::Scratch::default();
     let page = client.get(&stats, &path, "limit=1", |body| {
-        let page = scan::parse_page(body, def, &mut scratch)?;
         let tail = conform::record_tail(&timefmt::format_ms(chrono::Utc::now()), None);
         let mut line = Vec::new();
-        if let Some(Some(fields)) = page.records().next() {
-            if conformer.meta(fields).is_some() {
-                conformer.write_record(fields, parent_id.as_deref(), &tail, &mut line);
+        let mut first = true;
+        scan::each_record(body, def, |record| {
+            if let Some(record) = record.filter(|_| std::mem::take(&mut first)) {
+                if conformer.meta(record).is_some() {
+                    conformer.write_record(record, parent_id.as_deref(), &tail, &mut line);
+                }
             }
-        }
+        })?;
         Ok(line)
     });
     page.await.map_err(|e| explain(def, e))
@@ -107,13 +108,15 @@ async fn first_id(
     def: &'static StreamDef,
 ) -> Result<Option<String>, Error> {
     let mut conformer = Conformer::new(def, &[]);
-    let mut scratch = scan::Scratch::default();
     let id = client.get(stats, def.path, "limit=1", |body| {
-        let page = scan::parse_page(body, def, &mut scratch)?;
-        let first = page.records().next().flatten();
-        Ok(first
-            .and_then(|fields| conformer.meta(fields))
-            .map(|m| m.id))
+        let mut id = None;
+        let mut first = true;
+        scan::each_record(body, def, |record| {
+            if let Some(record) = record.filter(|_| std::mem::take(&mut first)) {
+                id = conformer.meta(record).map(|m| m.id);
+            }
+        })?;
+        Ok(id)
     });
     id.await.map_err(|e| explain(def, e))
 }

@@ -81,8 +81,6 @@ pub struct StreamRun {
     pub line_buffers: Arc<Pool>,
     pub stats: Arc<StreamStats>,
     pub conformer: Conformer,
-    /// What pages are scanned into, reused from page to page.
-    pub scratch: scan::Scratch,
     pub page_size: u32,
     /// The sync's start, epoch ms: no bookmark ever passes it.
     pub signpost_ms: i64,
@@ -592,13 +590,11 @@ impl StreamRun {
             conformer,
             version,
             line_buffers,
-            scratch,
             ..
         } = self;
         let version = *version;
         let page = client
             .get(stats, path, query, |body| {
-                let page = scan::parse_page(body, def, scratch)?;
                 let tail = conform::record_tail(&timefmt::format_ms(chrono::Utc::now()), version);
                 let mut out = PageOut {
                     lines: {
@@ -610,34 +606,36 @@ impl StreamRun {
                         lines
                     },
                     written: 0,
-                    metas: Vec::with_capacity(page.len()),
-                    len: page.len(),
+                    metas: Vec::new(),
+                    len: 0,
                 };
-                if let Some(total) = page.total {
-                    stats
-                        .total
-                        .store(total, std::sync::atomic::Ordering::Relaxed);
-                }
-                let metas: Vec<Option<Meta>> = page
-                    .records()
-                    .map(|r| r.and_then(|fields| conformer.meta(fields)))
-                    .collect();
-                // A page of nothing but id-less elements (`[{"error": ...}]`)
-                // is an error body, not an empty last page: retried like one.
-                if !metas.is_empty() && metas.iter().all(Option::is_none) {
-                    return Err("no element of the page is a record with an id".into());
-                }
-                for (fields, meta) in page.records().zip(metas) {
-                    match (fields, meta) {
-                        (Some(fields), Some(meta)) => {
+                let mut without_id = 0;
+                // Each record is conformed as soon as it is read. Should
+                // the body turn out broken further on, the whole page
+                // (`out`) is dropped and fetched again.
+                let page = scan::each_record(body, def, |record| {
+                    match record.and_then(|r| Some((r, conformer.meta(r)?))) {
+                        Some((record, meta)) => {
                             if keep(&meta) {
-                                conformer.write_record(fields, parent_id, &tail, &mut out.lines);
+                                conformer.write_record(record, parent_id, &tail, &mut out.lines);
                                 out.written += 1;
                             }
                             out.metas.push(meta);
                         }
-                        _ => conformer.skip_without_id(stats),
+                        None => without_id += 1,
                     }
+                })?;
+                // A page of nothing but id-less elements (`[{"error": ...}]`)
+                // is an error body, not an empty last page: retried like one.
+                if page.len > 0 && out.metas.is_empty() {
+                    return Err("no element of the page is a record with an id".into());
+                }
+                out.len = page.len;
+                conformer.skip_without_id(stats, without_id);
+                if let Some(total) = page.total {
+                    stats
+                        .total
+                        .store(total, std::sync::atomic::Ordering::Relaxed);
                 }
                 Ok(out)
             })

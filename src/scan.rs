@@ -1,9 +1,10 @@
 //! From a page body to its records, in one validating pass.
 //!
-//! A page is scanned once into records of `(key, raw value)` pairs: keys and
-//! values stay borrowed slices of the body, so free-form JSON (`formData`,
-//! `customData`, ...) can be copied to the output byte for byte, never built
-//! into a tree and serialised again. Every value is checked against the JSON
+//! A page is scanned once, and each record handed on as soon as it is read
+//! (while its bytes are still in cache, and without holding the fields of a
+//! whole page): its fields are `(key, raw value)` positions in the body, so
+//! free-form JSON (`formData`, `customData`, ...) can be copied to the output
+//! byte for byte, never built into a tree and serialised again. Every value is checked against the JSON
 //! grammar (strings, escapes, numbers, literals, nesting) before its text is
 //! kept, so the raw text copied to the output is always valid JSON; the tests
 //! hold the scanner to accepting exactly what serde_json accepts.
@@ -21,8 +22,7 @@ use wide::u8x16;
 
 use crate::streams::{Shape, StreamDef};
 
-/// A field of a record, as positions in the page text (so that the
-/// storage for a page's fields is kept from page to page: see `Scratch`).
+/// A field of a record, as positions in the page text.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Field {
     /// The key with its quotes: `"name"`.
@@ -30,54 +30,28 @@ struct Field {
     key_len: u32,
     value_at: u32,
     value_len: u32,
-    /// When the key held escapes: its name's index in `Scratch::names`.
+    /// When the key held escapes: its name's index in `Sink::names`.
     unescaped: Option<u32>,
 }
 
-/// What a page is scanned into, kept from page to page: allocated once per
-/// stream, not once per page (a page of 1000 records has ~40,000 fields).
-#[derive(Default)]
-pub struct Scratch {
-    /// Every record's fields, one record after another.
-    fields: Vec<Field>,
-    /// Each element of the records array: the range of its fields in
-    /// `fields`, or `None` when it is not an object at all.
-    elements: Vec<Option<(u32, u32)>>,
-    /// The names of keys that held escapes, unescaped.
-    names: Vec<String>,
-}
-
-/// The records of one page.
-pub struct Page<'p> {
-    /// The text the records lie in.
-    text: &'p str,
-    scratch: &'p Scratch,
-    multiline: bool,
+/// What a page held besides its records.
+#[derive(Debug, PartialEq)]
+pub struct PageInfo {
+    /// Elements in the records array: records, and anything else.
+    pub len: usize,
     /// The total count the page reports, when its shape has one.
     pub total: Option<u64>,
 }
 
-impl<'p> Page<'p> {
-    /// The number of elements in the records array.
-    pub fn len(&self) -> usize {
-        self.scratch.elements.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.scratch.elements.is_empty()
-    }
-
-    /// Each element in order: a record, or `None` when it is not an object.
-    pub fn records(&self) -> impl ExactSizeIterator<Item = Option<Record<'p>>> + '_ {
-        self.scratch.elements.iter().map(|e| {
-            e.map(|(from, to)| Record {
-                text: self.text,
-                fields: &self.scratch.fields[from as usize..to as usize],
-                names: &self.scratch.names,
-                multiline: self.multiline,
-            })
-        })
-    }
+/// Where the scan of a records array puts what it finds.
+struct Sink<'e> {
+    /// The fields of the record being read (storage reused record to record).
+    fields: Vec<Field>,
+    /// The names of its keys that held escapes, unescaped.
+    names: Vec<String>,
+    multiline: bool,
+    len: usize,
+    each: &'e mut dyn FnMut(Option<Record<'_>>),
 }
 
 /// One record of a page: its fields, by index.
@@ -107,6 +81,19 @@ impl<'p> Record<'p> {
         match f.unescaped {
             Some(n) => &self.names[n as usize],
             None => self.span(f.key_at + 1, f.key_len - 2),
+        }
+    }
+
+    /// The name of field `i` as bytes: `name` without a check that the
+    /// ends are character boundaries (they are quotes).
+    #[inline]
+    pub fn name_bytes(&self, i: usize) -> &'p [u8] {
+        let f = &self.fields[i];
+        match f.unescaped {
+            Some(n) => self.names[n as usize].as_bytes(),
+            None => {
+                &self.text.as_bytes()[(f.key_at + 1) as usize..(f.key_at + f.key_len - 1) as usize]
+            }
         }
     }
 
@@ -161,39 +148,48 @@ impl<'p> Record<'p> {
     }
 }
 
-/// Finds the records in a body of the stream's documented shape. A body of
-/// another shape is an error (the caller retries it, then gives up).
+/// Reads a body of the stream's documented shape, handing each element of
+/// its records array to `each` in order: a record, or `None` when the
+/// element is not an object. A body of another shape, or that is not JSON,
+/// is an error (the caller retries it, then gives up): records handed on
+/// before the error was found are then to be discarded.
 ///
-/// `scratch` receives the page's fields (what it held before is dropped).
 /// Bodies are at most 256 MiB (the client refuses larger), so positions fit
 /// in a `u32`; a longer text is refused here too.
-pub fn parse_page<'p>(
-    body: &'p str,
+pub fn each_record(
+    body: &str,
     def: &StreamDef,
-    scratch: &'p mut Scratch,
-) -> Result<Page<'p>, String> {
+    mut each: impl FnMut(Option<Record<'_>>),
+) -> Result<PageInfo, String> {
     if u32::try_from(body.len()).is_err() {
         return Err("a body over 4 GiB".into());
     }
-    scratch.fields.clear();
-    scratch.elements.clear();
-    scratch.names.clear();
+    let mut sink = Sink {
+        fields: Vec::with_capacity(64),
+        names: Vec::new(),
+        // SIMD (the memchr crate): std's search is several times slower.
+        multiline: memchr::memchr2(b'\n', b'\r', body.as_bytes()).is_some(),
+        len: 0,
+        each: &mut each,
+    };
     let first = body.trim_start().as_bytes().first().copied();
-    match (def.shape, first) {
-        (_, None) => Err("empty body".into()),
-        (Shape::Array | Shape::ArrayOrWrapped, Some(b'[')) => records_array(body, scratch),
+    let total = match (def.shape, first) {
+        (_, None) => return Err("empty body".into()),
+        (Shape::Array | Shape::ArrayOrWrapped, Some(b'[')) => {
+            records_array(body, &mut sink)?;
+            None
+        }
         (Shape::Object { records }, Some(b'{')) => {
             let mut scan = Scan::new(body);
             let mut total = None;
             let found = scan
-                .object_page(records, def.total_field, &mut total, scratch)
+                .object_page(records, def.total_field, &mut total, &mut sink)
                 .and_then(|found| scan.end().map(|()| found))
                 .map_err(|Stop| scan.problem())?;
-            if found {
-                Ok(Page::new(body, scratch, total))
-            } else {
-                Err(format!("an object without the \"{records}\" array"))
+            if !found {
+                return Err(format!("an object without the \"{records}\" array"));
             }
+            total
         }
         (Shape::ArrayOrWrapped, Some(b'{')) => {
             let map: HashMap<Cow<str>, &RawValue> =
@@ -212,33 +208,25 @@ pub fn parse_page<'p>(
                 .ok_or("an object without a single array of records")?;
             // The chosen text lies inside `body`: borrow it with `body`'s lifetime.
             let offset = chosen.get().as_ptr() as usize - body.as_ptr() as usize;
-            records_array(&body[offset..offset + chosen.get().len()], scratch)
+            records_array(&body[offset..offset + chosen.get().len()], &mut sink)?;
+            None
         }
-        (Shape::Array, Some(_)) => Err("expected a JSON array".into()),
-        (Shape::Object { .. }, Some(_)) => Err("expected a JSON object".into()),
-        (Shape::ArrayOrWrapped, Some(_)) => Err("expected a JSON array or object".into()),
-    }
+        (Shape::Array, Some(_)) => return Err("expected a JSON array".into()),
+        (Shape::Object { .. }, Some(_)) => return Err("expected a JSON object".into()),
+        (Shape::ArrayOrWrapped, Some(_)) => return Err("expected a JSON array or object".into()),
+    };
+    Ok(PageInfo {
+        len: sink.len,
+        total,
+    })
 }
 
 /// A body that is nothing but the records array.
-fn records_array<'p>(text: &'p str, scratch: &'p mut Scratch) -> Result<Page<'p>, String> {
+fn records_array(text: &str, sink: &mut Sink) -> Result<(), String> {
     let mut scan = Scan::new(text);
-    scan.records(0, scratch)
+    scan.records(0, sink)
         .and_then(|()| scan.end())
-        .map_err(|Stop| scan.problem())?;
-    Ok(Page::new(text, scratch, None))
-}
-
-impl<'p> Page<'p> {
-    fn new(text: &'p str, scratch: &'p Scratch, total: Option<u64>) -> Self {
-        Page {
-            text,
-            scratch,
-            // SIMD (the memchr crate): std's search is several times slower.
-            multiline: memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_some(),
-            total,
-        }
-    }
+        .map_err(|Stop| scan.problem())
 }
 
 /// The raw text of member `name` of a JSON object (text the scanner has
@@ -348,7 +336,7 @@ impl<'a> Scan<'a> {
         records_key: &str,
         total_key: Option<&str>,
         total: &mut Option<u64>,
-        scratch: &mut Scratch,
+        sink: &mut Sink,
     ) -> Step<bool> {
         let mut found = false;
         self.eat(b'{', "an object")?;
@@ -359,7 +347,7 @@ impl<'a> Scan<'a> {
         loop {
             let k = self.key()?;
             if k == records_key {
-                self.records(1, scratch)?;
+                self.records(1, sink)?;
                 found = true;
             } else if Some(k.as_ref()) == total_key {
                 self.ws();
@@ -381,7 +369,7 @@ impl<'a> Scan<'a> {
     }
 
     /// An array of records: objects become records, anything else `None`.
-    fn records(&mut self, depth: usize, scratch: &mut Scratch) -> Step {
+    fn records(&mut self, depth: usize, sink: &mut Sink) -> Step {
         self.eat(b'[', "an array of records")?;
         if self.peek() == Some(b']') {
             self.i += 1;
@@ -389,14 +377,20 @@ impl<'a> Scan<'a> {
         }
         loop {
             if self.peek() == Some(b'{') {
-                let from = scratch.fields.len() as u32;
-                self.record(depth + 1, scratch)?;
-                let to = scratch.fields.len() as u32;
-                scratch.elements.push(Some((from, to)));
+                sink.fields.clear();
+                sink.names.clear();
+                self.record(depth + 1, &mut sink.fields, &mut sink.names)?;
+                (sink.each)(Some(Record {
+                    text: self.s,
+                    fields: &sink.fields,
+                    names: &sink.names,
+                    multiline: sink.multiline,
+                }));
             } else {
                 self.value(depth + 1)?;
-                scratch.elements.push(None);
+                (sink.each)(None);
             }
+            sink.len += 1;
             match self.peek() {
                 Some(b',') => self.i += 1,
                 Some(b']') => {
@@ -408,10 +402,10 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// One record's fields, appended to `scratch`. `depth` counts the
+    /// One record's fields, appended to `fields` (and `names`). `depth` counts the
     /// containers around the record (as for `value`). The position stays in
     /// a local (a register) through the whole record.
-    fn record(&mut self, depth: usize, scratch: &mut Scratch) -> Step {
+    fn record(&mut self, depth: usize, fields: &mut Vec<Field>, names: &mut Vec<String>) -> Step {
         if depth + 1 > MAX_DEPTH {
             return self.fail("less nesting (recursion limit exceeded)");
         }
@@ -445,13 +439,13 @@ impl<'a> Scan<'a> {
             }
             let unescaped = if escaped {
                 let name = self.unescape_key(key_start, key_end)?;
-                scratch.names.push(name.into_owned());
-                Some(scratch.names.len() as u32 - 1)
+                names.push(name.into_owned());
+                Some(names.len() as u32 - 1)
             } else {
                 None
             };
             // Positions fit: `parse_page` refuses texts over 4 GiB.
-            scratch.fields.push(Field {
+            fields.push(Field {
                 key_at: key_start as u32,
                 key_len: (key_end - key_start) as u32,
                 value_at: start as u32,
@@ -770,21 +764,18 @@ mod tests {
     }
 
     fn parse_page(body: &str, def: &StreamDef) -> Result<Parsed, String> {
-        let mut scratch = Scratch::default();
-        let page = super::parse_page(body, def, &mut scratch)?;
-        let records = page
-            .records()
-            .map(|r| {
-                r.map(|r| {
-                    (0..r.len())
-                        .map(|i| (r.name(i).to_string(), r.value(i).to_string()))
-                        .collect()
-                })
-            })
-            .collect();
+        let mut records = Vec::new();
+        let info = each_record(body, def, |r| {
+            records.push(r.map(|r| {
+                (0..r.len())
+                    .map(|i| (r.name(i).to_string(), r.value(i).to_string()))
+                    .collect()
+            }))
+        })?;
+        assert_eq!(info.len, records.len());
         Ok(Parsed {
             records,
-            total: page.total,
+            total: info.total,
         })
     }
 
@@ -945,29 +936,47 @@ mod tests {
     #[test]
     fn a_record_gives_names_values_and_its_members_as_sent() {
         let sessions = streams::find("sessions").unwrap();
-        let mut scratch = Scratch::default();
-        // What a first page leaves in the scratch must not show in the next.
-        super::parse_page(r#"[{"x":1,"y":2},{"z":3}]"#, sessions, &mut scratch).unwrap();
-        let body = "[{\"a\": 1 ,\n\"k\\u0065y\":\"v\",\"c\":[true]}]";
-        let page = super::parse_page(body, sessions, &mut scratch).unwrap();
-        assert_eq!(page.len(), 1);
-        let r = page.records().next().unwrap().unwrap();
-        assert_eq!(r.len(), 3);
-        assert_eq!((r.name(0), r.name_as_sent(0), r.value(0)), ("a", true, "1"));
+        // The first record's fields must not show in the second's.
+        let body = "[{\"x\":1,\"y\\u0020\":2},{\"a\": 1 ,\n\"k\\u0065y\":\"v\",\"c\":[true]}]";
+        let mut seen = 0;
+        let page = each_record(body, sessions, |r| {
+            seen += 1;
+            let r = r.unwrap();
+            if seen == 1 {
+                assert_eq!((r.len(), r.name(1)), (2, "y "));
+                return;
+            }
+            assert_eq!(r.len(), 3);
+            assert_eq!((r.name(0), r.name_as_sent(0), r.value(0)), ("a", true, "1"));
+            assert_eq!(
+                (r.name(1), r.name_as_sent(1), r.value(1)),
+                ("key", false, "\"v\"")
+            );
+            assert_eq!(
+                (r.name(2), r.name_as_sent(2), r.value(2)),
+                ("c", true, "[true]")
+            );
+            assert_eq!(r.members(0, 0), "\"a\": 1");
+            assert_eq!(r.members(1, 2), "\"k\\u0065y\":\"v\",\"c\":[true]");
+            assert_eq!(
+                r.members(0, 2),
+                &body[body.find("\"a\"").unwrap()..body.len() - 2]
+            );
+            assert_eq!(r.get("key"), Some("\"v\""));
+            assert_eq!(r.get("x"), None);
+            assert!(r.multiline());
+        })
+        .unwrap();
         assert_eq!(
-            (r.name(1), r.name_as_sent(1), r.value(1)),
-            ("key", false, "\"v\"")
+            (seen, page),
+            (
+                2,
+                PageInfo {
+                    len: 2,
+                    total: None
+                }
+            )
         );
-        assert_eq!(
-            (r.name(2), r.name_as_sent(2), r.value(2)),
-            ("c", true, "[true]")
-        );
-        assert_eq!(r.members(0, 0), "\"a\": 1");
-        assert_eq!(r.members(1, 2), "\"k\\u0065y\":\"v\",\"c\":[true]");
-        assert_eq!(r.members(0, 2), &body[2..body.len() - 2]);
-        assert_eq!(r.get("key"), Some("\"v\""));
-        assert_eq!(r.get("x"), None);
-        assert!(r.multiline());
     }
 
     #[test]

@@ -70,7 +70,6 @@ pub async fn sync(
             line_buffers: line_buffers.clone(),
             stats,
             conformer: Conformer::new(sel.def, &sel.fields),
-            scratch: Default::default(),
             page_size: config.page_size,
             signpost_ms: signpost.timestamp_millis(),
             version: (sel.method == Method::FullTable && config.emit_activate_version_messages)
