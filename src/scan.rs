@@ -3,11 +3,12 @@
 //! A page is scanned once, and each record handed on as soon as it is read
 //! (while its bytes are still in cache, and without holding the fields of a
 //! whole page): its fields are `(key, raw value)` positions in the body, so
-//! free-form JSON (`formData`, `customData`, ...) can be copied to the output
-//! byte for byte, never built into a tree and serialised again. Every value is checked against the JSON
-//! grammar (strings, escapes, numbers, literals, nesting) before its text is
-//! kept, so the raw text copied to the output is always valid JSON; the tests
-//! hold the scanner to accepting exactly what serde_json accepts.
+//! free-form JSON (`formData`, `customData`, ...) can be copied to the
+//! output byte for byte, never built into a tree and serialised again.
+//! Every value is checked against the JSON grammar (strings, escapes,
+//! numbers, literals, nesting) before it is handed on, so the raw text
+//! copied to the output is always valid JSON; the tests hold the scanner to
+//! accepting exactly what serde_json accepts.
 //!
 //! The scanner is the tap's hottest loop (most of a page's bytes are inside
 //! strings): strings are skipped 16 bytes at a time with SIMD compares, and
@@ -119,7 +120,8 @@ impl<'p> Record<'p> {
 
     /// The value of a field named `name`, looked for first at index
     /// `guess`, which moves to where it was found: the records of a page
-    /// mostly share one layout, so one guess per name saves a search.
+    /// mostly share one layout, so one guess per name saves a search. (With
+    /// a key sent twice, the one found may not be the first.)
     pub fn get_near(&self, name: &str, guess: &mut usize) -> Option<&'p str> {
         if *guess >= self.len() || self.name(*guess) != name {
             *guess = (0..self.len()).find(|&i| self.name(i) == name)?;
