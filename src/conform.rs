@@ -1,11 +1,12 @@
 //! From a page's records to RECORD lines.
 //!
-//! The records come from `scan` as `(key, raw value)` pairs borrowed from the
-//! body. Each field is conformed to its schema type: free-form JSON
-//! (`formData`, `customData`, ...) and canonical dates are copied byte for
-//! byte, other date forms normalised, populated references reduced to their
-//! id, and fields the schema does not know dropped and reported once per
-//! stream (schema drift).
+//! The records come from `scan` one at a time, their fields' names and raw
+//! values read straight from the body. Each field is conformed to its
+//! schema type: free-form JSON (`formData`, `customData`, ...) and
+//! canonical dates are copied byte for byte (runs of such fields in one
+//! piece), other date forms normalised, populated references reduced to
+//! their id, and fields the schema does not know dropped and reported once
+//! per stream (schema drift).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -112,9 +113,10 @@ const MAX_REMEMBERED_NAMES: usize = 4096;
 /// Conforms one stream's records to its (selected) schema.
 ///
 /// The hot path is per field: records of a page share their keys, mostly in
-/// the same order, so each key is first compared with the name met at the
-/// same position in the previous record; only on a miss is it looked up (by
-/// hash) and classified. The `"name":` bytes are escaped once, up front.
+/// the same order, so each key is first compared with the name that followed
+/// the previous key last time (`Known::next`); only on a miss is it looked
+/// up (by hash) and classified. The `"name":` bytes are escaped once, up
+/// front.
 pub struct Conformer {
     stream: &'static str,
     key: &'static str,
