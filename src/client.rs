@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, DATE, RETRY_AFTER};
@@ -324,19 +323,9 @@ impl Client {
                 return Err(FetchError::Cancelled);
             }
         }
-        // The limiter's own `until_ready` waits on futures-timer's thread:
-        // a thread and two context switches per request. The same check,
-        // with the wait on tokio's timer:
-        loop {
-            match self.limiter.check() {
-                Ok(()) => return Ok(()),
-                Err(not_until) => {
-                    let wait = not_until.wait_time_from(DefaultClock::default().now());
-                    if !self.cancel.sleep(wait).await {
-                        return Err(FetchError::Cancelled);
-                    }
-                }
-            }
+        tokio::select! {
+            _ = self.limiter.until_ready() => Ok(()),
+            _ = self.cancel.cancelled() => Err(FetchError::Cancelled),
         }
     }
 
