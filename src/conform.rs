@@ -455,61 +455,43 @@ fn conform_value(kind: FieldKind, raw: &str, out: &mut Vec<u8>) -> Result<(), St
             Some(t) => write_json_str(out, &t),
             None => return fail(out, format!("{} is not a date; written as null", cut(raw))),
         },
-        FieldKind::Int => match serde_json::from_str::<Value>(raw) {
-            Ok(Value::Number(n)) if n.is_i64() || n.is_u64() => out.extend_from_slice(b),
-            Ok(Value::Number(n)) => match n.as_f64() {
-                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
-                    out.extend_from_slice((f as i64).to_string().as_bytes())
-                }
-                _ => {
+        FieldKind::Int => {
+            let whole: Option<Cow<str>> = match serde_json::from_str::<Value>(raw) {
+                Ok(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(raw.into()),
+                Ok(Value::Number(n)) => n
+                    .as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| (f as i64).to_string().into()),
+                Ok(Value::String(s)) => s.trim().parse::<i64>().ok().map(|n| n.to_string().into()),
+                _ => None,
+            };
+            match whole {
+                Some(text) => out.extend_from_slice(text.as_bytes()),
+                None => {
                     return fail(
                         out,
                         format!("{} is not a whole number; written as null", cut(raw)),
                     )
                 }
-            },
-            Ok(Value::String(s)) => match s.trim().parse::<i64>() {
-                Ok(n) => out.extend_from_slice(n.to_string().as_bytes()),
-                Err(_) => {
-                    return fail(
-                        out,
-                        format!("{} is not a whole number; written as null", cut(raw)),
-                    )
-                }
-            },
-            _ => {
-                return fail(
-                    out,
-                    format!("{} is not a whole number; written as null", cut(raw)),
-                )
             }
-        },
-        FieldKind::Num => match first {
-            b'"' => match serde_json::from_str::<String>(raw)
-                .ok()
+        }
+        // A number sent as a string; any other non-number is refused.
+        FieldKind::Num => {
+            let number = (first == b'"')
+                .then(|| serde_json::from_str::<String>(raw).ok())
+                .flatten()
                 .and_then(|s| s.trim().parse::<f64>().ok())
-                .filter(|f| f.is_finite())
-            {
-                Some(f) => out.extend_from_slice(
-                    serde_json::Number::from_f64(f)
-                        .map(|n| n.to_string())
-                        .unwrap_or_default()
-                        .as_bytes(),
-                ),
+                .and_then(serde_json::Number::from_f64);
+            match number {
+                Some(n) => out.extend_from_slice(n.to_string().as_bytes()),
                 None => {
                     return fail(
                         out,
                         format!("{} is not a number; written as null", cut(raw)),
                     )
                 }
-            },
-            _ => {
-                return fail(
-                    out,
-                    format!("{} is not a number; written as null", cut(raw)),
-                )
             }
-        },
+        }
         FieldKind::Bool => match raw {
             "\"true\"" | "1" => out.extend_from_slice(b"true"),
             "\"false\"" | "0" => out.extend_from_slice(b"false"),
