@@ -98,9 +98,8 @@ fn a_run_resumed_from_any_state_it_printed_misses_nothing() {
         let Message::State { value } = &full.messages[at] else {
             unreachable!()
         };
-        let st = s.write_json("state.json", value);
         // ...plus a run resumed from it, holds every record.
-        let resumed = tap(&["--config", path_str(&cfg), "--state", path_str(&st)]);
+        let resumed = s.tap_with_state(&cfg, value);
         resumed.assert_ok();
         assert_nothing_lost(
             &server,
@@ -136,9 +135,8 @@ fn records_updated_created_and_deleted_during_a_sync_are_not_lost() {
     first.assert_ok();
     // The bookmark never passes the moment the sync started, so the next run
     // picks up what changed meanwhile; together they hold every record.
-    let st = s.write_json("state.json", first.last_state());
     std::thread::sleep(Duration::from_millis(200));
-    let second = tap(&["--config", path_str(&cfg), "--state", path_str(&st)]);
+    let second = s.tap_with_state(&cfg, first.last_state());
     second.assert_ok();
     assert_nothing_lost(
         &server,
@@ -164,9 +162,8 @@ fn tie_groups_larger_than_a_page_are_read_completely() {
     assert_nothing_lost(&server, &[&first.messages], "first");
     // A bulk update of more than a page: all of it comes next time.
     let bulk = server.bulk_update(stream("tickets"), 170);
-    let st = s.write_json("state.json", first.last_state());
     std::thread::sleep(Duration::from_millis(100));
-    let second = tap(&["--config", path_str(&cfg), "--state", path_str(&st)]);
+    let second = s.tap_with_state(&cfg, first.last_state());
     second.assert_ok();
     let got = second.ids("tickets");
     assert!(
@@ -222,8 +219,7 @@ fn start_date_and_bookmarks_take_the_later_of_the_two() {
         .collect();
     assert_eq!(run.ids("sessions"), want);
     // A later bookmark wins over start_date.
-    let st = s.write_json("state.json", &json!({"bookmarks": {"sessions": {"replication_key": "updatedAt", "replication_key_value": late}}}));
-    let run = tap(&["--config", path_str(&cfg), "--state", path_str(&st)]);
+    let run = s.tap_with_state(&cfg, &json!({"bookmarks": {"sessions": {"replication_key": "updatedAt", "replication_key_value": late}}}));
     run.assert_ok();
     let want: BTreeSet<String> = all
         .iter()

@@ -280,8 +280,7 @@ fn reliability_a_failing_api_is_never_hammered_and_the_next_run_completes() {
             ));
             // The API recovers: the run resumed from that state completes.
             server.set_faults(Faults::default());
-            let st = s.write_json("state.json", failed.last_state());
-            let ok = tap(&["--config", path_str(&cfg), "--state", path_str(&st)]);
+            let ok = s.tap_with_state(&cfg, failed.last_state());
             ok.assert_ok();
             assert_nothing_lost(&server, &[&failed.messages, &ok.messages], kind.name());
         },
@@ -364,8 +363,7 @@ fn reliability_data_changing_during_a_faulty_sync_loses_nothing() {
     assert!(rounds >= 3, "changes landed during the sync ({rounds})");
     server.set_faults(Faults::default());
     std::thread::sleep(Duration::from_millis(150));
-    let st = s.write_json("state.json", first.last_state());
-    let second = tap(&["--config", path_str(&cfg), "--state", path_str(&st)]);
+    let second = s.tap_with_state(&cfg, first.last_state());
     second.assert_ok();
     assert_nothing_lost(
         &server,
@@ -931,8 +929,7 @@ fn reliability_bad_state_values_exit_4_without_output() {
         ),
     ];
     for (what, content, needles) in cases {
-        let st = s.write_json("state.json", &content);
-        let run = tap(&["--config", path_str(&cfg), "--state", path_str(&st)]);
+        let run = s.tap_with_state(&cfg, &content);
         let mut needles = needles.to_vec();
         needles.push("state.json");
         assert_clean_failure(&run, STATE_ERROR, what, &needles);

@@ -185,8 +185,7 @@ fn a_server_that_ignores_filters_and_sort_still_yields_every_record() {
         // Where the filter is ignored, the bookmark does not move: the next
         // run reads everything again.
         if filters {
-            let st = s.write_json("state.json", run.last_state());
-            let again = tap(&["--config", path_str(&cfg), "--state", path_str(&st)]);
+            let again = s.tap_with_state(&cfg, run.last_state());
             again.assert_ok();
             assert_complete(&again, &server);
         }

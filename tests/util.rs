@@ -62,6 +62,13 @@ impl Scratch {
         self.write(name, &serde_json::to_string_pretty(v).unwrap())
     }
 
+    /// Runs the tap with the config `cfg` and `state` (written here as
+    /// `state.json`).
+    pub fn tap_with_state(&self, cfg: &Path, state: &Value) -> Run {
+        let st = self.write_json("state.json", state);
+        tap(&["--config", path_str(cfg), "--state", path_str(&st)])
+    }
+
     /// A config for `server`, fast for tests: a generous rate budget and a
     /// short request timeout; `extra` overrides.
     pub fn config(&self, server: &FakeGleap, extra: Value) -> PathBuf {
