@@ -91,8 +91,9 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
 }
 
 async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
-    let path = req.uri().path().to_owned();
-    let query = req.uri().query().unwrap_or("").to_owned();
+    // Raw `<` / `>` reach here as markers (see `rawio`).
+    let path = crate::rawio::restore(req.uri().path()).into_owned();
+    let query = crate::rawio::restore(req.uri().query().unwrap_or("")).into_owned();
     let method = req.method().clone();
     if let Some(rest) = path.strip_prefix("/_fake") {
         return crate::control::handle(&sh, &method, rest, &query);

@@ -16,6 +16,7 @@ mod control;
 mod data;
 mod http;
 mod query;
+mod rawio;
 mod render;
 mod store;
 
@@ -74,7 +75,7 @@ async fn serve(
     let app = http::router(shared);
     // Not graceful: a shutdown must not wait for keep-alive clients or hangs.
     tokio::select! {
-        r = axum::serve(listener, app) => { if let Err(e) = r { eprintln!("fake-gleap: server error: {e}"); } }
+        r = axum::serve(rawio::RawListener(listener), app) => { if let Err(e) = r { eprintln!("fake-gleap: server error: {e}"); } }
         _ = shutdown => {}
     }
 }

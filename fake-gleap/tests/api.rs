@@ -342,6 +342,12 @@ fn keyset_operators() {
             "2024-01-01T01:00:00.000Z"
         ]
     );
+    // Raw operators, as Gleap documents them (hyper alone refuses them).
+    let r = get(
+        &f,
+        "/tickets?updatedAt>=2024-01-01T01:00:00.000Z&updatedAt<2024-01-01T01:03:00.000Z",
+    );
+    assert_eq!(r.json()["count"], 3);
     assert_eq!(get(&f, "/tickets?updatedAt%3E=yesterday").status, 400);
     // Unencoded '+' is a space for the server: unparsable.
     assert_eq!(
