@@ -79,16 +79,155 @@ impl FromStr for Stream {
     }
 }
 
-/// What `GET /tickets` does with archived and spam tickets when the query
-/// does not ask about them (the real default is unknown).
+/// What `GET /tickets` does with `archived`, `isSpam` and `ignoreArchived`
+/// (the docs name the parameters but not their exact meaning, nor what a
+/// plain `GET /tickets` returns). `totalCount` always counts what the
+/// meaning selects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ArchivedDefault {
-    /// Hide archived and spam tickets unless asked (`archived=true`,
-    /// `isSpam=true`, `ignoreArchived=true`).
+    /// Hide archived tickets unless the query has an `archived` parameter or
+    /// `ignoreArchived=true`; hide spam unless it has an `isSpam` parameter.
+    /// Given parameters are exact filters.
     #[default]
     Exclude,
-    /// Return every ticket.
+    /// `archived` and `isSpam` are plain exact filters; nothing is hidden
+    /// by default.
     Include,
+    /// `archived`, `isSpam` and `ignoreArchived` are ignored entirely:
+    /// every ticket is returned.
+    Ignored,
+    /// What Gleap's web app suggests: the server forces `archived=false`
+    /// unless `ignoreArchived=true` is sent (so `archived=true` alone still
+    /// returns only non-archived tickets); with `ignoreArchived=true`,
+    /// `archived` is an exact filter (absent: both). Spam is hidden unless
+    /// the query has an `isSpam` parameter.
+    WebApp,
+}
+
+impl FromStr for ArchivedDefault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "exclude" => Ok(ArchivedDefault::Exclude),
+            "include" => Ok(ArchivedDefault::Include),
+            "ignored" | "ignore" => Ok(ArchivedDefault::Ignored),
+            "webapp" | "web-app" => Ok(ArchivedDefault::WebApp),
+            o => Err(format!(
+                "unknown archived default {o:?} (ignored|include|exclude|webapp)"
+            )),
+        }
+    }
+}
+
+/// What a list endpoint does with a `sort` on a field the docs do not name
+/// (`sort=_id`, `sort=id`, ...). Documented: `updatedAt` and `createdAt`
+/// everywhere; on `/tickets` also `priority`, `lastNotification`,
+/// `archivedAt`; each with or without `-`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum UndocumentedSort {
+    /// Sorts by it like by any other field.
+    #[default]
+    Honour,
+    /// 400 `{"statusCode":400,"message":"Invalid sort field: _id"}`.
+    Refuse,
+    /// Served as if no `sort` had been sent (default order).
+    Ignore,
+}
+
+impl FromStr for UndocumentedSort {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "honour" | "honor" => Ok(UndocumentedSort::Honour),
+            "refuse" => Ok(UndocumentedSort::Refuse),
+            "ignore" => Ok(UndocumentedSort::Ignore),
+            o => Err(format!("unknown sort policy {o:?} (honour|refuse|ignore)")),
+        }
+    }
+}
+
+/// What the server does with a range operator written percent-encoded in
+/// the key (`updatedAt%3E=X`, `updatedAt%3E%3D=X`, `updatedAt%3CX`). The docs
+/// write the operators raw (`updatedAt>=X`), which Rust HTTP clients cannot
+/// send; whether the encoded form is accepted is unknown. Raw operators
+/// always work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum EncodedOperators {
+    /// Percent-decodes the key first: the same operator as the raw form.
+    #[default]
+    Decode,
+    /// 400 naming the parameter.
+    Refuse,
+    /// Drops the pair silently (the list comes back unfiltered).
+    Ignore,
+    /// Takes the undecoded key as a field name: an exact-match filter on
+    /// e.g. `updatedAt%3E`, which no record has: an empty list.
+    Literal,
+}
+
+impl FromStr for EncodedOperators {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "decode" => Ok(EncodedOperators::Decode),
+            "refuse" => Ok(EncodedOperators::Refuse),
+            "ignore" => Ok(EncodedOperators::Ignore),
+            "literal" => Ok(EncodedOperators::Literal),
+            o => Err(format!(
+                "unknown encoded-operator policy {o:?} (decode|refuse|ignore|literal)"
+            )),
+        }
+    }
+}
+
+/// What the server does with range operators on `_id` / `id` (`_id>=X`,
+/// `_id<X`): the docs promise "querying on any property" but show ranges on
+/// dates only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IdRangeFilters {
+    /// Compares ids as strings (ObjectIds sort by creation).
+    #[default]
+    Honour,
+    /// 400 naming the filter.
+    Refuse,
+    /// Drops the filter silently.
+    Ignore,
+}
+
+impl FromStr for IdRangeFilters {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "honour" | "honor" => Ok(IdRangeFilters::Honour),
+            "refuse" => Ok(IdRangeFilters::Refuse),
+            "ignore" => Ok(IdRangeFilters::Ignore),
+            o => Err(format!(
+                "unknown id-filter policy {o:?} (honour|refuse|ignore)"
+            )),
+        }
+    }
+}
+
+/// What a list endpoint does with a `limit` above its cap (documented caps:
+/// 1000, 10000 on `/messages`; see also `FakeConfig::max_limit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OverLimit {
+    /// Serves a page of the cap's size, silently.
+    #[default]
+    Clamp,
+    /// 400 `limit must not exceed N`.
+    Refuse,
+}
+
+impl FromStr for OverLimit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "clamp" => Ok(OverLimit::Clamp),
+            "refuse" => Ok(OverLimit::Refuse),
+            o => Err(format!("unknown over-limit policy {o:?} (clamp|refuse)")),
+        }
+    }
 }
 
 /// Shape of `GET /engagement/surveys/{id}/responses` (unknown in the docs).
@@ -300,12 +439,44 @@ pub struct FakeConfig {
     pub rate_limit: Option<RateLimit>,
     pub faults: Faults,
     pub latency: Duration,
+    /// Meaning of `archived` / `isSpam` / `ignoreArchived` on `GET /tickets`.
     pub archived_default: ArchivedDefault,
+    /// Shape of the survey responses listing.
     pub responses_shape: ResponsesShape,
+    /// Order of records that share a sort value.
     pub tie_order: TieOrder,
-    /// The server ignores range filters (`updatedAt>=...`); exact-match filters still apply.
+    /// The server ignores range filters (`updatedAt>=...`); exact-match
+    /// filters and the `/messages` `before` cursor still apply.
     pub ignore_filters: bool,
+    /// The server ignores `sort` on every list endpoint (default order).
     pub ignore_sort: bool,
+    /// Sorts on fields the docs do not name (`sort=_id`).
+    pub undocumented_sort: UndocumentedSort,
+    /// `/messages` ignores `sort` (seen with a `ticket=` filter; unknown
+    /// project-wide): always conversation order, `createdAt` ascending (ties
+    /// by id); with `paginated=true` the cursor's order, newest first.
+    /// Filters still apply.
+    pub messages_sort_ignored: bool,
+    /// Percent-encoded range operators in keys (`updatedAt%3E=`).
+    pub encoded_operators: EncodedOperators,
+    /// Range operators on `_id` / `id`.
+    pub id_range_filters: IdRangeFilters,
+    /// A `limit` above the endpoint's cap (documented or `max_limit`).
+    pub over_limit: OverLimit,
+    /// Base records of one tie group (`tie_group`) also share one
+    /// `createdAt`, as after a contact import (still never after their
+    /// updatedAt; ids stay distinct and in index order).
+    pub tie_created: bool,
+    /// API responses carry a `Date` header (hyper adds one by default).
+    /// Whether Gleap sends one is not documented; off plays a proxy that
+    /// strips it.
+    pub date_header: bool,
+    /// Admitted requests carry `X-RateLimit-Limit` / `-Remaining` (the docs
+    /// say "may"). Off: never, not even on a 429.
+    pub rate_limit_headers: bool,
+    /// `GET /tickets` answers `count` and `totalCount` next to `tickets`.
+    /// Off: `{"tickets":[...]}` only.
+    pub total_count: bool,
     pub unpaginated_small_lists: bool,
     pub auth_failure_status: u16,
     pub gzip: bool,
@@ -345,6 +516,15 @@ impl Default for FakeConfig {
             tie_order: TieOrder::Natural,
             ignore_filters: false,
             ignore_sort: false,
+            undocumented_sort: UndocumentedSort::Honour,
+            messages_sort_ignored: false,
+            encoded_operators: EncodedOperators::Decode,
+            id_range_filters: IdRangeFilters::Honour,
+            over_limit: OverLimit::Clamp,
+            tie_created: false,
+            date_header: true,
+            rate_limit_headers: true,
+            total_count: true,
             unpaginated_small_lists: false,
             auth_failure_status: 401,
             gzip: true,

@@ -87,6 +87,8 @@ pub(crate) struct Gen {
     pub base_ms: i64,
     pub step_ms: i64,
     pub tie_group: u64,
+    /// Tie groups share createdAt too (`FakeConfig::tie_created`).
+    pub tie_created: bool,
     pub odd_records: bool,
     pub project_id: String,
     pub base: [u64; 7],
@@ -107,6 +109,7 @@ impl Gen {
             base_ms: cfg.base_time.timestamp_millis(),
             step_ms: cfg.step_ms.max(0),
             tie_group: cfg.tie_group.max(1),
+            tie_created: cfg.tie_created,
             odd_records: cfg.odd_records,
             project_id: cfg.project_id.clone(),
             base,
@@ -127,10 +130,15 @@ impl Gen {
     }
 
     /// createdAt of base record `i`: non-decreasing in `i` (ids encode it and
-    /// must follow index order) and never after its updatedAt.
+    /// must follow index order) and never after its updatedAt. With
+    /// `tie_created`, one value per tie group.
     #[inline]
     pub fn base_created(&self, i: u64) -> i64 {
-        let spread = (i as i128 * self.step_ms as i128 / (2 * self.tie_group as i128)) as i64;
+        let spread = if self.tie_created {
+            ((i / self.tie_group) as i128 * self.step_ms as i128 / 2) as i64
+        } else {
+            (i as i128 * self.step_ms as i128 / (2 * self.tie_group as i128)) as i64
+        };
         (self.base_ms - 30 * DAY_MS + spread).min(self.base_updated(i))
     }
 
@@ -1284,6 +1292,26 @@ mod tests {
         }
         let s = std::str::from_utf8(&prev).unwrap();
         assert_eq!(Gen::parse_id(s), Some((Stream::Tickets.code(), 4999)));
+    }
+
+    #[test]
+    fn tie_groups_can_share_created() {
+        let g = Gen::new(&FakeConfig {
+            tickets: 100,
+            tie_group: 7,
+            tie_created: true,
+            ..FakeConfig::default()
+        });
+        for i in 1..100 {
+            let same_group = i / 7 == (i - 1) / 7;
+            assert_eq!(
+                same_group,
+                g.base_created(i) == g.base_created(i - 1),
+                "{i}"
+            );
+            assert!(g.base_created(i) <= g.base_updated(i));
+            assert!(g.base_id(Stream::Tickets, i) > g.base_id(Stream::Tickets, i - 1));
+        }
     }
 
     #[test]

@@ -23,7 +23,8 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::config::{
-    ErrorBody, FakeConfig, Fault, Faults, RateLimit, ResponsesShape, RetryAfter, Stream, TieOrder,
+    ErrorBody, FakeConfig, Fault, Faults, IdRangeFilters, OverLimit, RateLimit, ResponsesShape,
+    RetryAfter, Stream, TieOrder, UndocumentedSort,
 };
 use crate::data::{mix, Gen, RecMeta};
 use crate::query;
@@ -113,8 +114,9 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
                         .any(|e| e.trim().starts_with("gzip") && !e.contains("q=0"))
                 });
         let offset = sh.cfg.clock_offset_ms;
+        let date_header = sh.cfg.date_header;
         let mut resp = api(sh, method, path, query, auth_ok, gzip_ok).await;
-        if offset != 0 {
+        if offset != 0 && date_header {
             // The API's clock, which stamps updatedAt, not this machine's.
             let at = if offset >= 0 {
                 SystemTime::now() + Duration::from_millis(offset as u64)
@@ -253,13 +255,14 @@ async fn api(
         (d.faults.clone(), d.rate_limit.clone(), d.latency)
     };
     let mut rl_headers = None;
+    let send_rl = sh.cfg.rate_limit_headers;
     if let Some(rl) = &rl {
         match admit(&sh, rl) {
-            Ok(remaining) => rl_headers = Some((rl.per_window, remaining)),
+            Ok(remaining) => rl_headers = Some((rl.per_window, remaining)).filter(|_| send_rl),
             Err(wait) => {
                 sh.stats.lock().rate_limited += 1;
                 let mut r = too_many(rl, wait);
-                add_rl_headers(&mut r, Some((rl.per_window, 0)));
+                add_rl_headers(&mut r, Some((rl.per_window, 0)).filter(|_| send_rl));
                 return r;
             }
         }
@@ -416,8 +419,9 @@ fn route(
     if method != Method::GET {
         return Err(not_found());
     }
-    let q = query::parse(raw_query).map_err(|m| json_error(StatusCode::BAD_REQUEST, &m))?;
     let cfg = &sh.cfg;
+    let bad_request = |m: &str| json_error(StatusCode::BAD_REQUEST, m);
+    let mut q = query::parse(raw_query, cfg.encoded_operators).map_err(|m| bad_request(&m))?;
     let gen = &sh.gen;
     let small = cfg.unpaginated_small_lists;
     let whole = |s: Stream| Scope {
@@ -461,8 +465,47 @@ fn route(
         }
     };
     let cap = cfg.max_limit.map_or(cap, |m| cap.min(m));
+    if cfg.over_limit == OverLimit::Refuse && !unpaginated && q.limit.is_some_and(|l| l > cap) {
+        return Err(bad_request(&format!("limit must not exceed {cap}")));
+    }
+    let is_id = |f: &str| f == "_id" || f == "id";
+    match cfg.id_range_filters {
+        IdRangeFilters::Honour => {}
+        IdRangeFilters::Refuse => {
+            if let Some(r) = q.ranges.iter().find(|r| is_id(&r.field)) {
+                return Err(bad_request(&format!(
+                    "Invalid filter: {}{}",
+                    r.field,
+                    r.op.as_str()
+                )));
+            }
+        }
+        IdRangeFilters::Ignore => q.ranges.retain(|r| !is_id(&r.field)),
+    }
     let messages_paginated = scope.stream == Stream::Messages && q.paginated;
-    let mut q = q;
+    // Sorting: ignored everywhere, ignored on /messages (conversation order;
+    // paginated: the cursor's order, the default below), or checked against
+    // the documented fields.
+    if cfg.ignore_sort {
+        q.sort = None;
+    } else if scope.stream == Stream::Messages && cfg.messages_sort_ignored {
+        // Ids follow creation, so id order is createdAt order with ties by
+        // id (never shuffled: there are no ties).
+        q.sort = None;
+    } else if let Some((f, _)) = &q.sort {
+        let documented = matches!(f.as_str(), "updatedAt" | "createdAt")
+            || (scope.stream == Stream::Tickets
+                && matches!(f.as_str(), "priority" | "lastNotification" | "archivedAt"));
+        if !documented {
+            match cfg.undocumented_sort {
+                UndocumentedSort::Honour => {}
+                UndocumentedSort::Refuse => {
+                    return Err(bad_request(&format!("Invalid sort field: {f}")))
+                }
+                UndocumentedSort::Ignore => q.sort = None,
+            }
+        }
+    }
     if messages_paginated {
         // Cursor paging: newest first, `before` = id (or date) of the last item seen.
         if let Some(b) = q.before.take() {
@@ -473,7 +516,7 @@ fn route(
             } else {
                 return Err(json_error(StatusCode::BAD_REQUEST, "Invalid cursor"));
             };
-            q.ranges.push(query::RangeFilter {
+            q.cursor.push(query::RangeFilter {
                 field: field.into(),
                 op: query::Op::Lt,
                 value: b,
@@ -485,16 +528,17 @@ fn route(
         cap,
         unpaginated,
         ignore_filters: cfg.ignore_filters,
-        ignore_sort: cfg.ignore_sort,
         shuffle: (cfg.tie_order == TieOrder::Shuffled)
             .then(|| mix(cfg.seed ^ seq.wrapping_mul(0x9e37))),
         count_total: scope.stream == Stream::Tickets,
-        default_sort: messages_paginated.then(|| ("createdAt".to_string(), true)),
+        // Newest first, in the order of the cursor (`_id <`): the same as
+        // createdAt descending with ties by id, which a shuffle cannot break.
+        default_sort: messages_paginated.then(|| ("_id".to_string(), true)),
         archived_default: cfg.archived_default,
     };
     let page = {
         let store = sh.store.lock();
-        list(gen, &store, &scope, &q, &opts).map_err(|m| json_error(StatusCode::BAD_REQUEST, &m))?
+        list(gen, &store, &scope, &q, &opts).map_err(|m| bad_request(&m))?
     };
     let mut w = Json::with_capacity(page.metas.len() * 2200 + 64);
     let items = |w: &mut Json, metas: &[RecMeta]| {
@@ -509,10 +553,12 @@ fn route(
             w.begin_obj();
             w.key("tickets");
             items(&mut w, &page.metas);
-            w.key("count");
-            w.u64(page.metas.len() as u64);
-            w.key("totalCount");
-            w.u64(page.total);
+            if cfg.total_count {
+                w.key("count");
+                w.u64(page.metas.len() as u64);
+                w.key("totalCount");
+                w.u64(page.total);
+            }
             w.end_obj();
         }
         Stream::Messages if messages_paginated => {

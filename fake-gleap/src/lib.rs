@@ -26,8 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{
-    ArchivedDefault, ErrorBody, FakeConfig, Fault, Faults, MutateEvery, RateLimit, ResponsesShape,
-    RetryAfter, Stream, TieOrder,
+    ArchivedDefault, EncodedOperators, ErrorBody, FakeConfig, Fault, Faults, IdRangeFilters,
+    MutateEvery, OverLimit, RateLimit, ResponsesShape, RetryAfter, Stream, TieOrder,
+    UndocumentedSort,
 };
 pub use http::Stats;
 pub use store::RecordRef;
@@ -72,11 +73,44 @@ async fn serve(
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let date_header = shared.cfg.date_header;
     let app = http::router(shared);
     // Not graceful: a shutdown must not wait for keep-alive clients or hangs.
-    tokio::select! {
-        r = axum::serve(rawio::RawListener(listener), app) => { if let Err(e) = r { eprintln!("fake-gleap: server error: {e}"); } }
-        _ = shutdown => {}
+    if date_header {
+        tokio::select! {
+            r = axum::serve(rawio::RawListener(listener), app) => { if let Err(e) = r { eprintln!("fake-gleap: server error: {e}"); } }
+            _ = shutdown => {}
+        }
+    } else {
+        tokio::select! {
+            _ = serve_without_date(listener, app) => {}
+            _ = shutdown => {}
+        }
+    }
+}
+
+/// Like `axum::serve` (HTTP/1.1, one task per connection), but with hyper's
+/// automatic `Date` header turned off (`FakeConfig::date_header`).
+async fn serve_without_date(listener: tokio::net::TcpListener, app: axum::Router) {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // As axum::serve: transient (e.g. out of file descriptors).
+                eprintln!("fake-gleap: accept error: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let svc = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .auto_date_header(false)
+                .serve_connection(TokioIo::new(rawio::RawTargets::new(stream)), svc)
+                .await;
+        });
     }
 }
 

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use fake_gleap::{
-    ArchivedDefault, FakeConfig, Fault, Faults, MutateEvery, RateLimit, ResponsesShape, RetryAfter,
-    TieOrder,
+    FakeConfig, Fault, Faults, MutateEvery, RateLimit, ResponsesShape, RetryAfter, TieOrder,
 };
 
 #[derive(Parser, Debug)]
@@ -73,9 +72,40 @@ struct Cli {
     hang_ms: u64,
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
-    /// exclude | include
+    /// Meaning of archived / isSpam / ignoreArchived on GET /tickets:
+    /// ignored | include | exclude | webapp
     #[arg(long, default_value = "exclude")]
     archived_default: String,
+    /// Sort on an undocumented field (sort=_id): honour | refuse | ignore
+    #[arg(long, default_value = "honour")]
+    undocumented_sort: String,
+    /// /messages ignores sort (always createdAt ascending).
+    #[arg(long)]
+    messages_sort_ignored: bool,
+    /// Percent-encoded range operators (updatedAt%3E=): decode | refuse | ignore | literal
+    #[arg(long, default_value = "decode")]
+    encoded_operators: String,
+    /// Range operators on _id / id: honour | refuse | ignore
+    #[arg(long, default_value = "honour")]
+    id_range_filters: String,
+    /// A limit above the endpoint's cap: clamp | refuse
+    #[arg(long, default_value = "clamp")]
+    over_limit: String,
+    /// Records of one tie group share createdAt too.
+    #[arg(long)]
+    tie_created: bool,
+    /// No Date header on responses.
+    #[arg(long)]
+    no_date_header: bool,
+    /// No X-RateLimit-Limit / -Remaining headers.
+    #[arg(long)]
+    no_rate_limit_headers: bool,
+    /// No count / totalCount in the GET /tickets body.
+    #[arg(long)]
+    no_total_count: bool,
+    /// How far the API's clock runs ahead of this machine's, in ms (negative: behind).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    clock_offset_ms: i64,
     /// array | wrapped:KEY
     #[arg(long, default_value = "array")]
     responses_shape: String,
@@ -134,6 +164,12 @@ fn config(c: &Cli) -> Result<FakeConfig, String> {
         gzip: !c.no_gzip,
         odd_records: c.odd_records,
         max_limit: c.max_limit,
+        messages_sort_ignored: c.messages_sort_ignored,
+        tie_created: c.tie_created,
+        date_header: !c.no_date_header,
+        rate_limit_headers: !c.no_rate_limit_headers,
+        total_count: !c.no_total_count,
+        clock_offset_ms: c.clock_offset_ms,
         ..FakeConfig::default()
     };
     if let Some(t) = &c.base_time {
@@ -167,11 +203,26 @@ fn config(c: &Cli) -> Result<FakeConfig, String> {
         },
         hang: Duration::from_millis(c.hang_ms),
     };
-    cfg.archived_default = match c.archived_default.as_str() {
-        "exclude" => ArchivedDefault::Exclude,
-        "include" => ArchivedDefault::Include,
-        o => return Err(format!("--archived-default: unknown {o:?}")),
-    };
+    cfg.archived_default = c
+        .archived_default
+        .parse()
+        .map_err(|e| format!("--archived-default: {e}"))?;
+    cfg.undocumented_sort = c
+        .undocumented_sort
+        .parse()
+        .map_err(|e| format!("--undocumented-sort: {e}"))?;
+    cfg.encoded_operators = c
+        .encoded_operators
+        .parse()
+        .map_err(|e| format!("--encoded-operators: {e}"))?;
+    cfg.id_range_filters = c
+        .id_range_filters
+        .parse()
+        .map_err(|e| format!("--id-range-filters: {e}"))?;
+    cfg.over_limit = c
+        .over_limit
+        .parse()
+        .map_err(|e| format!("--over-limit: {e}"))?;
     cfg.responses_shape = match c.responses_shape.as_str() {
         "array" => ResponsesShape::Array,
         o => match o.strip_prefix("wrapped:") {

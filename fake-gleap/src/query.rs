@@ -13,8 +13,14 @@
 //!
 //! Same for `<`. An unencoded `+` in a time zone offset (`+01:00`) decodes to
 //! a space and makes the date unparsable (400), as on a real server.
+//!
+//! Whether the encoded forms count as operators is `EncodedOperators`,
+//! decided on the raw key before any decoding. Raw `<` / `>` get here
+//! through `rawio` (hyper alone would refuse them).
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
+
+use crate::config::EncodedOperators;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
@@ -25,6 +31,15 @@ pub(crate) enum Op {
 }
 
 impl Op {
+    /// The operator as written in a query key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Gt => ">",
+            Op::Gte => ">=",
+            Op::Lt => "<",
+            Op::Lte => "<=",
+        }
+    }
     pub fn is_lower(self) -> bool {
         matches!(self, Op::Gt | Op::Gte)
     }
@@ -58,6 +73,9 @@ pub(crate) struct Query {
     pub exact: Vec<(String, Vec<String>)>,
     pub paginated: bool,
     pub before: Option<String>,
+    /// The `/messages` `before` cursor as a range, added by the router:
+    /// applied even where range filters are ignored.
+    pub cursor: Vec<RangeFilter>,
     pub ignore_archived: bool,
 }
 
@@ -91,10 +109,48 @@ fn parse_bool(v: &str) -> bool {
     matches!(v, "true" | "1")
 }
 
-/// Parses a raw query string. Errors are messages for a 400.
-pub(crate) fn parse(raw: &str) -> Result<Query, String> {
+/// Where a raw (undecoded) key holds a percent-encoded `>` or `<`: the
+/// length of the parameter's name up to and including the operator (and a
+/// directly following encoded `=`), e.g. `updatedAt%3E%3D`.
+fn encoded_operator(raw_key: &str) -> Option<usize> {
+    let b = raw_key.as_bytes();
+    let at = |i: usize, hex: &[u8; 2]| {
+        b.len() >= i + 3
+            && b[i] == b'%'
+            && b[i + 1] == hex[0]
+            && b[i + 2].to_ascii_uppercase() == hex[1]
+    };
+    let p = (0..b.len()).find(|&i| at(i, b"3E") || at(i, b"3C"))?;
+    Some(if at(p + 3, b"3D") { p + 6 } else { p + 3 })
+}
+
+/// Parses a raw query string, treating keys with percent-encoded range
+/// operators per `enc`. Errors are messages for a 400.
+pub(crate) fn parse(raw: &str, enc: EncodedOperators) -> Result<Query, String> {
     let mut q = Query::default();
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        // Decided on the raw key, before any decoding: a server that never
+        // decodes keys sees `updatedAt%3E` where a raw `>` would be.
+        if enc != EncodedOperators::Decode {
+            let raw_key = pair.find('=').map_or(pair, |p| &pair[..p]);
+            if let Some(end) = encoded_operator(raw_key) {
+                match enc {
+                    EncodedOperators::Refuse => {
+                        return Err(format!("Invalid query parameter: {}", &raw_key[..end]))
+                    }
+                    EncodedOperators::Literal => {
+                        let value = pair.get(raw_key.len() + 1..).unwrap_or("");
+                        let vals = percent_decode(value)
+                            .split(',')
+                            .map(str::to_string)
+                            .collect();
+                        q.exact.push((raw_key.to_string(), vals));
+                    }
+                    EncodedOperators::Ignore | EncodedOperators::Decode => {}
+                }
+                continue;
+            }
+        }
         let (key, value, had_eq) = match pair.find('=') {
             Some(p) => (
                 percent_decode(&pair[..p]),
@@ -200,16 +256,45 @@ pub(crate) fn is_date_field(f: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn parse_d(raw: &str) -> Result<Query, String> {
+        parse(raw, EncodedOperators::Decode)
+    }
+
+    #[test]
+    fn encoded_operators_per_policy() {
+        let raw = "updatedAt%3E=2024-01-01&createdAt%3c%3D=2024-02-01&x%3E5&updatedAt>=2024-03-01&status=OPEN";
+        let q = parse(raw, EncodedOperators::Ignore).unwrap();
+        assert_eq!(q.ranges.len(), 1, "the raw operator stays");
+        assert_eq!(q.ranges[0].value, "2024-03-01");
+        assert_eq!(
+            q.exact,
+            vec![("status".to_string(), vec!["OPEN".to_string()])]
+        );
+        let q = parse(raw, EncodedOperators::Literal).unwrap();
+        assert_eq!(q.ranges.len(), 1);
+        let keys: Vec<&str> = q.exact.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["updatedAt%3E", "createdAt%3c%3D", "x%3E5", "status"]);
+        assert_eq!(
+            parse(raw, EncodedOperators::Refuse).unwrap_err(),
+            "Invalid query parameter: updatedAt%3E"
+        );
+        assert_eq!(
+            parse("createdAt%3c%3D=1", EncodedOperators::Refuse).unwrap_err(),
+            "Invalid query parameter: createdAt%3c%3D"
+        );
+        assert!(parse("updatedAt>=2024-01-01&q=%3E", EncodedOperators::Refuse).is_ok());
+    }
+
     #[test]
     fn operators_in_keys() {
-        let q = parse("updatedAt>=2024-01-01T00:00:00.000Z&updatedAt%3C=2024-02-01T00:00:00Z&sort=-updatedAt&limit=5&skip=10").unwrap();
+        let q = parse_d("updatedAt>=2024-01-01T00:00:00.000Z&updatedAt%3C=2024-02-01T00:00:00Z&sort=-updatedAt&limit=5&skip=10").unwrap();
         assert_eq!(q.ranges[0].op, Op::Gte);
         assert_eq!(q.ranges[0].field, "updatedAt");
         assert_eq!(q.ranges[1].op, Op::Lte);
         assert_eq!(q.sort, Some(("updatedAt".into(), true)));
         assert_eq!((q.limit, q.skip), (Some(5), 10));
         let q =
-            parse("updatedAt%3E%3D=2024-01-01&createdAt>2024-01-01T00:00:00.000Z&x%3C5").unwrap();
+            parse_d("updatedAt%3E%3D=2024-01-01&createdAt>2024-01-01T00:00:00.000Z&x%3C5").unwrap();
         assert_eq!(q.ranges[0].op, Op::Gte);
         assert_eq!(q.ranges[1].op, Op::Gt);
         assert_eq!(q.ranges[1].value, "2024-01-01T00:00:00.000Z");
@@ -221,7 +306,7 @@ mod tests {
             ),
             ("x", Op::Lt, "5")
         );
-        let q = parse(
+        let q = parse_d(
             "type=BUG,FEATURE_REQUEST&archived=true&paginated=true&before=abc&ignoreArchived=true",
         )
         .unwrap();

@@ -322,7 +322,6 @@ pub(crate) struct ListOpts {
     pub cap: u64,
     pub unpaginated: bool,
     pub ignore_filters: bool,
-    pub ignore_sort: bool,
     /// Seed for shuffling ties (`TieOrder::Shuffled`), fresh per request.
     pub shuffle: Option<u64>,
     pub count_total: bool,
@@ -433,7 +432,17 @@ pub(crate) fn list(
     } else {
         q.ranges.clone()
     };
+    ranges.extend(q.cursor.iter().cloned());
     let mut exact = q.exact.clone();
+    // A field name no record can have (an undecoded `updatedAt%3E`, see
+    // `EncodedOperators::Literal`) matches nothing: answer without a scan.
+    if exact.iter().any(|(f, _)| f.contains(['%', '<', '>'])) {
+        return Ok(Page {
+            metas: Vec::new(),
+            total: 0,
+            has_more: false,
+        });
+    }
     // Tickets: archived / spam are served from a cheap class hash.
     let mut mask = 0xf;
     if scope.stream == Stream::Tickets {
@@ -441,20 +450,30 @@ pub(crate) fn list(
             let pos = exact.iter().position(|(k, _)| k == f)?;
             Some(bool_set(&exact.remove(pos).1))
         };
-        let exclude = o.archived_default == ArchivedDefault::Exclude;
-        let archived = take(&mut exact, "archived").unwrap_or(if exclude && !q.ignore_archived {
-            1
-        } else {
-            3
-        });
-        let spam = take(&mut exact, "isSpam").unwrap_or(if exclude { 1 } else { 3 });
+        // Sets of allowed values: bit0 = false, bit1 = true.
+        const FALSE: u8 = 1;
+        const BOTH: u8 = 3;
+        let archived = take(&mut exact, "archived");
+        let spam = take(&mut exact, "isSpam");
+        let (archived, spam) = match o.archived_default {
+            ArchivedDefault::Ignored => (BOTH, BOTH),
+            ArchivedDefault::Include => (archived.unwrap_or(BOTH), spam.unwrap_or(BOTH)),
+            ArchivedDefault::Exclude => (
+                archived.unwrap_or(if q.ignore_archived { BOTH } else { FALSE }),
+                spam.unwrap_or(FALSE),
+            ),
+            ArchivedDefault::WebApp => (
+                if q.ignore_archived {
+                    archived.unwrap_or(BOTH)
+                } else {
+                    FALSE
+                },
+                spam.unwrap_or(FALSE),
+            ),
+        };
         mask = class_mask(archived, spam);
     }
-    let sort = if o.ignore_sort {
-        None
-    } else {
-        q.sort.clone().or_else(|| o.default_sort.clone())
-    };
+    let sort = q.sort.clone().or_else(|| o.default_sort.clone());
     // Move ranges on indexable fields into parsed bounds.
     let mut bounds = Vec::new();
     let mut other_ranges: Vec<RangeFilter> = Vec::new();

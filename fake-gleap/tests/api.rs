@@ -872,3 +872,535 @@ async fn async_start_serves() {
         .unwrap();
     assert_eq!(r.status, 200);
 }
+
+// ------------------------------------------------- unknowns of the API
+
+/// All tickets with their archived / spam flags, read from a server that
+/// ignores those parameters (same seed, so the same tickets).
+fn ticket_flags(cfg: &FakeConfig) -> Vec<(String, bool, bool)> {
+    let f = start(FakeConfig {
+        archived_default: ArchivedDefault::Ignored,
+        ..cfg.clone()
+    });
+    let v = get(&f, "/tickets?limit=1000").json();
+    let out: Vec<(String, bool, bool)> = v["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap().to_string(),
+                t["archived"].as_bool().unwrap(),
+                t["isSpam"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(out.len() as u64, cfg.tickets);
+    out
+}
+
+#[test]
+fn archived_meanings() {
+    let base = FakeConfig::default();
+    let all = ticket_flags(&base);
+    let n_arch = all.iter().filter(|t| t.1).count();
+    let n_spam = all.iter().filter(|t| t.2).count();
+    assert!(
+        n_arch >= 3 && n_spam >= 1,
+        "{n_arch} archived, {n_spam} spam"
+    );
+    type Want = fn(bool, bool) -> bool;
+    let cases: [(ArchivedDefault, &str, Want); 28] = {
+        use ArchivedDefault::*;
+        [
+            (Ignored, "", |_, _| true),
+            (Ignored, "archived=true", |_, _| true),
+            (Ignored, "archived=false&isSpam=false", |_, _| true),
+            (Ignored, "ignoreArchived=true&archived=true", |_, _| true),
+            (Ignored, "isSpam=true", |_, _| true),
+            (Ignored, "ignoreArchived=true", |_, _| true),
+            (Ignored, "status=OPEN&archived=true", |_, _| true),
+            (Include, "", |_, _| true),
+            (Include, "archived=true", |a, _| a),
+            (Include, "archived=false", |a, _| !a),
+            (Include, "ignoreArchived=true", |_, _| true),
+            (Include, "isSpam=true", |_, s| s),
+            (Include, "archived=true&isSpam=false", |a, s| a && !s),
+            (Exclude, "", |a, s| !a && !s),
+            (Exclude, "archived=true", |a, s| a && !s),
+            (Exclude, "ignoreArchived=true", |_, s| !s),
+            (Exclude, "ignoreArchived=true&archived=true", |a, s| a && !s),
+            (Exclude, "isSpam=true", |a, s| !a && s),
+            (Exclude, "ignoreArchived=true&isSpam=true,false", |_, _| {
+                true
+            }),
+            (WebApp, "", |a, s| !a && !s),
+            (WebApp, "archived=true", |a, s| !a && !s),
+            (WebApp, "archived=true&isSpam=true", |a, s| !a && s),
+            (WebApp, "ignoreArchived=true", |_, s| !s),
+            (
+                WebApp,
+                "ignoreArchived=true&archived=true&isSpam=false",
+                |a, s| a && !s,
+            ),
+            (WebApp, "ignoreArchived=true&archived=false", |a, s| {
+                !a && !s
+            }),
+            (WebApp, "ignoreArchived=true&isSpam=true", |_, s| s),
+            (WebApp, "ignoreArchived=false&archived=true", |a, s| {
+                !a && !s
+            }),
+            (WebApp, "ignoreArchived=true&isSpam=false,true", |_, _| true),
+        ]
+    };
+    for meaning in [
+        ArchivedDefault::Ignored,
+        ArchivedDefault::Include,
+        ArchivedDefault::Exclude,
+        ArchivedDefault::WebApp,
+    ] {
+        let f = start(FakeConfig {
+            archived_default: meaning,
+            ..base.clone()
+        });
+        for (m, q, want) in cases.iter().filter(|c| c.0 == meaning) {
+            let v = get(&f, &format!("/tickets?limit=1000&{q}")).json();
+            let mut got = ids(&v["tickets"]);
+            got.sort();
+            let want: Vec<String> = all
+                .iter()
+                .filter(|t| want(t.1, t.2))
+                .filter(|t| {
+                    // `status=OPEN` still filters (checked on the response).
+                    !q.contains("status=")
+                        || v["tickets"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|x| x["id"] == t.0.as_str())
+                })
+                .map(|t| t.0.clone())
+                .collect();
+            assert_eq!(got, want, "{m:?} {q:?}");
+            assert_eq!(v["totalCount"], want.len(), "{m:?} {q:?}");
+            // totalCount agrees with small pages too.
+            let p = get(&f, &format!("/tickets?limit=7&skip=3&{q}")).json();
+            assert_eq!(p["totalCount"], want.len(), "{m:?} {q:?} paged");
+        }
+        // The snapshot is the truth whatever the meaning.
+        assert_eq!(f.snapshot(Stream::Tickets).len(), 250);
+    }
+}
+
+#[test]
+fn undocumented_sorts() {
+    let f = start(FakeConfig::default());
+    let asc = ids(&get(&f, "/sessions?limit=1000").json());
+    let mut desc = asc.clone();
+    desc.reverse();
+    assert_eq!(ids(&get(&f, "/sessions?limit=1000&sort=-_id").json()), desc);
+
+    let f = start(FakeConfig {
+        undocumented_sort: UndocumentedSort::Refuse,
+        ..FakeConfig::default()
+    });
+    for (path, sort) in [
+        ("/sessions", "_id"),
+        ("/sessions", "-id"),
+        ("/tickets", "_id"),
+        ("/messages", "-_id"),
+        ("/sessions", "priority"),
+        ("/teams", "name"),
+    ] {
+        let r = get(&f, &format!("{path}?sort={sort}"));
+        assert_eq!(r.status, 400, "{path} {sort}");
+        let field = sort.trim_start_matches('-');
+        assert_eq!(
+            r.json(),
+            serde_json::json!({"statusCode":400,"message":format!("Invalid sort field: {field}")})
+        );
+    }
+    for (path, sort) in [
+        ("/sessions", "updatedAt"),
+        ("/sessions", "-createdAt"),
+        ("/messages", "-createdAt"),
+        ("/engagement/surveys", "updatedAt"),
+        ("/tickets", "-priority"),
+        ("/tickets", "lastNotification"),
+        ("/tickets", "-archivedAt"),
+    ] {
+        assert_eq!(
+            get(&f, &format!("{path}?sort={sort}")).status,
+            200,
+            "{path} {sort}"
+        );
+    }
+
+    let f = start(FakeConfig {
+        undocumented_sort: UndocumentedSort::Ignore,
+        ..FakeConfig::default()
+    });
+    assert_eq!(ids(&get(&f, "/sessions?limit=1000&sort=-_id").json()), asc);
+    assert_eq!(ids(&get(&f, "/sessions?limit=1000&sort=-id").json()), asc);
+    assert_eq!(
+        ids(&get(&f, "/sessions?limit=1000&sort=-updatedAt").json()),
+        desc,
+        "documented sorts still apply"
+    );
+}
+
+#[test]
+fn messages_can_ignore_sort() {
+    let f = start(FakeConfig {
+        messages_sort_ignored: true,
+        ..FakeConfig::default()
+    });
+    // Updated messages move to the end in updatedAt order, not in createdAt order.
+    let moved = f.update(Stream::Messages, 5);
+    let mut by_created = ids(&get(&f, "/messages?limit=1000&sort=createdAt").json());
+    for q in [
+        "",
+        "&sort=-updatedAt",
+        "&sort=updatedAt",
+        "&sort=-createdAt",
+        "&sort=-_id",
+    ] {
+        let v = get(&f, &format!("/messages?limit=1000{q}")).json();
+        let created: Vec<&str> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["createdAt"].as_str().unwrap())
+            .collect();
+        assert!(created.windows(2).all(|w| w[0] <= w[1]), "{q}");
+        assert_eq!(ids(&v), by_created, "{q}");
+    }
+    let mut sorted = by_created.clone();
+    sorted.sort();
+    assert_eq!(by_created, sorted, "ties by id");
+    assert!(moved.iter().all(|id| by_created.contains(id)));
+    // Filters still apply.
+    let v = get(
+        &f,
+        "/messages?limit=1000&sort=-updatedAt&createdAt%3E=2023-12-02T01:00:00.000Z",
+    )
+    .json();
+    let n = v.as_array().unwrap().len();
+    assert_eq!(n, 180);
+    by_created.retain(|id| ids(&v).contains(id));
+    assert_eq!(ids(&v), by_created);
+    // Ties of createdAt come by id even where ties are shuffled.
+    let g = start(FakeConfig {
+        messages_sort_ignored: true,
+        tie_group: 7,
+        tie_created: true,
+        tie_order: TieOrder::Shuffled,
+        ..FakeConfig::default()
+    });
+    let a = ids(&get(&g, "/messages?limit=1000&sort=-createdAt").json());
+    let mut a_sorted = a.clone();
+    a_sorted.sort();
+    assert_eq!(a, a_sorted);
+    // Other endpoints keep honouring sort.
+    let s = ids(&get(&f, "/sessions?limit=1000&sort=-updatedAt").json());
+    let mut s_sorted = s.clone();
+    s_sorted.sort();
+    s_sorted.reverse();
+    assert_eq!(s, s_sorted);
+}
+
+#[test]
+fn encoded_operators_per_mode() {
+    // Session i has updatedAt = 2024-01-01T00:00 + i minutes: 60 of 120 from 01:00.
+    let raw = "/sessions?updatedAt>=2024-01-01T01:00:00.000Z&limit=1000";
+    let enc = "/sessions?updatedAt%3E=2024-01-01T01:00:00.000Z&limit=1000";
+    let enc2 = "/sessions?updatedAt%3e%3D2024-01-01T01:00:00.000Z&limit=1000";
+    let strict = "/sessions?updatedAt%3E2024-01-01T01:00:00.000Z&limit=1000";
+    let len = |r: Resp| {
+        assert_eq!(r.status, 200);
+        r.json().as_array().unwrap().len()
+    };
+    for mode in [
+        EncodedOperators::Decode,
+        EncodedOperators::Refuse,
+        EncodedOperators::Ignore,
+        EncodedOperators::Literal,
+    ] {
+        let f = start(FakeConfig {
+            encoded_operators: mode,
+            ..FakeConfig::default()
+        });
+        assert_eq!(len(get(&f, raw)), 60, "{mode:?}: raw operators always work");
+        assert_eq!(
+            len(get(
+                &f,
+                "/sessions?updatedAt<2024-01-01T00:10:00.000Z&limit=1000"
+            )),
+            10,
+            "{mode:?}"
+        );
+        assert_eq!(len(get(&f, "/sessions?limit=1000")), 120, "{mode:?}");
+        match mode {
+            EncodedOperators::Decode => {
+                assert_eq!(len(get(&f, enc)), 60);
+                assert_eq!(len(get(&f, enc2)), 60);
+                assert_eq!(len(get(&f, strict)), 59);
+            }
+            EncodedOperators::Refuse => {
+                for (q, name) in [
+                    (enc, "updatedAt%3E"),
+                    (enc2, "updatedAt%3e%3D"),
+                    (strict, "updatedAt%3E"),
+                ] {
+                    let r = get(&f, q);
+                    assert_eq!(r.status, 400, "{q}");
+                    assert_eq!(
+                        r.json()["message"],
+                        format!("Invalid query parameter: {name}")
+                    );
+                }
+            }
+            EncodedOperators::Ignore => {
+                for q in [enc, enc2, strict] {
+                    assert_eq!(len(get(&f, q)), 120, "{q}");
+                }
+            }
+            EncodedOperators::Literal => {
+                for q in [enc, enc2, strict] {
+                    assert_eq!(len(get(&f, q)), 0, "{q}");
+                }
+                let t = get(
+                    &f,
+                    "/tickets?updatedAt%3C=2024-01-01T01:00:00.000Z&ignoreArchived=true",
+                )
+                .json();
+                assert_eq!(
+                    (t["count"].clone(), t["totalCount"].clone()),
+                    (0.into(), 0.into())
+                );
+                // Exact filters still answer.
+                let open = get(&f, "/tickets?status=OPEN&limit=1000").json();
+                assert!(open["count"].as_u64().unwrap() > 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn id_range_filters_per_mode() {
+    let f = start(FakeConfig::default());
+    let all = ids(&get(&f, "/sessions?limit=1000").json());
+    let q = format!("/sessions?_id%3E{}&limit=1000", all[99]);
+    let q_raw = format!("/sessions?_id>={}&limit=1000", all[99]);
+    assert_eq!(ids(&get(&f, &q).json()), all[100..].to_vec());
+    assert_eq!(ids(&get(&f, &q_raw).json()), all[99..].to_vec());
+
+    let f = start(FakeConfig {
+        id_range_filters: IdRangeFilters::Refuse,
+        ..FakeConfig::default()
+    });
+    let r = get(&f, &q);
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["message"], "Invalid filter: _id>");
+    let r = get(&f, &format!("/tickets?id%3C={}", all[3]));
+    assert_eq!(
+        (r.status, r.json()["message"].clone()),
+        (400, "Invalid filter: id<=".into())
+    );
+    assert_eq!(
+        get(&f, "/sessions?updatedAt%3E=2024-01-01T01:00:00.000Z").status,
+        200
+    );
+    // The server's own cursor on /messages is not a client range filter.
+    let m = get(&f, "/messages?paginated=true&limit=100").json();
+    let before = m["nextBefore"].as_str().unwrap();
+    let r = get(
+        &f,
+        &format!("/messages?paginated=true&limit=100&before={before}"),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["items"].as_array().unwrap().len(), 100);
+
+    let f = start(FakeConfig {
+        id_range_filters: IdRangeFilters::Ignore,
+        ..FakeConfig::default()
+    });
+    assert_eq!(ids(&get(&f, &q).json()), all);
+    assert_eq!(ids(&get(&f, &q_raw).json()), all);
+    let r = get(
+        &f,
+        "/sessions?updatedAt%3E=2024-01-01T01:00:00.000Z&limit=1000",
+    );
+    assert_eq!(
+        r.json().as_array().unwrap().len(),
+        60,
+        "date ranges still apply"
+    );
+}
+
+#[test]
+fn over_limit_clamped_or_refused() {
+    let f = start(FakeConfig {
+        max_limit: Some(100),
+        over_limit: OverLimit::Refuse,
+        ..FakeConfig::default()
+    });
+    for path in ["/sessions", "/tickets", "/messages", "/teams"] {
+        let r = get(&f, &format!("{path}?limit=1000"));
+        assert_eq!(r.status, 400, "{path}");
+        assert_eq!(
+            r.json(),
+            serde_json::json!({"statusCode":400,"message":"limit must not exceed 100"})
+        );
+        assert_eq!(get(&f, &format!("{path}?limit=100")).status, 200, "{path}");
+        assert_eq!(get(&f, path).status, 200, "{path}");
+    }
+    assert_eq!(
+        get(&f, "/sessions?limit=100")
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        100
+    );
+
+    // Refuse with only the documented caps.
+    let f = start(FakeConfig {
+        over_limit: OverLimit::Refuse,
+        ..FakeConfig::default()
+    });
+    assert_eq!(get(&f, "/tickets?limit=1000").status, 200);
+    assert_eq!(
+        get(&f, "/tickets?limit=1001").json()["message"],
+        "limit must not exceed 1000"
+    );
+    assert_eq!(get(&f, "/messages?limit=10000").status, 200);
+    assert_eq!(get(&f, "/messages?limit=10001").status, 400);
+
+    // Clamp (default) with the undocumented cap: served at 100, silently.
+    let f = start(FakeConfig {
+        max_limit: Some(100),
+        ..FakeConfig::default()
+    });
+    let r = get(&f, "/sessions?limit=1000");
+    assert_eq!((r.status, r.json().as_array().unwrap().len()), (200, 100));
+}
+
+#[test]
+fn tie_groups_can_share_created_at() {
+    let cfg = FakeConfig {
+        tie_group: 5,
+        tie_created: true,
+        ..FakeConfig::default()
+    };
+    let f = start(cfg.clone());
+    let v = get(&f, "/sessions?limit=1000&sort=createdAt").json();
+    let rows: Vec<(String, String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_string(),
+                s["createdAt"].as_str().unwrap().to_string(),
+                s["updatedAt"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 120);
+    for (k, g) in rows.chunks(5).enumerate() {
+        assert!(
+            g.iter().all(|r| r.1 == g[0].1 && r.2 == g[0].2),
+            "group {k}"
+        );
+        assert!(g.iter().all(|r| r.1 <= r.2));
+        assert!(
+            g.windows(2).all(|w| w[0].0 < w[1].0),
+            "distinct ids in index order"
+        );
+        if k > 0 {
+            assert!(rows[k * 5 - 1].1 < g[0].1, "groups differ");
+        }
+    }
+    // Without the knob, createdAt differs inside a tie group.
+    let f = start(FakeConfig {
+        tie_created: false,
+        ..cfg
+    });
+    let v = get(&f, "/sessions?limit=5&sort=createdAt").json();
+    assert_ne!(v[0]["createdAt"], v[1]["createdAt"]);
+    assert_eq!(v[0]["updatedAt"], v[1]["updatedAt"]);
+}
+
+#[test]
+fn date_header_can_be_left_out() {
+    let f = start(FakeConfig::default());
+    assert!(get(&f, "/teams").header("date").is_some());
+    for offset in [0, 60_000] {
+        let f = start(FakeConfig {
+            date_header: false,
+            clock_offset_ms: offset,
+            ..FakeConfig::default()
+        });
+        let r = get(&f, "/teams");
+        assert_eq!(r.status, 200);
+        assert!(r.header("date").is_none(), "{:?}", r.headers);
+        assert!(get(&f, "/nope").header("date").is_none());
+        // Faults still behave on this serving path.
+        f.set_faults(Faults {
+            rate: 1.0,
+            kinds: vec![Fault::ResetMidBody],
+            ..Faults::default()
+        });
+        let r = get(&f, "/sessions");
+        assert_eq!(r.status, 200);
+        assert!(!r.complete);
+    }
+}
+
+#[test]
+fn rate_limit_headers_can_be_left_out() {
+    let f = start(FakeConfig {
+        rate_limit: Some(RateLimit {
+            per_window: 2,
+            ..RateLimit::default()
+        }),
+        rate_limit_headers: false,
+        ..FakeConfig::default()
+    });
+    let r = get(&f, "/teams");
+    assert_eq!(r.status, 200);
+    assert!(r.header("x-ratelimit-limit").is_none());
+    assert!(r.header("x-ratelimit-remaining").is_none());
+    get(&f, "/teams");
+    let r = get(&f, "/teams");
+    assert_eq!(r.status, 429);
+    assert!(r.header("x-ratelimit-remaining").is_none());
+    assert!(r.header("retry-after").is_some());
+}
+
+#[test]
+fn total_count_can_be_left_out() {
+    let f = start(FakeConfig {
+        total_count: false,
+        ..FakeConfig::default()
+    });
+    let v = get(&f, "/tickets?limit=3").json();
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["tickets"]);
+    assert_eq!(v["tickets"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn responses_wrapped_under_any_key() {
+    for key in ["data", "responses", "items"] {
+        let f = start(FakeConfig {
+            responses_shape: ResponsesShape::Wrapped(key.into()),
+            ..FakeConfig::default()
+        });
+        let sid = f.snapshot(Stream::Surveys)[0].id.clone();
+        let v = get(&f, &format!("/engagement/surveys/{sid}/responses?limit=7")).json();
+        assert_eq!(v.as_object().unwrap().len(), 1, "{key}");
+        assert_eq!(v[key].as_array().unwrap().len(), 7, "{key}");
+    }
+}
