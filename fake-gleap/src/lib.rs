@@ -9,12 +9,14 @@
 //!
 //! Modules: `config` (settings), `data` (generation), `render` (JSON writer),
 //! `query` (raw query parsing), `store` (overlay and listing), `http`
-//! (router, auth, rate limit, faults), `control` (`/_fake` control plane).
+//! (router, auth, rate limit, faults), `control` (`/_fake` control plane),
+//! `modes` (named deviations from the default, for test matrices).
 
 mod config;
 mod control;
 mod data;
 mod http;
+mod modes;
 mod query;
 mod rawio;
 mod render;
@@ -31,6 +33,7 @@ pub use config::{
     UndocumentedSort,
 };
 pub use http::Stats;
+pub use modes::{apply_modes, mode, ServerMode, MODES};
 pub use store::RecordRef;
 
 use http::Shared;

@@ -106,6 +106,12 @@ struct Cli {
     /// How far the API's clock runs ahead of this machine's, in ms (negative: behind).
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     clock_offset_ms: i64,
+    /// Named modes (see --list-modes), applied after the other flags.
+    #[arg(long, value_name = "NAME[,NAME...]")]
+    mode: Option<String>,
+    /// Print the named modes and exit.
+    #[arg(long)]
+    list_modes: bool,
     /// array | wrapped:KEY
     #[arg(long, default_value = "array")]
     responses_shape: String,
@@ -247,12 +253,26 @@ fn config(c: &Cli) -> Result<FakeConfig, String> {
             deletes: c.mutate_deletes,
         });
     }
+    if let Some(m) = &c.mode {
+        fake_gleap::apply_modes(&mut cfg, m).map_err(|e| format!("--mode: {e}"))?;
+    }
     Ok(cfg)
 }
 
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    if cli.list_modes {
+        let w = fake_gleap::MODES
+            .iter()
+            .map(|m| m.name.len())
+            .max()
+            .unwrap_or(0);
+        for m in fake_gleap::MODES {
+            println!("{:w$}  {}", m.name, m.about);
+        }
+        return;
+    }
     let cfg = match config(&cli) {
         Ok(c) => c,
         Err(e) => {

@@ -1404,3 +1404,253 @@ fn responses_wrapped_under_any_key() {
         assert_eq!(v[key].as_array().unwrap().len(), 7, "{key}");
     }
 }
+
+/// A client that must work on every mode: no range filters, no sort, pages
+/// of 100 by skip, archived and spam asked for both ways; waits out 429s.
+fn get_patiently(f: &FakeGleap, target: &str) -> Value {
+    for _ in 0..20 {
+        let r = get(f, target);
+        if r.status == 429 {
+            std::thread::sleep(Duration::from_millis(300));
+            continue;
+        }
+        assert_eq!(
+            r.status,
+            200,
+            "{target}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        return r.json();
+    }
+    panic!("{target}: still rate limited");
+}
+
+fn list_all(f: &FakeGleap, path: &str, extra: &str, key: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    for skip in (0..).step_by(100) {
+        let v = get_patiently(f, &format!("{path}?limit=100&skip={skip}{extra}"));
+        let items = match key {
+            Some(k) => v[k].clone(),
+            None if v.is_array() => v,
+            // A wrapped array under whatever key.
+            None => v.as_object().unwrap().values().next().unwrap().clone(),
+        };
+        let got = ids(&items);
+        let n = got.len();
+        out.extend(got);
+        if n < 100 {
+            break;
+        }
+        if out.len() > 10_000 {
+            break; // unpaginated: the same whole list again
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+fn every_mode_applies_starts_and_serves_every_record() {
+    let mut names = std::collections::HashSet::new();
+    for m in MODES {
+        assert!(names.insert(m.name), "duplicate mode {}", m.name);
+        assert_eq!(mode(m.name).unwrap().name, m.name);
+        assert!(!m.about.is_empty());
+    }
+    for required in [
+        "archived-ignored",
+        "archived-include",
+        "archived-exclude",
+        "archived-webapp",
+        "id-sort-refused",
+        "id-sort-ignored",
+        "messages-sort-ignored",
+        "sort-ignored",
+        "filters-ignored",
+        "encoded-operators-refused",
+        "encoded-operators-ignored",
+        "encoded-operators-literal",
+        "id-filters-refused",
+        "id-filters-ignored",
+        "limit-refused",
+        "silent-cap",
+        "ties-shuffled",
+        "ties-share-created",
+        "no-date-header",
+        "no-ratelimit-headers",
+        "no-total-count",
+        "responses-wrapped",
+        "retry-after-absent",
+    ] {
+        assert!(mode(required).is_some(), "{required}");
+    }
+    assert!(mode("nope").is_none());
+    let mut cfg = FakeConfig::default();
+    let e = apply_modes(&mut cfg, "silent-cap,nope").unwrap_err();
+    assert!(
+        e.contains("\"nope\"") && e.contains("archived-webapp"),
+        "{e}"
+    );
+
+    let base = FakeConfig::default();
+    let truth = |f: &FakeGleap, s: Stream| -> Vec<String> {
+        f.snapshot(s).into_iter().map(|r| r.id).collect()
+    };
+    for m in MODES {
+        let mut cfg = base.clone();
+        (m.apply)(&mut cfg);
+        let f = start(cfg);
+        let mut tickets = list_all(
+            &f,
+            "/tickets",
+            "&ignoreArchived=true&isSpam=true",
+            Some("tickets"),
+        );
+        tickets.extend(list_all(
+            &f,
+            "/tickets",
+            "&ignoreArchived=true&isSpam=false",
+            Some("tickets"),
+        ));
+        tickets.sort();
+        tickets.dedup();
+        assert_eq!(tickets, truth(&f, Stream::Tickets), "{}: tickets", m.name);
+        for (path, s) in [
+            ("/sessions", Stream::Sessions),
+            ("/messages", Stream::Messages),
+            ("/teams", Stream::Teams),
+            ("/engagement/surveys", Stream::Surveys),
+            ("/message-templates", Stream::MessageTemplates),
+        ] {
+            assert_eq!(
+                list_all(&f, path, "", None),
+                truth(&f, s),
+                "{}: {path}",
+                m.name
+            );
+        }
+        let mut responses = Vec::new();
+        for sv in f.snapshot(Stream::Surveys) {
+            responses.extend(list_all(
+                &f,
+                &format!("/engagement/surveys/{}/responses", sv.id),
+                "",
+                None,
+            ));
+        }
+        responses.sort();
+        assert_eq!(
+            responses,
+            truth(&f, Stream::SurveyResponses),
+            "{}: responses",
+            m.name
+        );
+        // The documented cursor walk of /messages works too.
+        let mut seen = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let q = match &before {
+                Some(b) => format!("/messages?paginated=true&limit=100&before={b}"),
+                None => "/messages?paginated=true&limit=100".to_string(),
+            };
+            let v = get_patiently(&f, &q);
+            seen.extend(ids(&v["items"]));
+            assert!(seen.len() <= 300, "{}: cursor walk loops", m.name);
+            match v["nextBefore"].as_str() {
+                Some(b) => before = Some(b.to_string()),
+                None => break,
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, truth(&f, Stream::Messages), "{}: cursor walk", m.name);
+    }
+}
+
+/// The binary: `--list-modes`, `--mode` (after the other flags; unknown
+/// names refused with the valid ones) and the new flags.
+#[test]
+fn cli_modes_and_flags() {
+    let bin = env!("CARGO_BIN_EXE_fake-gleap");
+    let out = std::process::Command::new(bin)
+        .arg("--list-modes")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listed = String::from_utf8(out.stdout).unwrap();
+    for m in MODES {
+        assert!(listed.lines().any(|l| l.starts_with(m.name)), "{}", m.name);
+    }
+    let out = std::process::Command::new(bin)
+        .args(["--mode", "silent-cap,nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("\"nope\"") && err.contains("archived-webapp"),
+        "{err}"
+    );
+    for bad in [
+        ["--archived-default", "sometimes"],
+        ["--encoded-operators", "maybe"],
+        ["--over-limit", "x"],
+    ] {
+        let out = std::process::Command::new(bin).args(bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+
+    let dir = std::env::temp_dir().join(format!("fake-gleap-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ready = dir.join("url");
+    /// Stops the server this test started, even if an assertion fails.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = std::process::Command::new(bin)
+        .args(["--port", "0", "--ready-file"])
+        .arg(&ready)
+        .args([
+            "--archived-default",
+            "include",
+            "--encoded-operators",
+            "refuse",
+            "--no-total-count",
+            "--mode",
+            "archived-webapp,no-date-header,limit-refused",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = Kill(child);
+    let t0 = std::time::Instant::now();
+    while !ready.exists() && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = std::fs::read_to_string(&ready).unwrap();
+    let addr: SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v3")
+        .parse()
+        .unwrap();
+    let h = [
+        ("Authorization", "Bearer fake-api-key"),
+        ("Project", "fake-project"),
+    ];
+    let r = raw_request(addr, "GET", "/v3/tickets?archived=true&limit=100", &h);
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(r.status, 200);
+    assert!(r.header("date").is_none());
+    let v = r.json();
+    assert!(v.get("totalCount").is_none());
+    let t = v["tickets"].as_array().unwrap();
+    assert!(
+        !t.is_empty() && t.iter().all(|t| t["archived"] == false),
+        "webapp after include"
+    );
+}
