@@ -128,6 +128,8 @@ fn explain(def: &StreamDef, e: FetchError) -> Error {
             Error::Api(format!("GET {} answered 404: check \"api_url\"", def.path))
         }
         FetchError::Cancelled => Error::Interrupted(crate::error::exit::SIGINT),
+        FetchError::BadRequest(why) => Error::Api(why),
+        FetchError::Replan => Error::Internal("a replan outside a walk".into()),
     }
 }
 

@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,8 +22,9 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, DATE, RETRY_AFTER};
 use reqwest::StatusCode;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::{watch, Mutex, Notify};
 
+use crate::assumptions::Learned;
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::{self, StreamStats};
@@ -44,6 +45,13 @@ const RATE_LIMIT_MIN_WAIT: Duration = Duration::from_secs(2);
 pub enum FetchError {
     /// 404: for a child (a survey deleted mid-sync) the caller skips it.
     NotFound,
+    /// 400 or 422: the server refused a parameter. The pager finds out which
+    /// (`pager/probe.rs`) and asks without it; the text is the body's start.
+    BadRequest(String),
+    /// What the server showed invalidates the walk's strategy (a sort or a
+    /// filter found not to hold): the walk starts again from its last safe
+    /// point with another one. Never leaves the pager.
+    Replan,
     /// Stop the sync with this error.
     Fatal(Error),
     /// SIGINT/SIGTERM arrived while waiting.
@@ -99,6 +107,34 @@ pub struct Client {
     server_date_ms: AtomicI64,
     /// Body buffers, reused from response to response.
     bodies: Pool,
+    /// What this run has learned about the server (`assumptions.rs`).
+    learned: Learned,
+    /// Round trip of a page (request to last body byte), microseconds, a
+    /// moving average: how many requests must be in flight to keep up with
+    /// the rate budget.
+    latency_us: AtomicU64,
+    requests_per_minute: u32,
+    /// Requests under way, and how many may be: unlimited (the limiter
+    /// spaces them) until a 429 shows the project's budget is being spent
+    /// by others too; then halved, and grown back by one after as many
+    /// successes as it allows (additive increase, multiplicative decrease).
+    in_flight: AtomicUsize,
+    allowed: AtomicUsize,
+    successes: AtomicUsize,
+    slot_freed: Notify,
+}
+
+/// Past this many, requests in flight are no longer counted against a limit.
+const UNLIMITED_FROM: usize = 64;
+
+/// A request's place among those in flight, given back when dropped.
+struct Slot<'a>(&'a Client);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.slot_freed.notify_one();
+    }
 }
 
 impl Client {
@@ -163,7 +199,89 @@ impl Client {
             // One spare: taken and given back within `get`, so buffers
             // beyond those in flight stay idle; each costs a page of memory.
             bodies: Pool::new(1),
+            learned: Learned::new(),
+            latency_us: AtomicU64::new(0),
+            requests_per_minute: config.requests_per_minute.max(1),
+            in_flight: AtomicUsize::new(0),
+            allowed: AtomicUsize::new(usize::MAX),
+            successes: AtomicUsize::new(0),
+            slot_freed: Notify::new(),
         }))
+    }
+
+    /// Waits until one more request may be in flight.
+    async fn slot(&self) -> Result<Slot<'_>, FetchError> {
+        loop {
+            let freed = self.slot_freed.notified();
+            let n = self.in_flight.load(Ordering::Relaxed);
+            if n < self.allowed.load(Ordering::Relaxed) {
+                if self
+                    .in_flight
+                    .compare_exchange(n, n + 1, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Ok(Slot(self));
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = freed => {}
+                _ = self.cancel.cancelled() => return Err(FetchError::Cancelled),
+            }
+        }
+    }
+
+    fn note_rate_limited(&self) {
+        let n = self.in_flight.load(Ordering::Relaxed);
+        let halved = (n / 2).max(1);
+        self.allowed.fetch_min(halved, Ordering::Relaxed);
+        self.successes.store(0, Ordering::Relaxed);
+    }
+
+    fn note_success(&self) {
+        let allowed = self.allowed.load(Ordering::Relaxed);
+        if allowed == usize::MAX {
+            return;
+        }
+        if self.successes.fetch_add(1, Ordering::Relaxed) + 1 >= allowed {
+            self.successes.store(0, Ordering::Relaxed);
+            let grown = if allowed + 1 >= UNLIMITED_FROM {
+                usize::MAX
+            } else {
+                allowed + 1
+            };
+            let _ =
+                self.allowed
+                    .compare_exchange(allowed, grown, Ordering::Relaxed, Ordering::Relaxed);
+            self.slot_freed.notify_waiters();
+        }
+    }
+
+    pub fn learned(&self) -> &Learned {
+        &self.learned
+    }
+
+    /// Requests per second the budget allows.
+    pub fn rate_per_second(&self) -> f64 {
+        f64::from(self.requests_per_minute) / 60.0
+    }
+
+    /// The average round trip of a page so far, if any was measured.
+    pub fn latency(&self) -> Option<Duration> {
+        match self.latency_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    fn note_latency(&self, took: Duration) {
+        let us = took.as_micros().clamp(1, u64::MAX as u128) as u64;
+        // An average over about the last eight pages.
+        let _ = self
+            .latency_us
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if old == 0 { us } else { old - old / 8 + us / 8 })
+            });
     }
 
     /// GETs `path?query` and hands the body to `parse`, retrying (within the
@@ -183,6 +301,7 @@ impl Client {
         let first_try = Instant::now();
         let mut attempt: u32 = 0;
         loop {
+            let mut slot = Some(self.slot().await?);
             self.wait_turn().await?;
             stats.requests.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
@@ -193,6 +312,12 @@ impl Client {
                 Ok(resp) => {
                     let status = resp.status();
                     self.note_server_date(resp.headers());
+                    if status.is_success() {
+                        self.learned.note_headers(
+                            resp.headers().contains_key(DATE),
+                            resp.headers().contains_key("x-ratelimit-remaining"),
+                        );
+                    }
                     self.note_remaining(resp.headers()).await;
                     let retry_after = parse_retry_after(resp.headers().get(RETRY_AFTER));
                     match status {
@@ -204,7 +329,10 @@ impl Client {
                                     status.as_u16(),
                                     started.elapsed(),
                                 );
+                                self.note_latency(started.elapsed());
                                 stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                                slot.take();
+                                self.note_success();
                                 let parsed = parse(&text(&body));
                                 self.bodies.give(body);
                                 match parsed {
@@ -230,8 +358,24 @@ impl Client {
                             metrics::http_timer(stats.stream, path, 404, started.elapsed());
                             return Err(FetchError::NotFound);
                         }
+                        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+                            metrics::http_timer(
+                                stats.stream,
+                                path,
+                                status.as_u16(),
+                                started.elapsed(),
+                            );
+                            let body = read_body(resp, Vec::new()).await.unwrap_or_default();
+                            return Err(FetchError::BadRequest(format!(
+                                "HTTP {} for GET {path}?{query}: {}",
+                                status.as_u16(),
+                                excerpt(&text(&body))
+                            )));
+                        }
                         StatusCode::TOO_MANY_REQUESTS => {
                             metrics::http_timer(stats.stream, path, 429, started.elapsed());
+                            self.learned.note_retry_after(retry_after.is_some());
+                            self.note_rate_limited();
                             stats.rate_limited.fetch_add(1, Ordering::Relaxed);
                             // `Retry-After: 0` means "soon", not a tight loop.
                             let wait = retry_after.map_or_else(
@@ -259,6 +403,7 @@ impl Client {
                     }
                 }
             };
+            slot.take();
             let wait = wait.unwrap_or_else(|| backoff(attempt));
             if first_try.elapsed() + wait > self.retry_budget {
                 return Err(FetchError::Fatal(Error::Api(format!(

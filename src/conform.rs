@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -71,6 +72,12 @@ pub struct Meta {
     pub id: String,
     /// The replication key as epoch milliseconds, when the record has a valid one.
     pub updated_ms: Option<i64>,
+    /// `createdAt`, epoch milliseconds: splits a group of records that share
+    /// one `updatedAt` (`pager/ties.rs`).
+    pub created_ms: Option<i64>,
+    /// Bit `i` set when the record's `StreamDef::hidden[i].flag` is `true`
+    /// (an archived or spam ticket).
+    pub flags: u8,
 }
 
 /// What to do with a field of a given name.
@@ -86,6 +93,7 @@ enum Slot {
 }
 
 /// A selected field: how to conform it, and `"name":` ready to copy.
+#[derive(Clone)]
 struct Field {
     kind: FieldKind,
     key_json: Box<[u8]>,
@@ -95,6 +103,7 @@ struct Field {
 /// last record. Records mostly repeat one order, so the next name is
 /// predicted from the previous one: a record missing a field costs one hash
 /// lookup, not one for every field after it.
+#[derive(Clone)]
 struct Known {
     name: Box<str>,
     slot: Slot,
@@ -117,6 +126,11 @@ const MAX_REMEMBERED_NAMES: usize = 4096;
 /// the previous key last time (`Known::next`); only on a miss is it looked
 /// up (by hash) and classified. The `"name":` bytes are escaped once, up
 /// front.
+///
+/// A clone conforms the same stream on another task (a slice of a walk,
+/// another parent's child walk); clones share what was reported, so each
+/// problem is still logged once per stream.
+#[derive(Clone)]
 pub struct Conformer {
     stream: &'static str,
     key: &'static str,
@@ -128,12 +142,15 @@ pub struct Conformer {
     /// The id of the first name of the last record.
     first: u32,
     /// Problems already reported, so each is logged once per stream.
-    reported: HashSet<String>,
+    reported: Arc<Mutex<HashSet<String>>>,
     /// `{"type":"RECORD","stream":"<name>","record":{`
     prefix: Vec<u8>,
-    /// Where the key and the replication key were in the last record.
+    /// Where the key, the replication key and `createdAt` were in the last record.
     key_at: usize,
     replication_key_at: usize,
+    created_at: usize,
+    /// Fields whose `true` marks a record a plain listing may hide.
+    flag_fields: Vec<&'static str>,
     /// The parent id field of a child stream, written into every record.
     child_field: Option<&'static str>,
     /// `"<child_field>":`
@@ -196,17 +213,24 @@ impl Conformer {
             known,
             ids,
             first: NO_NAME,
-            reported: HashSet::new(),
+            reported: Arc::default(),
             prefix,
             key_at: 0,
             replication_key_at: 0,
+            created_at: 0,
+            flag_fields: def.hidden.iter().map(|h| h.flag).collect(),
             child_field,
             child_key_json,
         }
     }
 
     fn report(&mut self, what: String) {
-        if self.reported.insert(what.clone()) {
+        let new = self
+            .reported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(what.clone());
+        if new {
             tracing::warn!(stream = self.stream, "{what}");
         }
     }
@@ -263,15 +287,13 @@ impl Conformer {
         self.known[id as usize].slot
     }
 
-    /// Counts and reports (once) an element that cannot be a record: not an
-    /// object, or without `id` and `_id`. It cannot be keyed in a warehouse.
-    pub fn skip_without_id(&mut self, stats: &crate::metrics::StreamStats, count: u64) {
+    /// Reports (once) an element that cannot be a record: not an object, or
+    /// without `id` and `_id`. It cannot be keyed in a warehouse. Such
+    /// elements are counted in the summary when their page is written.
+    pub fn skip_without_id(&mut self, count: u64) {
         if count == 0 {
             return;
         }
-        stats
-            .skipped
-            .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
         self.report("a record without an id (or not an object) was skipped; further ones are counted in the summary".into());
     }
 
@@ -292,13 +314,29 @@ impl Conformer {
                 _ => return None,
             },
         };
-        let updated_ms = match self.replication_key {
-            Some(rk) => record
-                .get_near(rk, &mut self.replication_key_at)
-                .and_then(instant_ms),
-            None => None,
+        let (updated_ms, created_ms) = match self.replication_key {
+            Some(rk) => (
+                record
+                    .get_near(rk, &mut self.replication_key_at)
+                    .and_then(instant_ms),
+                record
+                    .get_near("createdAt", &mut self.created_at)
+                    .and_then(instant_ms),
+            ),
+            None => (None, None),
         };
-        Some(Meta { id, updated_ms })
+        let mut flags = 0;
+        for (i, f) in self.flag_fields.iter().enumerate() {
+            if record.get(f) == Some("true") {
+                flags |= 1 << i;
+            }
+        }
+        Some(Meta {
+            id,
+            updated_ms,
+            created_ms,
+            flags,
+        })
     }
 
     /// Appends one RECORD line to `out`.
@@ -841,7 +879,17 @@ mod tests {
             serde_json::json!({"type":"RECORD","stream":"survey_responses","time_extracted":"2024-01-01T00:00:00.000Z",
                 "record":{"survey_id":"s1","id":"r1","session":"u1","responses":{"q":"a"},"updatedAt":"2024-01-15T10:30:00.000Z"}})
         );
-        assert!(c.reported.iter().any(|r| r.contains("newField")));
-        assert!(!c.reported.iter().any(|r| r.contains("\"survey\"")));
+        assert!(c
+            .reported
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.contains("newField")));
+        assert!(!c
+            .reported
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.contains("\"survey\"")));
     }
 }

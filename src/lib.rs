@@ -13,6 +13,7 @@
 //! - `error`: one error type, an exit code per class; `metrics`, `timefmt`.
 
 pub mod about;
+pub mod assumptions;
 pub mod catalog;
 pub mod check;
 pub mod cli;

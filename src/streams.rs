@@ -37,6 +37,16 @@ pub struct Parent {
     pub child_field: &'static str,
 }
 
+/// A kind of record an endpoint may leave out of a plain listing.
+#[derive(Debug)]
+pub struct Hidden {
+    /// The boolean field that marks such records (`archived`, `isSpam`).
+    pub flag: &'static str,
+    /// The query that lists them, as Gleap's web app asks for archived
+    /// tickets (`ignoreArchived=true&archived=true`).
+    pub query: &'static [(&'static str, &'static str)],
+}
+
 #[derive(Debug)]
 pub struct StreamDef {
     pub name: &'static str,
@@ -51,11 +61,12 @@ pub struct StreamDef {
     pub default_method: Method,
     /// The API's largest `limit` for this endpoint; `page_size` is capped to it.
     pub max_page_size: u32,
-    /// Query variants that together return every record. Tickets hide archived
-    /// and spam tickets unless asked for them, and the API does not document
-    /// what the default includes, so every combination is listed explicitly;
-    /// each variant is a partition with its own bookmark.
-    pub partitions: &'static [&'static [(&'static str, &'static str)]],
+    /// Records the endpoint may hide from a plain listing, each with the
+    /// query that lists them (tickets: archived and spam). What a plain
+    /// listing hides is undocumented; the pager decides from what the
+    /// server shows which of these to read (`pager/partitions.rs`). Each
+    /// has its own bookmark beside the plain listing's.
+    pub hidden: &'static [Hidden],
     pub parent: Option<Parent>,
     /// Fields the API sends that the schema deliberately leaves out (Mongo's
     /// `_id` duplicates `id`): dropped without a schema-drift warning.
@@ -67,22 +78,26 @@ pub struct StreamDef {
 
 impl StreamDef {
     pub fn is_partitioned(&self) -> bool {
-        self.partitions.len() > 1
+        !self.hidden.is_empty()
+    }
+
+    /// Every partition's query: the plain listing first, then each hidden kind's.
+    pub fn partitions(&self) -> impl Iterator<Item = &'static [(&'static str, &'static str)]> + '_ {
+        std::iter::once(&[][..]).chain(self.hidden.iter().map(|h| h.query))
     }
 }
-
-const NO_PARTITIONS: &[&[(&str, &str)]] = &[&[]];
 
 /// What most endpoints share; each entry below says only how it differs.
 const LIST: StreamDef = StreamDef {
     name: "",
     path: "",
-    shape: Shape::Array,
+    // Documented as arrays; an object wrapping one is read as well.
+    shape: Shape::ArrayOrWrapped,
     key: "id",
     replication_key: None,
     default_method: Method::FullTable,
     max_page_size: 1000,
-    partitions: NO_PARTITIONS,
+    hidden: &[],
     parent: None,
     ignored_fields: &["_id", "__v"],
     total_field: None,
@@ -96,11 +111,18 @@ pub static STREAMS: &[StreamDef] = &[
         shape: Shape::Object { records: "tickets" },
         replication_key: Some("updatedAt"),
         default_method: Method::Incremental,
-        partitions: &[
-            &[],
-            &[("archived", "true")],
-            &[("isSpam", "true")],
-            &[("archived", "true"), ("isSpam", "true")],
+        // Without `isSpam=false`, which the web app adds to keep spam out of
+        // its archive view: archived spam belongs in the warehouse too, and a
+        // `false` filter would miss documents that lack the field.
+        hidden: &[
+            Hidden {
+                flag: "archived",
+                query: &[("ignoreArchived", "true"), ("archived", "true")],
+            },
+            Hidden {
+                flag: "isSpam",
+                query: &[("ignoreArchived", "true"), ("isSpam", "true")],
+            },
         ],
         total_field: Some("totalCount"),
         schema: include_str!("../schemas/tickets.json"),

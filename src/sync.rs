@@ -18,7 +18,7 @@ use crate::conform::Conformer;
 use crate::error::{exit, Error};
 use crate::metrics::StreamStats;
 use crate::output::{self, Finish};
-use crate::pager::StreamRun;
+use crate::pager::{Budget, StreamRun};
 use crate::pool::Pool;
 use crate::state::State;
 use crate::streams::Method;
@@ -62,6 +62,7 @@ pub async fn sync(
     let state = Arc::new(state);
     let start_ms = config.start_date.map(|t| t.timestamp_millis());
     let mut tasks = JoinSet::new();
+    let budget = Budget::new();
     for (sel, stats) in selected.into_iter().zip(stats) {
         let run = StreamRun {
             def: sel.def,
@@ -75,6 +76,7 @@ pub async fn sync(
             version: (sel.method == Method::FullTable && config.emit_activate_version_messages)
                 .then(|| signpost.timestamp_millis()),
             cancel: cancel.clone(),
+            budget: budget.clone(),
         };
         let state = state.clone();
         tasks.spawn(async move {
@@ -97,6 +99,17 @@ pub async fn sync(
         };
         match result {
             Ok(()) | Err(FetchError::Cancelled) => {}
+            Err(FetchError::BadRequest(why)) => {
+                record_failure(&mut failure, Error::Api(why));
+                let _ = cancel_tx.send(true);
+            }
+            Err(FetchError::Replan) => {
+                record_failure(
+                    &mut failure,
+                    Error::Internal(format!("stream {name}: a walk's replan escaped the pager")),
+                );
+                let _ = cancel_tx.send(true);
+            }
             Err(FetchError::NotFound) => {
                 record_failure(
                     &mut failure,

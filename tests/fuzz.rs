@@ -240,7 +240,7 @@ proptest! {
             for candidate in [shaped.clone(), json!({"type": "STATE", "value": shaped.clone()}), json!({"singer_state": shaped})] {
                 if let Ok(mut st) = State::from_value(candidate, now) {
                     for def in STREAMS {
-                        for &p in def.partitions {
+                        for p in def.partitions() {
                             let _ = st.bookmark(def, p);
                             st.set_bookmark(def, p, "2024-01-01T00:00:00.000Z");
                         }

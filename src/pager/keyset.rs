@@ -1,0 +1,170 @@
+//! The keyset walk: `sort=updatedAt` and the range filters both work.
+//!
+//! Each request asks for `updatedAt>=C&updatedAt<E&sort=updatedAt&limit=L`,
+//! where `C` is the largest `updatedAt` read so far and `E` the slice's
+//! end. Every record with `updatedAt < C` has then been written, so `C` is
+//! the slice's cursor. Records at exactly `C` come back again on the next
+//! page and are dropped by id. A record updated during the sync is stamped
+//! later than any value read (the API's clock only moves on), so it is
+//! either still ahead of the cursor or past the signpost, for the next run.
+//!
+//! The order is trusted only once verified (`probe::verify_sort`): until
+//! then no cursor is reported, so no bookmark can move on a wrong order.
+//! A record outside the bounds asked for, or a page out of order, ends the
+//! walk's strategy (`FetchError::Replan`) before the page is written.
+//!
+//! When a whole page shares one `updatedAt` and may have been cut (a bulk
+//! update of more than a page), `>=C` cannot move on: the group is read by
+//! `ties`, then the walk goes on with `updatedAt>C`.
+
+use std::collections::HashSet;
+
+use super::query::{Op, Query};
+use super::walk::{Report, SliceHandle};
+use super::{probe, ties, Walker};
+use crate::assumptions::{Assumption, Fact};
+use crate::client::FetchError;
+
+pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchError> {
+    let def = w.def();
+    let rk = def
+        .replication_key
+        .expect("keyset walks need a replication key");
+    let target = &h.walk.target;
+    let limit = w.limit();
+    // `lower` is the filter sent (value, inclusive); `cursor` the largest
+    // value read so far; `seen` the ids at `cursor` already written.
+    let mut lower: Option<(i64, bool)> = h.lo.map(|v| (v, true));
+    let mut cursor = h.lo;
+    let mut seen: HashSet<String> = HashSet::new();
+    loop {
+        w.check_cancelled()?;
+        let end = h.end();
+        if lower.is_some_and(|(v, inclusive)| v >= end || (!inclusive && v + 1 >= end)) {
+            return h
+                .report(
+                    w,
+                    Report {
+                        done: true,
+                        ..Report::default()
+                    },
+                )
+                .await;
+        }
+        let mut q = Query::new(target.partition).sort(rk, false).limit(limit);
+        if let Some((v, inclusive)) = lower {
+            q = q.at(rk, if inclusive { Op::Ge } else { Op::Gt }, v);
+        }
+        if end != i64::MAX {
+            q = q.at(rk, Op::Lt, end);
+        }
+        let at_cursor = &seen;
+        let page = w
+            .fetch(def, target, &q, |m| match m.updated_ms {
+                // A split may lower the end while the page is read: what is
+                // above it now belongs to the new slice.
+                Some(t) => t < h.end() && !(Some(t) == cursor && at_cursor.contains(&m.id)),
+                None => true,
+            })
+            .await?;
+        let times: Vec<i64> = page.times().collect();
+        let below = lower.is_some_and(|(v, inclusive)| {
+            times
+                .iter()
+                .any(|&t| if inclusive { t < v } else { t <= v })
+        });
+        let above = end != i64::MAX && times.iter().any(|&t| t >= end);
+        if below || above {
+            w.discard(page);
+            w.client()
+                .learned()
+                .note(def.name, Assumption::RangeFilters, Fact::Ignored);
+            return Err(FetchError::Replan);
+        }
+        if times.windows(2).any(|p| p[1] < p[0]) {
+            w.discard(page);
+            w.client()
+                .learned()
+                .note(def.name, Assumption::SortByUpdatedAt, Fact::Ignored);
+            return Err(FetchError::Replan);
+        }
+        if page.len == 0 {
+            w.discard(page);
+            if (lower.is_some() || end != i64::MAX) && probe::filters_misread(w, target).await? {
+                return Err(FetchError::Replan);
+            }
+            return h
+                .report(
+                    w,
+                    Report {
+                        done: true,
+                        ..Report::default()
+                    },
+                )
+                .await;
+        }
+        let learned = w.client().learned();
+        learned.page_served(def.name, page.len);
+        if !learned.endpoint(def.name).sort.holds() && times.first() != times.last() {
+            if let Err(e) = probe::verify_sort(w, target, &q, &page).await {
+                w.discard(page);
+                return Err(e);
+            }
+        }
+        let known = w.client().learned().endpoint(def.name);
+        let end_now = h.end();
+        let from = lower.map(|l| l.0);
+        let page_max = times.iter().copied().filter(|&t| t < end_now).max();
+        let advanced = page_max.is_some() && page_max > cursor;
+        if advanced {
+            let c = page_max.expect("advanced implies a value");
+            seen = page
+                .metas
+                .iter()
+                .filter(|m| m.updated_ms == Some(c))
+                .map(|m| m.id.clone())
+                .collect();
+            cursor = Some(c);
+            lower = Some((c, true));
+        } else if let Some(c) = cursor {
+            seen.extend(
+                page.metas
+                    .iter()
+                    .filter(|m| m.updated_ms == Some(c))
+                    .map(|m| m.id.clone()),
+            );
+        }
+        let cut = known.maybe_cut(page.len, limit);
+        // Records at or past the end came back: everything below it did.
+        let reached_end = times.iter().any(|&t| t >= end_now);
+        let done = reached_end || !cut;
+        let mut report = Report::page(page, from, end_now);
+        report.cursor = if known.sort.holds() { cursor } else { None };
+        report.done = done;
+        h.report(w, report).await?;
+        if done || advanced {
+            if done {
+                return Ok(());
+            }
+            continue;
+        }
+        // No progress on a page that may have been cut: every record of it
+        // is at `cursor`, and there may be more of them than a page.
+        let Some(c) = cursor else {
+            return Ok(());
+        };
+        if ties::read(w, h, c, &seen).await? && known.sort.holds() {
+            // The whole group is written: the cursor may pass it.
+            h.report(
+                w,
+                Report {
+                    cursor: Some(c + 1),
+                    ..Report::default()
+                },
+            )
+            .await?;
+        }
+        lower = Some((c, false));
+        seen.clear();
+    }
+}

@@ -1,0 +1,430 @@
+//! Walking a stream's pages so that no record is ever skipped, whatever the
+//! server does with the parameters Gleap does not document.
+//!
+//! Offset pagination (`skip`) over data that changes while it is read skips
+//! records: a record updated behind the reader moves to the end of
+//! `updatedAt` order and shifts everything after it one place back, so the
+//! next `skip` jumps over one record that never changed. So incremental
+//! streams are walked by the replication key, `updatedAt`, over a range
+//! `[from, signpost]` (the signpost: the moment the sync started; a record
+//! updated later moves past it and belongs to the next run).
+//!
+//! How a range is walked depends on what the server honours, which the
+//! walks find out as they go (`assumptions.rs` holds what was learned):
+//! - [`keyset`]: `sort=updatedAt` and the range filters work: each page
+//!   asks for `updatedAt>=C`, C the largest value read. The fastest.
+//! - [`window`]: the filters work but the sort does not: windows of
+//!   `updatedAt`, each small enough to come back whole in one page, which
+//!   makes the order irrelevant.
+//! - [`offset::newest_first`]: the sort works but the filters do not:
+//!   `sort=-updatedAt` by offset, down to the bookmark.
+//! - [`offset::everything`]: neither: every record by offset, keeping
+//!   those in range.
+//!
+//! A group of more than a page of records sharing one `updatedAt` (a bulk
+//! update) is read by [`ties`], splitting it by `createdAt` and `_id`
+//! filters. Tickets hide archived and spam records from a plain listing in
+//! a way the API does not document: [`partitions`] decides from what the
+//! plain listing shows what else to read. Child streams (survey responses)
+//! are listed once per parent: [`children`]. [`walk`] runs a range as
+//! slices walked concurrently under the one rate budget, and turns their
+//! progress into bookmarks; [`probe`] holds the cheap requests that test an
+//! assumption.
+//!
+//! Small lists without a replication key (teams, surveys, templates) are
+//! read by [`offset::offset_walk`], which detects a list shifting under it.
+
+mod children;
+mod keyset;
+mod offset;
+mod partitions;
+pub(crate) mod probe;
+pub(crate) mod query;
+mod ties;
+mod walk;
+mod window;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::assumptions::{Assumption, Fact};
+use crate::catalog::Selected;
+use crate::client::{Cancel, Client, FetchError};
+use crate::conform::{self, Conformer, Meta};
+use crate::metrics::StreamStats;
+use crate::output::{self, Batch, Bookmark};
+use crate::pool::Pool;
+use crate::scan;
+use crate::state::{Context, State};
+use crate::streams::{Method, StreamDef};
+use crate::timefmt;
+
+pub use walk::Budget;
+
+/// Rounds of a full-table pass that re-read records moving between partitions.
+const MAX_CATCH_UP_ROUNDS: usize = 3;
+/// Margin under a server `Date` (whole seconds, sent after the request began).
+pub(crate) const CLOCK_MARGIN_MS: i64 = 2_000;
+
+/// Everything one stream's extraction needs.
+pub struct StreamRun {
+    pub def: &'static StreamDef,
+    pub client: Arc<Client>,
+    pub tx: mpsc::Sender<Batch>,
+    /// Where the writer gives back the buffers of the batches it wrote.
+    pub line_buffers: Arc<Pool>,
+    pub stats: Arc<StreamStats>,
+    pub conformer: Conformer,
+    pub page_size: u32,
+    /// The sync's start, epoch ms: no bookmark ever passes it.
+    pub signpost_ms: i64,
+    /// `version` of full-table records, when ACTIVATE_VERSION is on.
+    pub version: Option<i64>,
+    pub cancel: Cancel,
+    /// How many walks may run at once, all streams together.
+    pub budget: Arc<Budget>,
+}
+
+/// What every task of one stream shares.
+pub(crate) struct Shared {
+    pub def: &'static StreamDef,
+    pub client: Arc<Client>,
+    tx: mpsc::Sender<Batch>,
+    line_buffers: Arc<Pool>,
+    pub stats: Arc<StreamStats>,
+    page_size: u32,
+    pub signpost_ms: i64,
+    version: Option<i64>,
+    pub cancel: Cancel,
+    pub budget: Arc<Budget>,
+}
+
+/// One task's handle on its stream: the shared parts, and its own conformer.
+pub(crate) struct Walker {
+    pub sh: Arc<Shared>,
+    conformer: Conformer,
+}
+
+/// Where a walk reads.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    pub path: String,
+    /// The partition's exact filters (tickets: `ignoreArchived=true&archived=true`).
+    pub partition: Context,
+    /// For a child stream: the parent's id, written into every record.
+    pub parent_id: Option<String>,
+}
+
+/// One page, conformed.
+pub(crate) struct Page {
+    pub lines: Vec<u8>,
+    pub written: u64,
+    /// Every record with an id, in the order the API sent them.
+    pub metas: Vec<Meta>,
+    /// Elements in the page, records without an id included.
+    pub len: usize,
+    /// The body's total count of matching records, where it tells one.
+    pub total: Option<u64>,
+    /// Elements that are not records with an id: counted as skipped when
+    /// the page is written.
+    pub without_id: u64,
+}
+
+impl Page {
+    /// The replication key values of the page, in the order sent.
+    pub fn times(&self) -> impl Iterator<Item = i64> + '_ {
+        self.metas.iter().filter_map(|m| m.updated_ms)
+    }
+}
+
+impl StreamRun {
+    /// Extracts the stream: SCHEMA, then its records and bookmarks.
+    pub async fn run(
+        self,
+        sel: &Selected,
+        state: &State,
+        start_date: Option<i64>,
+    ) -> Result<(), FetchError> {
+        let incremental = sel.method == Method::Incremental;
+        let def = self.def;
+        let mut w = Walker {
+            sh: Arc::new(Shared {
+                def,
+                client: self.client,
+                tx: self.tx,
+                line_buffers: self.line_buffers,
+                stats: self.stats,
+                page_size: self.page_size,
+                signpost_ms: self.signpost_ms,
+                version: self.version,
+                cancel: self.cancel,
+                budget: self.budget,
+            }),
+            conformer: self.conformer,
+        };
+        w.send(output::schema_line(def, &sel.schema, incremental), 0, None)
+            .await?;
+        if def.parent.is_some() {
+            let from = if incremental {
+                later(
+                    state.bookmark(def, &[]).map(|t| t.timestamp_millis()),
+                    start_date,
+                )
+            } else {
+                None
+            };
+            children::run(&mut w, from, incremental).await?;
+        } else if def.replication_key.is_some() {
+            let walked = partitions::run(&mut w, state, start_date, incremental).await?;
+            if !incremental && def.is_partitioned() {
+                catch_up_moves(&mut w, &walked).await?;
+            }
+        } else {
+            let target = Target {
+                path: def.path.to_string(),
+                partition: &[],
+                parent_id: None,
+            };
+            offset::offset_walk(&mut w, def, &target, true).await?;
+        }
+        if let (false, Some(version)) = (incremental, w.sh.version) {
+            w.send(output::activate_version_line(def, version), 0, None)
+                .await?;
+        }
+        w.sh.stats.log_summary();
+        Ok(())
+    }
+}
+
+/// A record can move to another partition while a full-table pass runs (a
+/// ticket archived mid-sync) after that partition was read. The partitions
+/// are read again for what changed since the pass began, in rounds until
+/// one finds nothing, so the pass (the version) holds every record.
+/// Incremental syncs need no such round: a moved record is stamped after
+/// the signpost, and the next run finds it.
+async fn catch_up_moves(w: &mut Walker, partitions: &[Context]) -> Result<(), FetchError> {
+    // The pass's start on both clocks, the earlier: `updatedAt` is stamped by
+    // the API, whose clock may lag this machine's. The API's first `Date`
+    // came after the pass began (and is whole seconds): hence the margin.
+    let client = w.sh.client.clone();
+    let first = client
+        .server_first_date_ms()
+        .map_or(i64::MAX, |d| d - CLOCK_MARGIN_MS);
+    let mut since = w.sh.signpost_ms.min(first);
+    for _ in 0..MAX_CATCH_UP_ROUNDS {
+        let now = chrono::Utc::now().timestamp_millis();
+        let round_start = client.server_date_ms().map_or(now, |d| d.min(now)) - CLOCK_MARGIN_MS;
+        let mut found = 0;
+        for &partition in partitions {
+            let target = Target {
+                path: w.sh.def.path.to_string(),
+                partition,
+                parent_id: None,
+            };
+            found += walk::run(w, &target, Some(since), None, None)
+                .await?
+                .written;
+        }
+        if found == 0 {
+            return Ok(());
+        }
+        since = round_start;
+    }
+    tracing::warn!(
+        stream = w.sh.def.name,
+        "records kept changing partition during the full-table pass; any still moving are read by the next sync"
+    );
+    Ok(())
+}
+
+impl Walker {
+    /// Another handle on the same stream, for a task of its own.
+    pub fn fork(&self) -> Walker {
+        Walker {
+            sh: self.sh.clone(),
+            conformer: self.conformer.clone(),
+        }
+    }
+
+    pub fn def(&self) -> &'static StreamDef {
+        self.sh.def
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.sh.client
+    }
+
+    /// Records per request: `page_size`, capped by the endpoint's documented
+    /// maximum and by what the server was seen to accept.
+    pub fn limit(&self) -> usize {
+        let e = self.client().learned().endpoint(self.sh.def.name);
+        let limit = self
+            .sh
+            .page_size
+            .min(self.sh.def.max_page_size)
+            .min(e.limit_max.unwrap_or(u32::MAX));
+        limit.max(1) as usize
+    }
+
+    pub fn check_cancelled(&self) -> Result<(), FetchError> {
+        if self.sh.cancel.is_cancelled() {
+            Err(FetchError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Fetches and conforms one page; `keep` says which records to write.
+    /// A refused parameter (400) is found out and dropped here, once per
+    /// endpoint (`probe::refused`): the page then comes from the query
+    /// without it, and the walk sees that fact when it next chooses.
+    pub async fn fetch(
+        &mut self,
+        def: &'static StreamDef,
+        target: &Target,
+        query: &query::Query,
+        keep: impl Fn(&Meta) -> bool + Sync,
+    ) -> Result<Page, FetchError> {
+        match self.fetch_once(def, target, query, &keep).await {
+            Err(FetchError::BadRequest(why)) => {
+                probe::refused(self, def, target, query, why).await?;
+                Err(FetchError::Replan)
+            }
+            other => other,
+        }
+    }
+
+    /// One request, as asked: a 400 comes back as such.
+    pub async fn fetch_once(
+        &mut self,
+        def: &'static StreamDef,
+        target: &Target,
+        query: &query::Query,
+        keep: &(dyn Fn(&Meta) -> bool + Sync),
+    ) -> Result<Page, FetchError> {
+        let Walker { sh, conformer } = self;
+        let version = sh.version;
+        let parent_id = target.parent_id.as_deref();
+        let line_buffers = &sh.line_buffers;
+        let stats = &sh.stats;
+        let page = sh
+            .client
+            .get(stats, &target.path, &query.encode(), |body| {
+                let tail = conform::record_tail(&timefmt::format_ms(chrono::Utc::now()), version);
+                let mut out = Page {
+                    lines: {
+                        let mut lines = line_buffers.take();
+                        // RECORD lines are about the size of the body
+                        // (fields dropped, envelopes added). Exact: a
+                        // reused buffer must not double past that.
+                        lines.reserve_exact(body.len());
+                        lines
+                    },
+                    written: 0,
+                    metas: Vec::new(),
+                    len: 0,
+                    total: None,
+                    without_id: 0,
+                };
+                let mut without_id = 0;
+                // Each record is conformed as soon as it is read. Should
+                // the body turn out broken further on, the whole page
+                // (`out`) is dropped and fetched again.
+                let page = scan::each_record(body, def, |record| {
+                    match record.and_then(|r| Some((r, conformer.meta(r)?))) {
+                        Some((record, meta)) => {
+                            if keep(&meta) {
+                                conformer.write_record(record, parent_id, &tail, &mut out.lines);
+                                out.written += 1;
+                            }
+                            out.metas.push(meta);
+                        }
+                        None => without_id += 1,
+                    }
+                })?;
+                // A page of nothing but id-less elements (`[{"error": ...}]`)
+                // is an error body, not an empty last page: retried like one.
+                if page.len > 0 && out.metas.is_empty() {
+                    return Err("no element of the page is a record with an id".into());
+                }
+                out.len = page.len;
+                out.total = page.total;
+                out.without_id = without_id;
+                conformer.skip_without_id(without_id);
+                Ok(out)
+            })
+            .await?;
+        if let Some(newest) = page.times().max() {
+            sh.client.learned().saw(newest);
+        }
+        if def.total_field.is_some() {
+            let fact = match page.total {
+                Some(total) => {
+                    // Progress shows the total of the plain listing's first
+                    // page: the records in the range the sync reads.
+                    if target.partition.is_empty() {
+                        let _ = stats.total.compare_exchange(
+                            0,
+                            total,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
+                    }
+                    Fact::Holds
+                }
+                None => Fact::Ignored,
+            };
+            sh.client
+                .learned()
+                .note(def.name, Assumption::TotalCount, fact);
+        }
+        Ok(page)
+    }
+
+    /// Counts a written page's elements that were not records.
+    pub fn count_skipped(&self, page: &Page) {
+        self.sh
+            .stats
+            .skipped
+            .fetch_add(page.without_id, Ordering::Relaxed);
+    }
+
+    /// Drops a page that will not be written, keeping its buffer.
+    pub fn discard(&self, page: Page) {
+        self.sh.line_buffers.give(page.lines);
+    }
+
+    /// Hands lines (and the bookmark they complete) to the writer.
+    pub async fn send(
+        &self,
+        lines: Vec<u8>,
+        records: u64,
+        bookmark: Option<Bookmark>,
+    ) -> Result<(), FetchError> {
+        if lines.is_empty() && bookmark.is_none() {
+            self.sh.line_buffers.give(lines);
+            return Ok(());
+        }
+        // Counted when handed over, so the stream's summary (logged before
+        // the writer has caught up) is complete.
+        self.sh.stats.records.fetch_add(records, Ordering::Relaxed);
+        let batch = Batch { lines, bookmark };
+        // The writer only goes away when stdout is closed: stop quietly.
+        self.sh
+            .tx
+            .send(batch)
+            .await
+            .map_err(|_| FetchError::Cancelled)
+    }
+
+    /// A bookmark value: `cursor_ms`, never past the signpost.
+    pub fn bookmark_value(&self, cursor_ms: i64) -> String {
+        timefmt::format_epoch_ms(cursor_ms.min(self.sh.signpost_ms)).unwrap_or_default()
+    }
+}
+
+fn later(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    a.max(b)
+}

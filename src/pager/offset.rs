@@ -1,0 +1,231 @@
+//! Walks by offset (`skip`): for small lists without a replication key,
+//! and for a range when the server does not honour the range filters.
+//!
+//! **Offset with overlap** ([`offset_walk`]: teams, surveys, message
+//! templates, the parents of a child stream; and [`bounded`] when neither
+//! the filters nor the sort work). Each page after the first re-reads the
+//! last record of the previous one; if it is not the same record the data
+//! shifted (or `skip` is ignored), and the walk starts over, skipping ids
+//! already written. The walk ends on a page that adds no new id: a short
+//! page is not trusted to be the last, because an endpoint may cap `limit`
+//! silently. It keeps every id it read, so its memory grows with the list:
+//! fine for the small lists it is meant for; for a whole stream it is the
+//! last resort of a server that honours neither filters nor sort.
+//!
+//! **Newest first** ([`bounded`] with the sort: filters not honoured):
+//! `sort=-updatedAt` by offset, from the newest record down to the lower
+//! bound, keeping the records in range. An update during the walk moves a
+//! record to the front, which only shifts what is left one place further:
+//! a record read twice, never one skipped. A deletion shifts it back:
+//! detected because the page no longer starts with a record of the page
+//! before, and the walk steps back a page. The bookmark moves only when the
+//! walk reaches the lower bound.
+
+use std::collections::HashSet;
+
+use super::query::Query;
+use super::walk::{Report, SliceHandle};
+use super::{probe, Target, Walker};
+use crate::assumptions::{Assumption, Fact};
+use crate::client::FetchError;
+use crate::streams::StreamDef;
+
+/// Restarts of an offset walk whose data keeps shifting.
+const MAX_OFFSET_RESTARTS: usize = 3;
+
+/// Offset walk with a one-record overlap (see the top of this file).
+/// Returns the ids read. With `emit` false it only collects ids (the
+/// parents of a child stream).
+pub(crate) async fn offset_walk(
+    w: &mut Walker,
+    def: &'static StreamDef,
+    target: &Target,
+    emit: bool,
+) -> Result<Vec<String>, FetchError> {
+    walk_all(w, def, target, if emit { Emit::Plain } else { Emit::No }).await
+}
+
+/// Where an offset walk's records go.
+#[derive(Clone, Copy)]
+enum Emit<'a> {
+    No,
+    Plain,
+    /// Those in the slice's range, reported to its walk.
+    Slice(&'a SliceHandle),
+}
+
+async fn walk_all(
+    w: &mut Walker,
+    def: &'static StreamDef,
+    target: &Target,
+    emit: Emit<'_>,
+) -> Result<Vec<String>, FetchError> {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut skip = 0usize;
+    let mut last_id: Option<String> = None;
+    let mut restarts = 0;
+    loop {
+        w.check_cancelled()?;
+        // At least 2: each page after the first re-reads one record (the
+        // overlap), so a page of 1 would only ever re-read it and the walk
+        // would stop after the first record (`page_size` 1 is valid).
+        let limit = w.limit().min(def.max_page_size as usize).max(2);
+        let overlap = usize::from(skip > 0);
+        let query = Query::new(target.partition)
+            .limit(limit)
+            .skip(skip - overlap);
+        let already = &seen;
+        let in_range = |m: &crate::conform::Meta| match emit {
+            Emit::No => false,
+            Emit::Plain => true,
+            Emit::Slice(h) => m
+                .updated_ms
+                .is_none_or(|t| h.lo.is_none_or(|lo| t >= lo) && t < h.end()),
+        };
+        let page = match w
+            .fetch(def, target, &query, |m| {
+                in_range(m) && !already.contains(&m.id)
+            })
+            .await
+        {
+            // A refused `limit` was noted: ask again with one it accepts.
+            Err(FetchError::Replan) => continue,
+            other => other?,
+        };
+        let shifted = overlap == 1 && page.metas.first().map(|m| &m.id) != last_id.as_ref();
+        let mut new = 0;
+        for m in &page.metas {
+            if seen.insert(m.id.clone()) {
+                order.push(m.id.clone());
+                new += 1;
+            }
+        }
+        let len = page.len;
+        last_id = page.metas.last().map(|m| m.id.clone());
+        match emit {
+            Emit::Slice(h) => {
+                let report = Report::page(page, h.lo, h.end());
+                h.report(w, report).await?;
+            }
+            _ => {
+                w.count_skipped(&page);
+                w.send(page.lines, page.written, None).await?
+            }
+        }
+        if shifted && restarts < MAX_OFFSET_RESTARTS && len > 0 {
+            // The list moved under us (or the server ignores `skip`):
+            // read it again from the start; ids already written are skipped.
+            w.client()
+                .learned()
+                .note(def.name, Assumption::Skip, Fact::Ignored);
+            restarts += 1;
+            skip = 0;
+            last_id = None;
+            continue;
+        }
+        if len == 0 || new == 0 || len > limit {
+            break;
+        }
+        skip = skip - overlap + len;
+    }
+    Ok(order)
+}
+
+/// A range read by offset: newest first when the sort works, else every
+/// record (see the top of this file). The bookmark moves at the end.
+pub(crate) async fn bounded(
+    w: &mut Walker,
+    h: &SliceHandle,
+    newest_first: bool,
+) -> Result<(), FetchError> {
+    let def = w.def();
+    if newest_first {
+        self::newest_first(w, h).await?;
+    } else {
+        walk_all(w, def, &h.walk.target, Emit::Slice(h)).await?;
+    }
+    h.report(
+        w,
+        Report {
+            done: true,
+            ..Report::default()
+        },
+    )
+    .await
+}
+
+async fn newest_first(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchError> {
+    let def = w.def();
+    let rk = def
+        .replication_key
+        .expect("ranges are on a replication key");
+    let target = &h.walk.target;
+    // Ids of the page before: the overlap anchor, and duplicates to skip.
+    let mut recent: HashSet<String> = HashSet::new();
+    let mut offset = 0usize;
+    loop {
+        w.check_cancelled()?;
+        let limit = w.limit().max(2);
+        let q = Query::new(target.partition)
+            .sort(rk, true)
+            .limit(limit)
+            .skip(offset);
+        let end = h.end();
+        let already = &recent;
+        let page = w
+            .fetch(def, target, &q, |m| {
+                m.updated_ms
+                    .is_some_and(|t| h.lo.is_none_or(|lo| t >= lo) && t < end)
+                    && !already.contains(&m.id)
+            })
+            .await?;
+        let times: Vec<i64> = page.times().collect();
+        if times.windows(2).any(|p| p[1] > p[0]) {
+            w.discard(page);
+            w.client()
+                .learned()
+                .note(def.name, Assumption::SortByUpdatedAt, Fact::Ignored);
+            return Err(FetchError::Replan);
+        }
+        if !w.client().learned().endpoint(def.name).sort.holds() && times.first() != times.last() {
+            if let Err(e) = probe::verify_sort(w, target, &q, &page).await {
+                w.discard(page);
+                return Err(e);
+            }
+        }
+        if offset > 0 && !recent.is_empty() {
+            // The page must start inside the one before: where its last
+            // record of that page is, is where the new records begin.
+            let anchor = page.metas.iter().rposition(|m| recent.contains(&m.id));
+            if anchor.is_none() && page.len > 0 {
+                // Shifted back (a deletion ahead of us): step back a page.
+                w.discard(page);
+                w.client()
+                    .learned()
+                    .note(def.name, Assumption::Skip, Fact::Ignored);
+                offset = offset.saturating_sub(limit);
+                if offset == 0 {
+                    recent.clear();
+                }
+                continue;
+            }
+        }
+        w.client().learned().page_served(def.name, page.len);
+        let cut = w
+            .client()
+            .learned()
+            .endpoint(def.name)
+            .maybe_cut(page.len, limit);
+        let reached_bottom = h.lo.is_some_and(|lo| times.iter().any(|&t| t < lo));
+        let len = page.len;
+        recent = page.metas.iter().map(|m| m.id.clone()).collect();
+        let report = Report::page(page, h.lo, end);
+        h.report(w, report).await?;
+        if len == 0 || reached_bottom || !cut {
+            return Ok(());
+        }
+        // The next page starts on this one's last record.
+        offset += len - 1;
+    }
+}

@@ -1,0 +1,165 @@
+//! Cheap requests that test an assumption (`assumptions.rs`), each made at
+//! most once per endpoint and run, counted in the rate budget like any other.
+
+use super::query::{Op, Query};
+use super::{Page, Target, Walker};
+use crate::assumptions::{Assumption, Fact};
+use crate::client::FetchError;
+use crate::error::Error;
+use crate::streams::StreamDef;
+
+/// Limits tried, in turn, when a `limit` is refused.
+const SMALLER_LIMITS: [usize; 2] = [100, 10];
+
+/// Checks that the sort of `page` (the answer to `q`, with at least two
+/// distinct `updatedAt` values) is real: the same request sorted the other
+/// way, one record, must start at the other end. A server that ignores
+/// `sort` gives the same first record both ways; one with an unstable order
+/// is caught by the page order checks of every walk.
+pub(crate) async fn verify_sort(
+    w: &mut Walker,
+    target: &Target,
+    q: &Query,
+    page: &Page,
+) -> Result<(), FetchError> {
+    let def = w.def();
+    let rk = def
+        .replication_key
+        .expect("sorted walks have a replication key");
+    let times: Vec<i64> = page.times().collect();
+    let descending = times.first() > times.last();
+    let reversed = q
+        .without(|k, _| matches!(k, "sort" | "limit" | "skip"))
+        .sort(rk, !descending)
+        .limit(1);
+    let probe = w.fetch(def, target, &reversed, |_| false).await?;
+    let first = page.metas.first().map(|m| m.id.as_str());
+    let holds = probe.metas.first().is_some_and(|r| {
+        let at_the_other_end = if descending {
+            r.updated_ms <= times.iter().copied().min()
+        } else {
+            r.updated_ms >= times.iter().copied().max()
+        };
+        at_the_other_end && Some(r.id.as_str()) != first
+    });
+    w.discard(probe);
+    let fact = if holds { Fact::Holds } else { Fact::Ignored };
+    w.client()
+        .learned()
+        .note(def.name, Assumption::SortByUpdatedAt, fact);
+    if holds {
+        Ok(())
+    } else {
+        Err(FetchError::Replan)
+    }
+}
+
+/// After a filtered request came back empty: are the range filters
+/// understood at all? A server that takes `updatedAt%3E=` for an unknown
+/// field matches nothing, which looks like an empty range. One unfiltered
+/// record, then a filter on exactly its `updatedAt`, which must find it.
+/// Returns whether the filters were found misread (the walk must change).
+pub(crate) async fn filters_misread(w: &mut Walker, target: &Target) -> Result<bool, FetchError> {
+    let def = w.def();
+    if w.client().learned().endpoint(def.name).filters != Fact::Unknown {
+        return Ok(false);
+    }
+    let rk = def
+        .replication_key
+        .expect("filters are on a replication key");
+    let any = w
+        .fetch(def, target, &Query::new(target.partition).limit(1), |_| {
+            false
+        })
+        .await?;
+    let at = any.metas.first().and_then(|m| m.updated_ms);
+    w.discard(any);
+    let Some(at) = at else {
+        // Nothing there: nothing to learn, and nothing lost either.
+        return Ok(false);
+    };
+    let exact = Query::new(target.partition)
+        .at(rk, Op::Ge, at)
+        .at(rk, Op::Lt, at + 1)
+        .limit(1);
+    let hit = w.fetch(def, target, &exact, |_| false).await?;
+    let found = hit.len > 0;
+    w.discard(hit);
+    let fact = if found { Fact::Holds } else { Fact::Misread };
+    w.client()
+        .learned()
+        .note(def.name, Assumption::RangeFilters, fact);
+    Ok(!found)
+}
+
+/// A request was refused (400/422): finds which parameter, by asking
+/// without each suspect in turn, and notes it, so the walk asks without it
+/// from now on. `limit` first (a cap below the documented one), then
+/// `sort`, then each range filter. Nothing explains it: a fatal error
+/// that quotes the server.
+pub(crate) async fn refused(
+    w: &mut Walker,
+    def: &'static StreamDef,
+    target: &Target,
+    q: &Query,
+    why: String,
+) -> Result<(), FetchError> {
+    let learned_name = def.name;
+    if let Some(limit) = q.limit_value() {
+        for smaller in SMALLER_LIMITS.into_iter().filter(|&s| s < limit) {
+            if accepted(w, def, target, &q.relimit(smaller)).await? {
+                tracing::warn!(
+                    stream = def.name,
+                    "the API refused limit={limit} on {}: asking for {smaller} records a page from now on",
+                    target.path
+                );
+                w.client().learned().update(learned_name, |e| {
+                    e.limit_max = Some(smaller as u32);
+                });
+                return Ok(());
+            }
+        }
+    }
+    if q.has("sort") && accepted(w, def, target, &q.without(|k, _| k == "sort")).await? {
+        w.client()
+            .learned()
+            .note(learned_name, Assumption::SortByUpdatedAt, Fact::Refused);
+        return Ok(());
+    }
+    let rk = def.replication_key.unwrap_or("updatedAt");
+    for (field, assumption) in [
+        ("_id", Assumption::IdFilters),
+        ("createdAt", Assumption::CreatedAtFilters),
+        (rk, Assumption::RangeFilters),
+    ] {
+        let has = |k: &str, op: Op| k == field && op != Op::Eq;
+        if q.without(|k, op| !has(k, op)).has(field)
+            && accepted(w, def, target, &q.without(has)).await?
+        {
+            w.client()
+                .learned()
+                .note(learned_name, assumption, Fact::Refused);
+            return Ok(());
+        }
+    }
+    Err(FetchError::Fatal(Error::Api(format!(
+        "{why}; the request is refused with or without each parameter the tap can do without: check \"api_url\""
+    ))))
+}
+
+/// Whether the server answers `q` (a 400 is an answer too: refused).
+async fn accepted(
+    w: &mut Walker,
+    def: &'static StreamDef,
+    target: &Target,
+    q: &Query,
+) -> Result<bool, FetchError> {
+    match w.fetch_once(def, target, q, &|_| false).await {
+        Ok(page) => {
+            w.discard(page);
+            Ok(true)
+        }
+        Err(FetchError::BadRequest(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}

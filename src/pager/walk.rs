@@ -1,0 +1,492 @@
+//! A walk over a range of the replication key, as slices walked at once,
+//! and the bookmarks their progress allows.
+//!
+//! **Why slices.** Against the real API the clock is the rate budget, not
+//! the CPU: 900 requests a minute is 15 a second, and a page takes a round
+//! trip of a few hundred milliseconds or more. One walk, one page at a
+//! time, uses a fraction of the budget. So a range `[from, to)` is split
+//! into slices, each walked by its own task with the strategy of the whole
+//! walk (keyset or windows), all under the one rate limiter. A slice that
+//! finishes gives its seat to a new one cut from the slice with the most
+//! left ([`Tracker::split`]): the half above the midpoint of what is left of
+//! it. How many run at once across the whole process is the [`Budget`]:
+//! about `rate × round trip`, the requests that must be in flight to keep
+//! the limiter busy, and no more (each holds a page of memory).
+//!
+//! **Bookmarks.** Every slice reports after each page how far it has read
+//! (`cursor`: every record of the slice below it is written). The walk's
+//! watermark is the cursor of its lowest unfinished slice: everything below
+//! it is written. The bookmark is that watermark, but never above the
+//! newest `updatedAt` read (a record updated from now on is stamped later
+//! than that, by the API's own clock), never above a tie group that could
+//! not be read whole (`hold`), and never above the signpost. It is handed
+//! to the writer with the page that reaches it, under the tracker's lock,
+//! so it never overtakes the records it covers.
+//!
+//! **Replans.** A slice that finds an assumption failing (`FetchError::Replan`)
+//! stops every slice; the walk starts again from its watermark with the
+//! strategy that fits what is now known. Bookmarks sent before stay true:
+//! a keyset bookmark is sent only once the sort was verified, and its
+//! safety never depends on the filters.
+
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, Notify};
+use tokio::task::JoinSet;
+
+use super::{keyset, offset, window, Page, Target, Walker};
+use crate::assumptions::Endpoint;
+use crate::client::{Client, FetchError};
+use crate::output::Bookmark;
+use crate::state::Context;
+
+/// The most tasks walking at once, all streams together.
+const MAX_SEATS: usize = 24;
+/// A slice is split only when its estimated remainder is this many pages.
+const MIN_PAGES_TO_SPLIT: f64 = 2.0;
+
+/// How many walking tasks may run at once, all streams together.
+pub struct Budget {
+    active: AtomicUsize,
+    max: usize,
+}
+
+/// A walking task's place in the budget, given back when dropped.
+pub(crate) struct Seat(Arc<Budget>);
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Budget {
+    pub fn new() -> Arc<Budget> {
+        Budget::with_max(MAX_SEATS)
+    }
+
+    pub fn with_max(max: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            active: AtomicUsize::new(0),
+            max: max.max(1),
+        })
+    }
+
+    /// Requests that must be in flight to use the rate budget at the round
+    /// trip measured so far (one more for the page being conformed).
+    fn target(&self, client: &Client) -> usize {
+        let rtt = client
+            .latency()
+            .map_or(0.25, |d| d.as_secs_f64())
+            .clamp(0.001, 30.0);
+        let needed = (client.rate_per_second() * rtt * 1.2).ceil() as usize + 1;
+        needed.clamp(2, self.max)
+    }
+
+    /// A seat, whatever the budget: every walk has at least one task.
+    pub(crate) fn join(self: &Arc<Budget>) -> Seat {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        Seat(self.clone())
+    }
+
+    /// A seat for one more task, if the budget has room.
+    pub(crate) fn try_join(self: &Arc<Budget>, client: &Client) -> Option<Seat> {
+        let target = self.target(client);
+        self.active
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < target).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Seat(self.clone()))
+    }
+}
+
+/// What a walk read.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct WalkEnd {
+    /// The newest `updatedAt` read.
+    pub max_seen: Option<i64>,
+    pub written: u64,
+    /// Bit `i`: a record with `hidden[i].flag` true was read.
+    pub flags: u8,
+    /// The last bookmark handed to the writer.
+    pub bookmark: Option<i64>,
+    /// A tie group could not be read whole: no bookmark may pass this.
+    pub held: Option<i64>,
+}
+
+/// How a range is walked, from what is known of the endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Strategy {
+    Keyset,
+    Windows,
+    NewestFirst,
+    Everything,
+}
+
+impl Strategy {
+    pub fn choose(e: &Endpoint) -> Strategy {
+        match (e.filters.fails(), e.sort.fails()) {
+            (false, false) => Strategy::Keyset,
+            (false, true) => Strategy::Windows,
+            (true, false) => Strategy::NewestFirst,
+            (true, true) => Strategy::Everything,
+        }
+    }
+}
+
+/// One slice of a walk.
+struct Slice {
+    /// Lower bound (inclusive); `None`: from the beginning.
+    lo: Option<i64>,
+    /// Upper bound (exclusive, `i64::MAX`: none). Lowered when the slice is split.
+    end: Arc<AtomicI64>,
+    /// Every record of the slice below this is written.
+    cursor: Option<i64>,
+    /// Where the slice's first record was (`lo` when it has one).
+    first_seen: Option<i64>,
+    records: u64,
+    done: bool,
+}
+
+impl Slice {
+    fn end(&self) -> i64 {
+        self.end.load(Ordering::Relaxed)
+    }
+}
+
+/// The shared state of one walk's slices.
+pub(crate) struct Tracker {
+    slices: Vec<Slice>,
+    /// The walk's lower bound: no bookmark goes below it.
+    from: Option<i64>,
+    max_read: Option<i64>,
+    sent: Option<i64>,
+    held: Option<i64>,
+    flags: u8,
+    written: u64,
+}
+
+impl Tracker {
+    /// Everything below this is written.
+    fn watermark(&self) -> Option<i64> {
+        let structural = match self.slices.iter().find(|s| !s.done) {
+            Some(s) => s.cursor.or(s.lo)?,
+            None => self.max_read?,
+        };
+        let mut w = structural.min(self.max_read?);
+        if let Some(h) = self.held {
+            w = w.min(h);
+        }
+        Some(w.max(self.from.unwrap_or(i64::MIN)))
+    }
+
+    /// Cuts the slice with the most left in two, returning the new upper
+    /// half's index. `ceiling` caps the cut: no slice starts above the API's
+    /// clock.
+    fn split(&mut self, limit: usize, ceiling: i64) -> Option<usize> {
+        let mut best: Option<(usize, i64, i64)> = None;
+        for (i, s) in self.slices.iter().enumerate() {
+            let (Some(cursor), false) = (s.cursor, s.done) else {
+                continue;
+            };
+            let end = s.end().min(ceiling);
+            if end <= cursor + 1 {
+                continue;
+            }
+            // Records left, guessed from the slice's density so far.
+            let start = s.first_seen.or(s.lo).unwrap_or(cursor);
+            let density = s.records as f64 / (cursor - start).max(1) as f64;
+            let left = density * (end - cursor) as f64;
+            if s.records > 0 && left < MIN_PAGES_TO_SPLIT * limit as f64 {
+                continue;
+            }
+            if best.is_none_or(|(_, c, e)| end - cursor > e - c) {
+                best = Some((i, cursor, end));
+            }
+        }
+        let (i, cursor, end) = best?;
+        let mid = cursor + (end - cursor) / 2;
+        let old_end = self.slices[i].end();
+        self.slices[i].end.store(mid, Ordering::Relaxed);
+        self.slices.insert(
+            i + 1,
+            Slice {
+                lo: Some(mid),
+                end: Arc::new(AtomicI64::new(old_end)),
+                cursor: Some(mid),
+                first_seen: Some(mid),
+                records: 0,
+                done: false,
+            },
+        );
+        Some(i + 1)
+    }
+
+    fn index_of(&self, end: &Arc<AtomicI64>) -> usize {
+        self.slices
+            .iter()
+            .position(|s| Arc::ptr_eq(&s.end, end))
+            .expect("a reporting slice is tracked")
+    }
+}
+
+/// A walk in progress: its target and its slices' tracker.
+pub(crate) struct Walk {
+    pub target: Target,
+    /// The partition whose bookmark this walk moves, if any.
+    bookmark: Option<Context>,
+    tracker: Mutex<Tracker>,
+    /// Woken after every page, so the walk can hand out seats that freed.
+    progress: Notify,
+}
+
+/// What a slice's task is given: where it stands in the walk.
+#[derive(Clone)]
+pub(crate) struct SliceHandle {
+    pub walk: Arc<Walk>,
+    pub lo: Option<i64>,
+    end: Arc<AtomicI64>,
+}
+
+impl SliceHandle {
+    /// The slice's upper bound now (exclusive; `i64::MAX`: none).
+    pub fn end(&self) -> i64 {
+        self.end.load(Ordering::Relaxed)
+    }
+
+    /// Hands a page to the writer, with the bookmark it makes safe.
+    /// `cursor`: every record of the slice below it is now written (`None`:
+    /// not known yet, e.g. before the sort was verified); `max_seen`: the
+    /// newest in-range `updatedAt` of the page.
+    pub async fn report(&self, w: &Walker, page: Report) -> Result<(), FetchError> {
+        let mut t = self.walk.tracker.lock().await;
+        let i = t.index_of(&self.end);
+        t.max_read = t.max_read.max(page.max_seen);
+        t.flags |= page.flags;
+        t.written += page.written;
+        w.sh.stats
+            .skipped
+            .fetch_add(page.skipped, Ordering::Relaxed);
+        let s = &mut t.slices[i];
+        s.records += page.written;
+        if s.first_seen.is_none() {
+            s.first_seen = page.min_seen;
+        }
+        if page.cursor > s.cursor {
+            s.cursor = page.cursor;
+        }
+        s.done |= page.done;
+        let bookmark = match (self.walk.bookmark, t.watermark()) {
+            (Some(context), Some(at)) if Some(at) > t.sent.max(t.from) => {
+                t.sent = Some(at);
+                Some(Bookmark {
+                    def: w.def(),
+                    context,
+                    value: w.bookmark_value(at),
+                })
+            }
+            _ => None,
+        };
+        w.send(page.lines, page.written, bookmark).await?;
+        drop(t);
+        self.walk.progress.notify_one();
+        Ok(())
+    }
+
+    /// A group of records at `at` could not be proven complete: the
+    /// bookmark stays at or before it, so the next run reads it again.
+    pub async fn hold(&self, at: i64) {
+        let mut t = self.walk.tracker.lock().await;
+        t.held = Some(t.held.map_or(at, |h| h.min(at)));
+    }
+}
+
+/// What a slice reports after a page.
+#[derive(Default)]
+pub(crate) struct Report {
+    pub lines: Vec<u8>,
+    pub written: u64,
+    pub cursor: Option<i64>,
+    pub max_seen: Option<i64>,
+    pub min_seen: Option<i64>,
+    pub flags: u8,
+    /// Elements of the page that were not records (`Page::without_id`).
+    pub skipped: u64,
+    /// The slice has read its whole range.
+    pub done: bool,
+}
+
+impl Report {
+    /// A page to write, with the in-range facts of its records: newest and
+    /// oldest `updatedAt` and flags of those that fall in `[lo, end)`.
+    pub fn page(page: Page, lo: Option<i64>, end: i64) -> Report {
+        let mut r = Report {
+            written: page.written,
+            skipped: page.without_id,
+            ..Report::default()
+        };
+        for m in &page.metas {
+            let Some(t) = m.updated_ms else { continue };
+            if lo.is_some_and(|lo| t < lo) || t >= end {
+                continue;
+            }
+            r.max_seen = r.max_seen.max(Some(t));
+            r.min_seen = Some(r.min_seen.map_or(t, |x: i64| x.min(t)));
+            r.flags |= m.flags;
+        }
+        r.lines = page.lines;
+        r
+    }
+}
+
+/// Walks `target` over `[from, to)` (`to` exclusive; `None`: no end, as a
+/// full-table pass reads), moving `bookmark`'s partition when given.
+pub(crate) async fn run(
+    w: &mut Walker,
+    target: &Target,
+    from: Option<i64>,
+    to: Option<i64>,
+    bookmark: Option<Context>,
+) -> Result<WalkEnd, FetchError> {
+    let walk = Arc::new(Walk {
+        target: target.clone(),
+        bookmark,
+        tracker: Mutex::new(Tracker {
+            slices: Vec::new(),
+            from,
+            max_read: None,
+            sent: None,
+            held: None,
+            flags: 0,
+            written: 0,
+        }),
+        progress: Notify::new(),
+    });
+    let mut lo = from;
+    let end = to.unwrap_or(i64::MAX);
+    loop {
+        w.check_cancelled()?;
+        let known = w.client().learned().endpoint(w.def().name);
+        let strategy = Strategy::choose(&known);
+        {
+            let mut t = walk.tracker.lock().await;
+            t.slices = vec![Slice {
+                lo,
+                end: Arc::new(AtomicI64::new(end)),
+                cursor: lo,
+                first_seen: lo,
+                records: 0,
+                done: false,
+            }];
+        }
+        let result = match strategy {
+            Strategy::Keyset | Strategy::Windows => slices(w, &walk, strategy).await,
+            Strategy::NewestFirst | Strategy::Everything => {
+                let handle = first_handle(&walk).await;
+                offset::bounded(w, &handle, strategy == Strategy::NewestFirst).await
+            }
+        };
+        match result {
+            Err(FetchError::Replan) => {
+                let t = walk.tracker.lock().await;
+                // Where the next strategy starts: everything below is written.
+                lo = t.watermark().or(t.from);
+                tracing::info!(
+                    stream = w.def().name,
+                    "{}: reading again from {} with what is now known of the API",
+                    target.path,
+                    lo.map_or("the beginning".into(), super::query::fmt_ms)
+                );
+            }
+            Err(e) => return Err(e),
+            Ok(()) => break,
+        }
+    }
+    let t = walk.tracker.lock().await;
+    Ok(WalkEnd {
+        max_seen: t.max_read,
+        written: t.written,
+        flags: t.flags,
+        bookmark: t.sent,
+        held: t.held,
+    })
+}
+
+async fn first_handle(walk: &Arc<Walk>) -> SliceHandle {
+    let t = walk.tracker.lock().await;
+    SliceHandle {
+        walk: walk.clone(),
+        lo: t.slices[0].lo,
+        end: t.slices[0].end.clone(),
+    }
+}
+
+/// Runs the walk's slices until all are done, adding slices while the
+/// budget has room.
+async fn slices(w: &mut Walker, walk: &Arc<Walk>, strategy: Strategy) -> Result<(), FetchError> {
+    let mut tasks = JoinSet::new();
+    let spawn = |tasks: &mut JoinSet<_>, handle: SliceHandle, seat: Seat, w: Walker| {
+        tasks.spawn(async move {
+            let mut w = w;
+            let r = match strategy {
+                Strategy::Keyset => keyset::slice(&mut w, &handle).await,
+                _ => window::slice(&mut w, &handle).await,
+            };
+            drop(seat);
+            r
+        });
+    };
+    let first = first_handle(walk).await;
+    spawn(&mut tasks, first, w.sh.budget.join(), w.fork());
+    let limit = w.limit();
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                None => return Ok(()),
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => {
+                    tasks.abort_all();
+                    return Err(e);
+                }
+                Some(Err(e)) if e.is_cancelled() => {}
+                Some(Err(e)) => {
+                    tasks.abort_all();
+                    return Err(FetchError::Fatal(crate::error::Error::Internal(format!(
+                        "a walking task failed: {e}"
+                    ))));
+                }
+            },
+            _ = walk.progress.notified() => {}
+        }
+        // Keyset slices are cut only once the sort is known to hold: before
+        // that, the first slice's cursor means nothing.
+        let sorted = w.client().learned().endpoint(w.def().name).sort.holds();
+        if strategy == Strategy::Keyset && !sorted {
+            continue;
+        }
+        while let Some(seat) = w.sh.budget.try_join(w.client()) {
+            let ceiling = api_now(w);
+            let mut t = walk.tracker.lock().await;
+            let Some(i) = t.split(limit, ceiling) else {
+                break;
+            };
+            let handle = SliceHandle {
+                walk: walk.clone(),
+                lo: t.slices[i].lo,
+                end: t.slices[i].end.clone(),
+            };
+            drop(t);
+            spawn(&mut tasks, handle, seat, w.fork());
+        }
+    }
+}
+
+/// The API's clock now, as far as this process can tell, less a margin:
+/// no slice is cut above it, so none starts above a record still to come.
+fn api_now(w: &Walker) -> i64 {
+    let local = chrono::Utc::now().timestamp_millis();
+    let now = w.client().server_date_ms().map_or(local, |d| d.min(local));
+    (now - super::CLOCK_MARGIN_MS).min(w.sh.signpost_ms)
+}
