@@ -88,7 +88,7 @@ pub fn run(args: Args, stdout: Box<dyn Write + Send>) -> Result<()> {
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
     if args.test == Some(TestMode::All) {
-        return runtime.block_on(check::connection(&config, &selected, &mut stdout));
+        return runtime.block_on(check::connection(&config, selected, &mut stdout));
     }
     runtime.block_on(sync::sync(config, selected, state, stdout))
 }

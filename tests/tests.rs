@@ -6,6 +6,7 @@
 mod util;
 
 mod cli;
+mod connect;
 mod faults;
 mod fuzz;
 mod incremental;
