@@ -59,20 +59,25 @@ pub fn run(args: Args, stdout: Box<dyn Write + Send>) -> Result<()> {
         };
         return print(&mut stdout, &text);
     }
-    let config = config::load(&args.config)?;
-    if args.discover {
-        return print(
-            &mut stdout,
-            &serde_json::to_string_pretty(&catalog::discover()).expect("JSON serialises"),
-        );
-    }
-    let selected = match &args.catalog {
-        Some(path) => catalog::load(path)?,
-        None => catalog::select_all(),
+    let select = |args: &Args| match &args.catalog {
+        Some(path) => catalog::load(path),
+        None => Ok(catalog::select_all()),
     };
-    if args.test == Some(TestMode::Schema) {
-        return check::schemas_only(&selected, &mut stdout);
+    if args.discover || args.test == Some(TestMode::Schema) {
+        // Neither calls the API, so neither needs credentials; a config
+        // given is still checked, so that a typo shows up early.
+        config::check_without_credentials(&args.config)?;
+        if args.discover {
+            let catalog = catalog::discover();
+            return print(
+                &mut stdout,
+                &serde_json::to_string_pretty(&catalog).expect("JSON serialises"),
+            );
+        }
+        return check::schemas_only(&select(&args)?, &mut stdout);
     }
+    let config = config::load(&args.config)?;
+    let selected = select(&args)?;
     let state = match &args.state {
         Some(path) => state::State::load(path)?,
         None => state::State::empty(),

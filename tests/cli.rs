@@ -63,6 +63,9 @@ fn bad_config_files_get_one_clear_line_and_exit_3() {
         ("bad api_url", json!({"api_key": CANARY_KEY, "project_id": "p", "api_url": "gleap dot io"}).to_string(), &["api_url", "URL"]),
         ("insecure api_url", json!({"api_key": CANARY_KEY, "project_id": "p", "api_url": "http://api.example.com/v3"}).to_string(), &["api_url", "allow_insecure_http"]),
         ("boolean as number", json!({"api_key": CANARY_KEY, "project_id": "p", "emit_activate_version_messages": 7}).to_string(), &["emit_activate_version_messages"]),
+        // Strings are coerced only from TAP_GLEAP_* variables, never in a file.
+        ("number as a string", json!({"api_key": CANARY_KEY, "project_id": "p", "page_size": "100"}).to_string(), &["config.json", "page_size", "JSON number"]),
+        ("boolean as a string", json!({"api_key": CANARY_KEY, "project_id": "p", "emit_activate_version_messages": "yes"}).to_string(), &["config.json", "emit_activate_version_messages", "JSON boolean"]),
     ];
     for (what, content, needles) in cases {
         let cfg = s.write("config.json", &content);
@@ -271,4 +274,49 @@ fn test_schema_prints_schemas_without_calling_the_api() {
         .count();
     assert_eq!(schemas, ALL_STREAMS.len());
     assert_eq!(run.messages.len(), schemas, "SCHEMA messages only");
+}
+
+#[test]
+fn discover_and_test_schema_need_no_credentials_and_no_config() {
+    let s = Scratch::new();
+    let no_key = s.write_json("c.json", &json!({"start_date": "2024-01-01"}));
+    let expected = tap_plain(&["--discover"]);
+    for args in [
+        &["--discover"][..],
+        &["--config", path_str(&no_key), "--discover"],
+    ] {
+        let run = tap_plain(args);
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        assert_eq!(run.stdout, expected.stdout, "{args:?}: the same catalog");
+        let catalog: Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(
+            catalog["streams"].as_array().unwrap().len(),
+            ALL_STREAMS.len()
+        );
+    }
+    for args in [
+        &["--test=schema"][..],
+        &["--config", path_str(&no_key), "--test=schema"],
+    ] {
+        let run = tap(args);
+        run.assert_ok();
+        assert_eq!(
+            run.messages.len(),
+            ALL_STREAMS.len(),
+            "{args:?}: SCHEMA messages"
+        );
+    }
+    // A config given is still checked.
+    let bad = s.write_json("bad.json", &json!({"page_size": "lots"}));
+    let run = tap_plain(&["--config", path_str(&bad), "--discover"]);
+    assert_eq!(run.code, CONFIG_ERROR, "{}", run.stderr);
+    assert!(
+        run.error_line().contains("page_size"),
+        "{}",
+        run.error_line()
+    );
+    // A sync still needs the key.
+    let run = tap(&["--config", path_str(&no_key)]);
+    assert_eq!(run.code, CONFIG_ERROR);
+    assert!(run.error_line().contains("api_key"));
 }
