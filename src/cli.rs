@@ -44,6 +44,12 @@ pub struct Args {
     #[arg(long)]
     pub discover: bool,
 
+    /// Extract only these streams (comma-separated or repeated). With
+    /// `--catalog`, the catalog still chooses their fields and replication
+    /// methods; with `--discover`, only these are marked selected.
+    #[arg(long, value_delimiter = ',', value_name = "STREAM[,STREAM]", value_parser = stream_names())]
+    pub select: Vec<String>,
+
     /// Print the tap's name, version, capabilities and settings, and exit.
     #[arg(long)]
     pub about: bool,
@@ -60,4 +66,10 @@ pub struct Args {
     /// Log format on stderr (`json` for orchestrators that parse logs).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// The known stream names: anything else given to `--select` is a usage
+/// error that lists them.
+fn stream_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(crate::streams::STREAMS.iter().map(|s| s.name))
 }

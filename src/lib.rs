@@ -60,15 +60,15 @@ pub fn run(args: Args, stdout: Box<dyn Write + Send>) -> Result<()> {
         return print(&mut stdout, &text);
     }
     let select = |args: &Args| match &args.catalog {
-        Some(path) => catalog::load(path),
-        None => Ok(catalog::select_all()),
+        Some(path) => catalog::load_only(path, &args.select),
+        None => Ok(catalog::select_only(&args.select)),
     };
     if args.discover || args.test == Some(TestMode::Schema) {
         // Neither calls the API, so neither needs credentials; a config
         // given is still checked, so that a typo shows up early.
         config::check_without_credentials(&args.config)?;
         if args.discover {
-            let catalog = catalog::discover();
+            let catalog = catalog::discover_only(&args.select);
             return print(
                 &mut stdout,
                 &serde_json::to_string_pretty(&catalog).expect("JSON serialises"),
@@ -82,6 +82,9 @@ pub fn run(args: Args, stdout: Box<dyn Write + Send>) -> Result<()> {
         Some(path) => state::State::load(path)?,
         None => state::State::empty(),
     };
+    // Discovery selects every stream by default (the Meltano SDK's rule): say
+    // what this run extracts, so that a catalog selecting more than meant shows.
+    tracing::info!("{}", catalog::summary(&selected));
     // One worker thread (the writer has its own): streams wait on the
     // network, and conforming a page takes milliseconds. Under the API's
     // rate limit a core is idle 95% of the time; against the unlimited fake

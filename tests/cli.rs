@@ -320,3 +320,85 @@ fn discover_and_test_schema_need_no_credentials_and_no_config() {
     assert_eq!(run.code, CONFIG_ERROR);
     assert!(run.error_line().contains("api_key"));
 }
+
+#[test]
+fn select_extracts_only_the_named_streams_with_or_without_a_catalog() {
+    let server = start(fake_config());
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({}));
+    let streams_of = |run: &Run| {
+        run.messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Schema { stream, .. } => Some(stream.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let run = tap(&["--config", path_str(&cfg), "--select", "teams,tickets"]);
+    run.assert_ok();
+    assert_eq!(streams_of(&run), ["tickets", "teams"]);
+    assert_eq!(run.ids("tickets"), fake_ids(&server, "tickets"));
+    // The start of the sync says what is selected.
+    let n = |stream: &str| {
+        let schema: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("schemas/{stream}.json")).unwrap(),
+        )
+        .unwrap();
+        schema["properties"].as_object().unwrap().len()
+    };
+    let line = format!(
+        "2 of 7 streams selected: tickets ({} fields), teams ({} fields)",
+        n("tickets"),
+        n("teams")
+    );
+    assert!(run.stderr.contains(&line), "{line}\n{}", run.stderr);
+
+    // With a catalog (here: every stream selected, as discovered, and a
+    // field of teams deselected), --select picks the streams, the catalog
+    // the fields.
+    let mut cat: Value = serde_json::from_str(&tap_plain(&["--discover"]).stdout).unwrap();
+    for e in cat["streams"].as_array_mut().unwrap() {
+        let teams = e["tap_stream_id"] == "teams";
+        for m in e["metadata"].as_array_mut().unwrap() {
+            if teams && m["breadcrumb"] == json!(["properties", "name"]) {
+                m["metadata"]["selected"] = json!(false);
+            }
+        }
+    }
+    let cat = s.write_json("catalog.json", &cat);
+    let run = tap(&[
+        "--config",
+        path_str(&cfg),
+        "--catalog",
+        path_str(&cat),
+        "--select",
+        "teams",
+    ]);
+    run.assert_ok();
+    assert_eq!(streams_of(&run), ["teams"]);
+    assert!(run.records("teams").iter().all(|r| r.get("name").is_none()));
+    assert_eq!(run.ids("teams"), fake_ids(&server, "teams"));
+
+    // --discover --select: a catalog selecting only those streams.
+    let run = tap_plain(&["--discover", "--select", "surveys"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let cat: Value = serde_json::from_str(&run.stdout).unwrap();
+    for e in cat["streams"].as_array().unwrap() {
+        assert_eq!(
+            e["metadata"][0]["metadata"]["selected"],
+            json!(e["tap_stream_id"] == "surveys")
+        );
+    }
+}
+
+#[test]
+fn select_with_an_unknown_stream_is_a_usage_error_listing_the_streams() {
+    let run = tap_plain(&["--select", "tickets,invoices"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("invoices"), "{}", run.stderr);
+    for name in ALL_STREAMS {
+        assert!(run.stderr.contains(name), "lists {name}: {}", run.stderr);
+    }
+    assert!(run.stdout.is_empty());
+}
