@@ -402,3 +402,31 @@ fn select_with_an_unknown_stream_is_a_usage_error_listing_the_streams() {
     }
     assert!(run.stdout.is_empty());
 }
+
+#[test]
+fn a_fatal_error_is_printed_even_with_rust_log_off() {
+    let s = Scratch::new();
+    let cfg = s.write_json("c.json", &json!({"project_id": "p"}));
+    for filter in ["off", "tap_gleap=off", "error"] {
+        let run = decode(
+            tap_command(&["--config", path_str(&cfg)])
+                .env("RUST_LOG", filter)
+                .output()
+                .unwrap(),
+            true,
+        );
+        assert_eq!(run.code, CONFIG_ERROR, "RUST_LOG={filter}");
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "RUST_LOG={filter}: one line: {}",
+            run.stderr
+        );
+        assert!(
+            lines[0].contains("ERROR") && lines[0].contains("api_key"),
+            "RUST_LOG={filter}: {}",
+            lines[0]
+        );
+    }
+}
