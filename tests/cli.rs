@@ -430,3 +430,71 @@ fn a_fatal_error_is_printed_even_with_rust_log_off() {
         );
     }
 }
+
+/// The plain pipeline of the README's State section, run as written: it
+/// works on the first run (no state file yet) and on the next one, which
+/// resumes from the state the first left.
+#[test]
+fn the_readme_shell_pipeline_works_on_the_first_and_later_runs() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let recipe = readme
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .find(|block| block.contains("tail -n 1 out.jsonl > state.json"))
+        .expect("the README has the plain pipeline");
+    let server = start(fake_config());
+    let s = Scratch::new();
+    // `config.json` in the directory the recipe runs in.
+    s.config(&server, json!({}));
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_tap-gleap"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = || {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(recipe)
+            .current_dir(s.dir.path())
+            .env("PATH", &path)
+            .env_remove("TAP_GLEAP_API_KEY")
+            .output()
+            .expect("sh runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "the recipe failed:\n{recipe}\n{stderr}"
+        );
+        let out = std::fs::read_to_string(s.dir.path().join("out.jsonl")).unwrap();
+        assert_no_secret(&out, &stderr);
+        let state = std::fs::read_to_string(s.dir.path().join("state.json")).unwrap();
+        let state: Value = serde_json::from_str(&state).expect("state.json is JSON");
+        (parse_messages(&out), state)
+    };
+    let (first, state) = run();
+    let first_tickets = first
+        .iter()
+        .filter(|m| matches!(m, Message::Record { stream, .. } if stream == "tickets"))
+        .count();
+    assert_eq!(first_tickets, fake_ids(&server, "tickets").len());
+    assert_eq!(state["type"], "STATE");
+    assert!(
+        state["value"]["bookmarks"]["tickets"].is_object(),
+        "{state}"
+    );
+    let (second, state2) = run();
+    let second_tickets = second
+        .iter()
+        .filter(|m| matches!(m, Message::Record { stream, .. } if stream == "tickets"))
+        .count();
+    assert!(
+        second_tickets < first_tickets / 10,
+        "the second run resumed from the state: {second_tickets} tickets"
+    );
+    assert_eq!(state2["value"]["bookmarks"], state["value"]["bookmarks"]);
+}
