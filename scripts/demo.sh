@@ -42,7 +42,7 @@ tail -n 1 "$out/singer.jsonl" >"$out/state.json"
 echo "==> incremental sync from $out/state.json > $out/singer-incremental.jsonl"
 "$bin/tap-gleap" --config sample_config.json --state "$out/state.json" >"$out/singer-incremental.jsonl" 2>"$out/tap-incremental.log"
 summary "$out/singer-incremental.jsonl"
-echo "    (only boundary records: nothing changed between the runs)"
+echo "    (incremental streams: only the records at their bookmarks, as nothing changed between the runs; full-table streams (teams, surveys, message_templates) are read whole on every run)"
 tail -n 1 "$out/singer-incremental.jsonl" >"$out/state.json"
 
 echo

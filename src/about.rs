@@ -18,7 +18,10 @@ fn setting_schema(kind: Kind) -> Value {
         Kind::String => json!({"type": "string"}),
         Kind::Integer { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
         Kind::Boolean => json!({"type": "boolean"}),
-        Kind::DateTime => json!({"type": "string", "format": "date-time"}),
+        // A plain date is accepted too (midnight UTC).
+        Kind::DateTime => {
+            json!({"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]})
+        }
         Kind::Url => json!({"type": "string", "format": "uri"}),
     }
 }
@@ -89,7 +92,7 @@ pub fn about_markdown() -> String {
             Kind::String => "string",
             Kind::Integer { .. } => "integer",
             Kind::Boolean => "boolean",
-            Kind::DateTime => "date-time",
+            Kind::DateTime => "date or date-time",
             Kind::Url => "URL",
         };
         md.push_str(&format!(

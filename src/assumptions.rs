@@ -25,6 +25,9 @@ pub enum Assumption {
     CreatedAtFilters,
     /// `_id>=` / `_id<` filter the answer.
     IdFilters,
+    /// `sort=_id` orders the answer (never needed: listed because the tap
+    /// once relied on it).
+    SortById,
     /// An endpoint serves `min(limit, cap)` records per page, with a cap that
     /// does not change during a run.
     PageSize,
@@ -49,11 +52,12 @@ pub enum Assumption {
 }
 
 impl Assumption {
-    pub const ALL: [Assumption; 13] = [
+    pub const ALL: [Assumption; 14] = [
         Assumption::SortByUpdatedAt,
         Assumption::RangeFilters,
         Assumption::CreatedAtFilters,
         Assumption::IdFilters,
+        Assumption::SortById,
         Assumption::PageSize,
         Assumption::LimitAccepted,
         Assumption::HiddenRecords,
@@ -72,6 +76,7 @@ impl Assumption {
             Assumption::RangeFilters => "`updatedAt>=` / `updatedAt<` filter the list (sent percent-encoded: `updatedAt%3E=`)",
             Assumption::CreatedAtFilters => "`createdAt>=` / `createdAt<` filter the list",
             Assumption::IdFilters => "`_id>=` / `_id<` filter the list",
+            Assumption::SortById => "`sort=_id` orders the list",
             Assumption::PageSize => "a page holds `min(limit, cap)` records, the cap fixed per endpoint",
             Assumption::LimitAccepted => "`limit` up to the documented maximum is accepted",
             Assumption::HiddenRecords => "what a plain `GET /tickets` hides (archived, spam) is listed by `ignoreArchived=true&archived=true` and `ignoreArchived=true&isSpam=true`",
@@ -90,6 +95,7 @@ impl Assumption {
             Assumption::SortByUpdatedAt => "before the first bookmark of an endpoint: the first record of `sort=-updatedAt&limit=1` must be the newest, not the first record of the ascending page; every page is checked for order; a 400",
             Assumption::RangeFilters => "a record outside the bounds asked for (ignored); a 400 (refused); an empty answer where `updatedAt>=T&updatedAt<=T`, T taken from an unfiltered record, finds nothing (not understood)",
             Assumption::CreatedAtFilters | Assumption::IdFilters => "a record outside the bounds asked for; a 400",
+            Assumption::SortById => "not needed: never sent by a sync (`--test=api` reports it)",
             Assumption::PageSize => "the longest page an endpoint served is a lower bound of its cap; a page that long may have been cut",
             Assumption::LimitAccepted => "a 400 that goes away with `limit=100`",
             Assumption::HiddenRecords => "the `archived` and `isSpam` values of the records the plain listing returns",
@@ -109,6 +115,7 @@ impl Assumption {
             Assumption::RangeFilters => "reads newest first (`sort=-updatedAt`) by offset down to the bookmark, bounds applied by the tap; without a sort either, reads everything by offset and keeps only what is new (every run costs a full read)",
             Assumption::CreatedAtFilters => "a group of more than a page of records sharing one `updatedAt` is split by `_id` instead",
             Assumption::IdFilters => "such a group (sharing `createdAt` too) is read by offset in repeated passes until two agree; if they never do, the bookmark stays before the group and the next run reads it again",
+            Assumption::SortById => "nothing: groups sharing one `updatedAt` are split by filters, in any order",
             Assumption::PageSize => "a page as long as the longest seen is never taken for the last one: the walk asks again (one request)",
             Assumption::LimitAccepted => "asks with `limit=100` (then 10) for the rest of the run: more requests",
             Assumption::HiddenRecords => "reads the hidden kinds the plain listing did not show, each with its own bookmark; a kind it showed is not read again",
@@ -168,6 +175,8 @@ pub struct Endpoint {
     pub id_filters: Fact,
     /// The longest page served: the endpoint's cap is at least this.
     pub longest_page: usize,
+    /// A cap below `limit` proven by a short page that was followed by more.
+    pub cap: Option<usize>,
     /// The largest `limit` accepted, once a larger one was refused.
     pub limit_max: Option<u32>,
     /// Whether an offset walk of this endpoint had to restart.
@@ -188,6 +197,12 @@ impl Endpoint {
     /// cut short by a cap, so that more records may match.
     pub fn maybe_cut(&self, len: usize, limit: usize) -> bool {
         len >= limit || (len >= MIN_PLAUSIBLE_CAP && len >= self.longest_page)
+    }
+
+    /// Whether a page of `len` records surely has more after it: as long
+    /// as `limit`, or as a cap proven before.
+    pub fn surely_cut(&self, len: usize, limit: usize) -> bool {
+        len >= limit || self.cap.is_some_and(|cap| len >= cap)
     }
 }
 

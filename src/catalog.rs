@@ -46,7 +46,24 @@ fn is_automatic(def: &StreamDef, field: &str) -> bool {
 
 /// The catalog `--discover` prints.
 pub fn discover() -> Value {
-    let streams: Vec<Value> = STREAMS.iter().map(discover_stream).collect();
+    discover_only(&[])
+}
+
+/// The catalog, with only the streams of `--select` (when any) marked
+/// `"selected": true` and the others `false`: every stream is otherwise
+/// `selected-by-default`, as the Meltano SDK has it.
+pub fn discover_only(only: &[String]) -> Value {
+    let streams: Vec<Value> = STREAMS
+        .iter()
+        .map(|def| {
+            let mut entry = discover_stream(def);
+            if !only.is_empty() {
+                entry["metadata"][0]["metadata"]["selected"] =
+                    json!(only.iter().any(|n| n == def.name));
+            }
+            entry
+        })
+        .collect();
     json!({ "streams": streams })
 }
 
@@ -100,8 +117,14 @@ fn discover_stream(def: &StreamDef) -> Value {
 
 /// Every stream with every field: a sync without a catalog.
 pub fn select_all() -> Vec<Selected> {
+    select_only(&[])
+}
+
+/// The streams of `--select` (every stream when it is empty) with every field.
+pub fn select_only(only: &[String]) -> Vec<Selected> {
     STREAMS
         .iter()
+        .filter(|def| only.is_empty() || only.iter().any(|n| n == def.name))
         .map(|def| {
             let schema = schema_of(def);
             Selected {
@@ -116,20 +139,40 @@ pub fn select_all() -> Vec<Selected> {
 
 /// Reads a catalog file and returns the streams it selects.
 pub fn load(path: &Path) -> Result<Vec<Selected>> {
+    load_only(path, &[])
+}
+
+/// Reads a catalog file and returns the streams it selects, or, when `only`
+/// (`--select`) names streams, those streams whatever the catalog selects.
+pub fn load_only(path: &Path, only: &[String]) -> Result<Vec<Selected>> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Catalog(format!("cannot read {name}: {e}")))?;
     let value: Value = serde_json::from_str(&text)
         .map_err(|e| Error::Catalog(format!("{name} is not valid JSON: {e}")))?;
-    select(&value).map_err(|m| Error::Catalog(format!("{name}: {m}")))
+    select(&value, only).map_err(|m| Error::Catalog(format!("{name}: {m}")))
+}
+
+/// One line for the log: which streams a sync extracts, with how many fields.
+pub fn summary(selected: &[Selected]) -> String {
+    let streams: Vec<String> = selected
+        .iter()
+        .map(|s| format!("{} ({} fields)", s.def.name, s.fields.len()))
+        .collect();
+    format!(
+        "{} of {} streams selected: {}",
+        selected.len(),
+        STREAMS.len(),
+        streams.join(", ")
+    )
 }
 
 /// The streams a catalog (already parsed) selects; the error says what is wrong.
 pub fn from_value(catalog: &Value) -> std::result::Result<Vec<Selected>, String> {
-    select(catalog)
+    select(catalog, &[])
 }
 
-fn select(catalog: &Value) -> std::result::Result<Vec<Selected>, String> {
+fn select(catalog: &Value, only: &[String]) -> std::result::Result<Vec<Selected>, String> {
     let entries = catalog
         .get("streams")
         .and_then(Value::as_array)
@@ -152,9 +195,19 @@ fn select(catalog: &Value) -> std::result::Result<Vec<Selected>, String> {
         if !seen.insert(id) {
             return Err(format!("stream \"{id}\" appears twice"));
         }
-        if let Some(s) = select_stream(def, entry)? {
-            selected.push(s);
+        let chosen = if only.is_empty() {
+            is_selected(metadata_for(entry, &[]), entry.get("selected"))
+        } else {
+            only.iter().any(|n| n == id)
+        };
+        if chosen {
+            selected.push(select_stream(def, entry)?);
         }
+    }
+    if let Some(missing) = only.iter().find(|n| !seen.contains(n.as_str())) {
+        return Err(format!(
+            "stream \"{missing}\" (from --select) is not in the catalog: add its entry from `tap-gleap --discover`"
+        ));
     }
     if selected.is_empty() {
         return Err("no stream is selected: set \"selected\": true in a stream's root metadata (breadcrumb [])".into());
@@ -187,14 +240,9 @@ fn is_selected(md: Option<&Map<String, Value>>, fallback: Option<&Value>) -> boo
         .unwrap_or(false)
 }
 
-fn select_stream(
-    def: &'static StreamDef,
-    entry: &Value,
-) -> std::result::Result<Option<Selected>, String> {
+/// A stream chosen for the sync: its method and fields, as its entry says.
+fn select_stream(def: &'static StreamDef, entry: &Value) -> std::result::Result<Selected, String> {
     let root = metadata_for(entry, &[]);
-    if !is_selected(root, entry.get("selected")) {
-        return Ok(None);
-    }
     let root_str = |k: &str| root.and_then(|m| m.get(k)).and_then(Value::as_str);
     let method = match root_str("replication-method").or_else(|| entry.get("replication_method").and_then(Value::as_str)) {
         None | Some("") => def.default_method,
@@ -250,12 +298,12 @@ fn select_stream(
     if let Some(req) = schema.get_mut("required").and_then(Value::as_array_mut) {
         req.retain(|k| k.as_str().is_some_and(|k| fields.iter().any(|f| f == k)));
     }
-    Ok(Some(Selected {
+    Ok(Selected {
         def,
         method,
         fields,
         schema,
-    }))
+    })
 }
 
 #[cfg(test)]
@@ -283,7 +331,7 @@ mod tests {
 
     #[test]
     fn the_discovered_catalog_selects_everything_by_default() {
-        assert_eq!(select(&discover()).unwrap().len(), STREAMS.len());
+        assert_eq!(select(&discover(), &[]).unwrap().len(), STREAMS.len());
     }
 
     #[test]
@@ -302,7 +350,7 @@ mod tests {
                 }
             }
         }
-        let s = select(&cat).unwrap();
+        let s = select(&cat, &[]).unwrap();
         assert_eq!(s.len(), 1);
         assert!(!s[0].fields.contains(&"title".to_string()));
         assert!(
@@ -319,7 +367,7 @@ mod tests {
             "sessions",
             json!({"selected": true, "replication-method": "FULL_TABLE"}),
         );
-        assert_eq!(select(&cat).unwrap()[0].method, Method::FullTable);
+        assert_eq!(select(&cat, &[]).unwrap()[0].method, Method::FullTable);
         let mut cat = with_root(
             deselect_all(discover()),
             "sessions",
@@ -334,16 +382,60 @@ mod tests {
                     .remove("replication-method");
             }
         }
-        assert_eq!(select(&cat).unwrap()[0].method, Method::FullTable);
+        assert_eq!(select(&cat, &[]).unwrap()[0].method, Method::FullTable);
+    }
+
+    #[test]
+    fn select_names_the_streams_whatever_the_catalog_selects() {
+        let only = vec!["teams".to_string(), "tickets".to_string()];
+        // Every stream is selected by default: --select narrows it.
+        let names = |s: Vec<Selected>| s.iter().map(|s| s.def.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(select(&discover(), &only).unwrap()),
+            ["tickets", "teams"]
+        );
+        // A stream the catalog deselects is taken, with the catalog's fields.
+        let mut cat = deselect_all(discover());
+        for e in cat["streams"].as_array_mut().unwrap() {
+            for m in e["metadata"].as_array_mut().unwrap() {
+                if m["breadcrumb"] == json!(["properties", "title"]) {
+                    m["metadata"]["selected"] = json!(false);
+                }
+            }
+        }
+        let s = select(&cat, &only).unwrap();
+        assert!(!s[0].fields.contains(&"title".to_string()));
+        assert_eq!(names(select_only(&only)), ["tickets", "teams"]);
+        // A stream missing from the catalog cannot be synced.
+        let e = select(&json!({"streams": [discover()["streams"][0]]}), &only).unwrap_err();
+        assert!(e.contains("\"teams\"") && e.contains("--select"), "{e}");
+        // --discover --select marks only those selected.
+        let d = discover_only(&only);
+        assert_eq!(names(select(&d, &[]).unwrap()), ["tickets", "teams"]);
+    }
+
+    #[test]
+    fn the_summary_names_each_stream_and_its_field_count() {
+        let s = select_only(&["teams".to_string()]);
+        let n = s[0].fields.len();
+        assert_eq!(
+            summary(&s),
+            format!(
+                "1 of {} streams selected: teams ({n} fields)",
+                STREAMS.len()
+            )
+        );
     }
 
     #[test]
     fn bad_catalogs_are_refused_with_a_reason() {
-        assert!(select(&json!({})).unwrap_err().contains("streams"));
-        assert!(select(&json!({"streams": [{"tap_stream_id": "nope"}]}))
-            .unwrap_err()
-            .contains("unknown stream \"nope\""));
-        assert!(select(&deselect_all(discover()))
+        assert!(select(&json!({}), &[]).unwrap_err().contains("streams"));
+        assert!(
+            select(&json!({"streams": [{"tap_stream_id": "nope"}]}), &[])
+                .unwrap_err()
+                .contains("unknown stream \"nope\"")
+        );
+        assert!(select(&deselect_all(discover()), &[])
             .unwrap_err()
             .contains("no stream is selected"));
         let cat = with_root(
@@ -351,7 +443,7 @@ mod tests {
             "tickets",
             json!({"selected": true, "replication-key": "createdAt"}),
         );
-        assert!(select(&cat)
+        assert!(select(&cat, &[])
             .unwrap_err()
             .contains("unknown replication key"));
         let cat = with_root(
@@ -359,6 +451,6 @@ mod tests {
             "teams",
             json!({"selected": true, "replication-method": "INCREMENTAL"}),
         );
-        assert!(select(&cat).unwrap_err().contains("FULL_TABLE"));
+        assert!(select(&cat, &[]).unwrap_err().contains("FULL_TABLE"));
     }
 }

@@ -5,9 +5,12 @@
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
 
 use crate::catalog::Selected;
-use crate::client::{Cancel, Client, FetchError};
+use crate::client::{host_of, Cancel, Client, FetchError};
 use crate::config::Config;
 use crate::conform::{self, Conformer};
 use crate::error::Error;
@@ -27,20 +30,50 @@ pub fn schemas_only(selected: &[Selected], out: &mut dyn Write) -> Result<(), Er
     flush(out)
 }
 
+/// The whole check ends within this, whatever the API does: a connection
+/// test that waits out the retry budget (ten minutes by default) tells
+/// nobody anything in time.
+const CHECK_DEADLINE: Duration = Duration::from_secs(15);
+
 pub async fn connection(
     config: &Config,
-    selected: &[Selected],
+    selected: Vec<Selected>,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let (_cancel_tx, cancel) = Cancel::new();
     let client = Client::new(config, cancel)?;
+    // Every stream at once, so that the deadline covers them all.
+    let selected: Arc<[Selected]> = selected.into();
+    let mut tasks = JoinSet::new();
+    for i in 0..selected.len() {
+        let (client, selected) = (client.clone(), selected.clone());
+        tasks.spawn(async move { (i, one_record(&client, &selected[i]).await) });
+    }
+    let mut results: Vec<Option<Result<Vec<u8>, Error>>> = std::iter::repeat_with(|| None)
+        .take(selected.len())
+        .collect();
+    let deadline = tokio::time::Instant::now() + CHECK_DEADLINE;
+    while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, tasks.join_next()).await {
+        let (i, result) =
+            joined.map_err(|e| Error::Internal(format!("a connection test task failed: {e}")))?;
+        results[i] = Some(result);
+    }
+    tasks.abort_all();
     let mut failures: Vec<(&str, Error)> = Vec::new();
-    for sel in selected {
+    for (sel, result) in selected.iter().zip(results) {
         write(
             out,
             &output::schema_line(sel.def, &sel.schema, sel.method == Method::Incremental),
         )?;
-        match one_record(&client, sel).await {
+        let result = result.unwrap_or_else(|| {
+            Err(Error::Api(format!(
+                "GET {}: no usable answer from {} (the host of \"api_url\") within {}s, as long as a connection test waits (the warnings above say what failed): check \"api_url\" and the API's status",
+                sel.def.path,
+                host_of(&config.api_url),
+                CHECK_DEADLINE.as_secs()
+            )))
+        });
+        match result {
             Ok(line) => {
                 let found = if line.is_empty() {
                     "reachable, no records"

@@ -16,6 +16,9 @@ pub enum TestMode {
     All,
     /// Print the SCHEMA messages only, without calling the API.
     Schema,
+    /// Ask the API a handful of questions and print, per undocumented
+    /// behaviour, what this server does and what a sync does about it.
+    Api,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -44,12 +47,19 @@ pub struct Args {
     #[arg(long)]
     pub discover: bool,
 
+    /// Extract only these streams (comma-separated or repeated). With
+    /// `--catalog`, the catalog still chooses their fields and replication
+    /// methods; with `--discover`, only these are marked selected.
+    #[arg(long, value_delimiter = ',', value_name = "STREAM[,STREAM]", value_parser = stream_names())]
+    pub select: Vec<String>,
+
     /// Print the tap's name, version, capabilities and settings, and exit.
     #[arg(long)]
     pub about: bool,
 
-    /// Check the connection: one record per selected stream (`--test`), or
-    /// only the SCHEMA messages (`--test=schema`).
+    /// Check the connection: one record per selected stream (`--test`),
+    /// only the SCHEMA messages (`--test=schema`), or what this server does
+    /// where Gleap's docs are silent (`--test=api`).
     #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "all", value_name = "MODE")]
     pub test: Option<TestMode>,
 
@@ -60,4 +70,10 @@ pub struct Args {
     /// Log format on stderr (`json` for orchestrators that parse logs).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// The known stream names: anything else given to `--select` is a usage
+/// error that lists them.
+fn stream_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(crate::streams::STREAMS.iter().map(|s| s.name))
 }

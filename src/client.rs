@@ -11,10 +11,13 @@
 //! - 5xx, 408, timeouts, resets and 200s whose body is not the documented
 //!   JSON are retried with exponential backoff and full jitter, until the
 //!   retry budget (a duration, per request) runs out.
+//! - Until the process has had any HTTP response, a failure to connect (a
+//!   refused connection, an unknown host, a TLS failure) is almost always a
+//!   wrong `api_url`: it gets a couple of quick retries, not the budget.
 
 use std::borrow::Cow;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -39,6 +42,10 @@ const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// With no `Retry-After`, a 429 waits at least this long: the window is 60 s,
 /// and hammering it only delays the moment a slot frees.
 const RATE_LIMIT_MIN_WAIT: Duration = Duration::from_secs(2);
+/// Before any response: attempts, and the time they may take, for a
+/// request that cannot connect (see `Client::answered`).
+const FIRST_CONTACT_ATTEMPTS: u32 = 3;
+const FIRST_CONTACT_BUDGET: Duration = Duration::from_secs(10);
 
 /// Why a request did not produce a page.
 #[derive(Debug)]
@@ -122,6 +129,11 @@ pub struct Client {
     allowed: AtomicUsize,
     successes: AtomicUsize,
     slot_freed: Notify,
+    /// Whether any HTTP response (of any status) has arrived: until then a
+    /// failure to connect is most likely a wrong `api_url`, and fails fast.
+    answered: AtomicBool,
+    /// `api_url`'s host (and port), for the message when nothing answers.
+    host: String,
 }
 
 /// Past this many, requests in flight are no longer counted against a limit.
@@ -206,6 +218,8 @@ impl Client {
             allowed: AtomicUsize::new(usize::MAX),
             successes: AtomicUsize::new(0),
             slot_freed: Notify::new(),
+            answered: AtomicBool::new(false),
+            host: host_of(&config.api_url),
         }))
     }
 
@@ -307,9 +321,15 @@ impl Client {
             let started = Instant::now();
             tracing::debug!(stream = stats.stream, "GET {path}?{query}");
             let outcome = self.http.get(&url).send().await;
+            // Set when nothing has answered yet and this request could not connect.
+            let mut first_contact = false;
             let (wait, why) = match outcome {
-                Err(e) => (None, describe_reqwest_error(&e)),
+                Err(e) => {
+                    first_contact = e.is_connect() && !self.answered.load(Ordering::Relaxed);
+                    (None, describe_reqwest_error(&e))
+                }
                 Ok(resp) => {
+                    self.answered.store(true, Ordering::Relaxed);
                     let status = resp.status();
                     self.note_server_date(resp.headers());
                     if status.is_success() {
@@ -405,11 +425,23 @@ impl Client {
             };
             slot.take();
             let wait = wait.unwrap_or_else(|| backoff(attempt));
+            if first_contact
+                && (attempt + 1 >= FIRST_CONTACT_ATTEMPTS
+                    || first_try.elapsed() + wait > self.retry_budget.min(FIRST_CONTACT_BUDGET))
+            {
+                return Err(FetchError::Fatal(Error::Api(format!(
+                    "cannot reach {} (the host of \"api_url\"): {why}; {} attempts over {:.1}s and nothing has answered yet: check \"api_url\" (scheme, host, port, path) and that this machine can reach it (DNS, proxy, firewall)",
+                    self.host,
+                    attempt + 1,
+                    first_try.elapsed().as_secs_f64()
+                ))));
+            }
             if first_try.elapsed() + wait > self.retry_budget {
                 return Err(FetchError::Fatal(Error::Api(format!(
-                    "GET {path} still failing after {} attempts over {}s ({why}); the retry budget is {}s (\"retry_budget_seconds\"). The bookmarks in the last STATE are safe to resume from",
+                    "GET {path} still failing after {} attempts over {:.1}s ({why}); stopped because the next retry, in {:.1}s, would pass the retry budget of {}s (\"retry_budget_seconds\"). The bookmarks in the last STATE are safe to resume from",
                     attempt + 1,
-                    first_try.elapsed().as_secs(),
+                    first_try.elapsed().as_secs_f64(),
+                    wait.as_secs_f64(),
                     self.retry_budget.as_secs()
                 ))));
             }
@@ -507,6 +539,20 @@ impl Client {
         );
         self.hold_for(pause);
     }
+}
+
+/// `api_url`'s host and port, for messages: never its user, password or path.
+pub fn host_of(api_url: &str) -> String {
+    url::Url::parse(api_url)
+        .ok()
+        .and_then(|u| {
+            let host = u.host_str()?.to_string();
+            Some(match u.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            })
+        })
+        .unwrap_or_else(|| "?".into())
 }
 
 /// Exponential backoff with full jitter: 0.5 s, 1 s, 2 s ... capped at 60 s.

@@ -161,10 +161,24 @@ pub struct Config {
 struct Raw {
     value: Value,
     source: String,
+    /// From an environment variable: a string, coerced to the setting's type.
+    /// A file's values must have their JSON type already.
+    from_env: bool,
 }
 
 /// Reads and merges every `--config` argument, then validates the result.
 pub fn load(args: &[String]) -> Result<Config> {
+    validate(merge(args)?, true)
+}
+
+/// Reads and validates the config as `load` does, except that the
+/// credentials may be missing: for `--discover` and `--test=schema`, which
+/// do not call the API.
+pub fn check_without_credentials(args: &[String]) -> Result<()> {
+    validate(merge(args)?, false).map(|_| ())
+}
+
+fn merge(args: &[String]) -> Result<Vec<(String, Raw)>> {
     let mut merged: Vec<(String, Raw)> = Vec::new();
     let mut put = |key: String, raw: Raw| {
         merged.retain(|(k, _)| *k != key);
@@ -187,13 +201,16 @@ pub fn load(args: &[String]) -> Result<Config> {
             put(k, raw);
         }
     }
-    validate(merged)
+    Ok(merged)
 }
 
 /// Validates settings given as one JSON object (as a single config file
 /// would hold them); errors name the source as "config".
 pub fn from_value(value: &Value) -> Result<Config> {
-    validate(sourced(settings_object(value.clone(), "config")?, "config").collect())
+    validate(
+        sourced(settings_object(value.clone(), "config")?, "config").collect(),
+        true,
+    )
 }
 
 /// Each setting of one file (or object), with where it came from.
@@ -204,6 +221,7 @@ fn sourced(map: Map<String, Value>, source: &str) -> impl Iterator<Item = (Strin
             Raw {
                 value,
                 source: source.to_string(),
+                from_env: false,
             },
         )
     })
@@ -241,6 +259,7 @@ fn from_env() -> Vec<(String, Raw)> {
                     Raw {
                         value: Value::String(v),
                         source: format!("environment variable {var}"),
+                        from_env: true,
                     },
                 )
             })
@@ -248,7 +267,9 @@ fn from_env() -> Vec<(String, Raw)> {
         .collect()
 }
 
-fn validate(merged: Vec<(String, Raw)>) -> Result<Config> {
+/// Checks every setting; `require_credentials` false lets `api_key` and
+/// `project_id` be missing (the config is then only for checking).
+fn validate(merged: Vec<(String, Raw)>, require_credentials: bool) -> Result<Config> {
     for (key, raw) in &merged {
         if !SETTINGS.iter().any(|s| s.name == key) && !TOLERATED_KEYS.contains(&key.as_str()) {
             tracing::warn!("{}: unknown setting \"{key}\" is ignored (see `tap-gleap --about` for the settings)", raw.source);
@@ -258,8 +279,8 @@ fn validate(merged: Vec<(String, Raw)>) -> Result<Config> {
     let mut values: Vec<(&'static str, Option<Parsed>)> = Vec::new();
     for s in SETTINGS {
         let parsed = match get(s.name) {
-            Some(raw) if !raw.value.is_null() && raw.value != Value::String(String::new()) => {
-                Some(parse_value(s, &raw.value).map_err(|expected| {
+            Some(raw) if !raw.value.is_null() && raw.value != Value::String(String::new()) => Some(
+                parse_value(s, &raw.value, raw.from_env).map_err(|expected| {
                     Error::Config(format!(
                         "{}: \"{}\" must be {expected}, got {}",
                         raw.source,
@@ -270,13 +291,13 @@ fn validate(merged: Vec<(String, Raw)>) -> Result<Config> {
                             short(&raw.value)
                         }
                     ))
-                })?)
-            }
+                })?,
+            ),
             _ => match s.default {
-                Some(d) => {
-                    Some(parse_value(s, &Value::String(d.into())).expect("defaults are valid"))
-                }
-                None if s.required => {
+                Some(d) => Some(
+                    parse_value(s, &Value::String(d.into()), true).expect("defaults are valid"),
+                ),
+                None if s.required && require_credentials => {
                     return Err(Error::Config(format!(
                     "the required setting \"{}\" is missing: add it to the config file or set {}",
                     s.name,
@@ -350,9 +371,11 @@ enum Parsed {
     Time(DateTime<Utc>),
 }
 
-/// Parses one value; values from the environment arrive as strings and are
-/// coerced to the setting's type. The error is what was expected.
-fn parse_value(s: &Setting, v: &Value) -> std::result::Result<Parsed, String> {
+/// Parses one value. Values from the environment arrive as strings and are
+/// coerced to the setting's type (`coerce`); in a file, `"100"` for a number
+/// or `"yes"` for a boolean is refused, as the README promises. The error is
+/// what was expected.
+fn parse_value(s: &Setting, v: &Value, coerce: bool) -> std::result::Result<Parsed, String> {
     match s.kind {
         Kind::String => match v {
             // Both string settings travel in HTTP headers (`Authorization`,
@@ -367,21 +390,27 @@ fn parse_value(s: &Setting, v: &Value) -> std::result::Result<Parsed, String> {
         Kind::Integer { min, max } => {
             let n = match v {
                 Value::Number(n) => n.as_i64(),
-                Value::String(t) => t.trim().parse::<i64>().ok(),
+                Value::String(t) if coerce => t.trim().parse::<i64>().ok(),
                 _ => None,
             };
             match n {
                 Some(n) if (min..=max).contains(&n) => Ok(Parsed::Int(n)),
+                _ if v.is_string() && !coerce => Err(format!(
+                    "a whole number from {min} to {max}, written as a JSON number (without quotes)"
+                )),
                 _ => Err(format!("a whole number from {min} to {max}")),
             }
         }
         Kind::Boolean => match v {
             Value::Bool(b) => Ok(Parsed::Bool(*b)),
-            Value::String(t) => match t.trim().to_ascii_lowercase().as_str() {
+            Value::String(t) if coerce => match t.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" => Ok(Parsed::Bool(true)),
                 "false" | "0" | "no" => Ok(Parsed::Bool(false)),
                 _ => Err("true or false".into()),
             },
+            Value::String(_) => {
+                Err("true or false, written as a JSON boolean (without quotes)".into())
+            }
             _ => Err("true or false".into()),
         },
         Kind::DateTime => match v {
@@ -436,7 +465,7 @@ fn short(v: &Value) -> String {
 mod tests {
     use super::*;
 
-    fn cfg(pairs: &[(&str, Value)]) -> Result<Config> {
+    fn from(pairs: &[(&str, Value)], from_env: bool, require_credentials: bool) -> Result<Config> {
         validate(
             pairs
                 .iter()
@@ -445,12 +474,19 @@ mod tests {
                         k.to_string(),
                         Raw {
                             value: v.clone(),
-                            source: "c.json".into(),
+                            source: if from_env { "environment" } else { "c.json" }.into(),
+                            from_env,
                         },
                     )
                 })
                 .collect(),
+            require_credentials,
         )
+    }
+
+    /// Settings as a file `c.json` holds them.
+    fn cfg(pairs: &[(&str, Value)]) -> Result<Config> {
+        from(pairs, false, true)
     }
 
     fn base() -> Vec<(&'static str, Value)> {
@@ -486,10 +522,38 @@ mod tests {
     fn strings_from_the_environment_are_coerced() {
         let mut p = base();
         p.push(("page_size", "250".into()));
-        p.push(("emit_activate_version_messages", "true".into()));
-        let c = cfg(&p).unwrap();
+        p.push(("emit_activate_version_messages", "yes".into()));
+        p.push(("allow_insecure_http", "0".into()));
+        let c = from(&p, true, true).unwrap();
         assert_eq!(c.page_size, 250);
         assert!(c.emit_activate_version_messages);
+        assert!(!c.allow_insecure_http);
+    }
+
+    #[test]
+    fn strings_in_a_file_are_not_coerced() {
+        for (key, value, expected) in [
+            ("page_size", "100", "JSON number"),
+            ("retry_budget_seconds", "600", "JSON number"),
+            ("emit_activate_version_messages", "yes", "JSON boolean"),
+            ("allow_insecure_http", "true", "JSON boolean"),
+        ] {
+            let mut p = base();
+            p.push((key, value.into()));
+            let e = cfg(&p).unwrap_err().to_string();
+            assert!(
+                e.contains("c.json") && e.contains(key) && e.contains(expected),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_may_be_missing_when_the_api_is_not_called() {
+        assert!(from(&[], false, false).is_ok());
+        let e = from(&[("page_size", "x".into())], false, false).unwrap_err();
+        assert!(e.to_string().contains("page_size"), "{e}");
+        assert!(from(&[], false, true).is_err());
     }
 
     #[test]

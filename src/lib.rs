@@ -20,6 +20,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod conform;
+pub mod diagnose;
 pub mod error;
 pub mod metrics;
 pub mod output;
@@ -60,24 +61,32 @@ pub fn run(args: Args, stdout: Box<dyn Write + Send>) -> Result<()> {
         };
         return print(&mut stdout, &text);
     }
-    let config = config::load(&args.config)?;
-    if args.discover {
-        return print(
-            &mut stdout,
-            &serde_json::to_string_pretty(&catalog::discover()).expect("JSON serialises"),
-        );
-    }
-    let selected = match &args.catalog {
-        Some(path) => catalog::load(path)?,
-        None => catalog::select_all(),
+    let select = |args: &Args| match &args.catalog {
+        Some(path) => catalog::load_only(path, &args.select),
+        None => Ok(catalog::select_only(&args.select)),
     };
-    if args.test == Some(TestMode::Schema) {
-        return check::schemas_only(&selected, &mut stdout);
+    if args.discover || args.test == Some(TestMode::Schema) {
+        // Neither calls the API, so neither needs credentials; a config
+        // given is still checked, so that a typo shows up early.
+        config::check_without_credentials(&args.config)?;
+        if args.discover {
+            let catalog = catalog::discover_only(&args.select);
+            return print(
+                &mut stdout,
+                &serde_json::to_string_pretty(&catalog).expect("JSON serialises"),
+            );
+        }
+        return check::schemas_only(&select(&args)?, &mut stdout);
     }
+    let config = config::load(&args.config)?;
+    let selected = select(&args)?;
     let state = match &args.state {
         Some(path) => state::State::load(path)?,
         None => state::State::empty(),
     };
+    // Discovery selects every stream by default (the Meltano SDK's rule): say
+    // what this run extracts, so that a catalog selecting more than meant shows.
+    tracing::info!("{}", catalog::summary(&selected));
     // One worker thread (the writer has its own): streams wait on the
     // network, and conforming a page takes milliseconds. Under the API's
     // rate limit a core is idle 95% of the time; against the unlimited fake
@@ -89,7 +98,10 @@ pub fn run(args: Args, stdout: Box<dyn Write + Send>) -> Result<()> {
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
     if args.test == Some(TestMode::All) {
-        return runtime.block_on(check::connection(&config, &selected, &mut stdout));
+        return runtime.block_on(check::connection(&config, selected, &mut stdout));
+    }
+    if args.test == Some(TestMode::Api) {
+        return runtime.block_on(diagnose::api(&config, &mut stdout));
     }
     runtime.block_on(sync::sync(config, selected, state, stdout))
 }

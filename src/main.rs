@@ -20,7 +20,12 @@ fn main() {
     match tap_gleap::run(args, Box::new(std::io::stdout())) {
         Ok(()) => {}
         Err(e) => {
-            tracing::error!("{e}");
+            // A fatal error is always said, whatever RUST_LOG filters out.
+            if tracing::enabled!(tracing::Level::ERROR) {
+                tracing::error!("{e}");
+            } else {
+                eprintln!("ERROR tap-gleap: {e}");
+            }
             std::process::exit(e.exit_code());
         }
     }

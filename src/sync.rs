@@ -63,6 +63,20 @@ pub async fn sync(
     let start_ms = config.start_date.map(|t| t.timestamp_millis());
     let mut tasks = JoinSet::new();
     let budget = Budget::new();
+    let mut failure: Option<Error> = None;
+    let signpost_ms = match api_clock(&client, &selected, &stats).await {
+        Ok(ms) => ms.unwrap_or(signpost.timestamp_millis()),
+        Err(FetchError::Fatal(e)) => {
+            failure = Some(e);
+            signpost.timestamp_millis()
+        }
+        Err(_) => signpost.timestamp_millis(),
+    };
+    let selected = if failure.is_some() {
+        Vec::new()
+    } else {
+        selected
+    };
     for (sel, stats) in selected.into_iter().zip(stats) {
         let run = StreamRun {
             def: sel.def,
@@ -72,7 +86,7 @@ pub async fn sync(
             stats,
             conformer: Conformer::new(sel.def, &sel.fields),
             page_size: config.page_size,
-            signpost_ms: signpost.timestamp_millis(),
+            signpost_ms,
             version: (sel.method == Method::FullTable && config.emit_activate_version_messages)
                 .then(|| signpost.timestamp_millis()),
             cancel: cancel.clone(),
@@ -86,7 +100,6 @@ pub async fn sync(
     }
     drop(tx);
 
-    let mut failure: Option<Error> = None;
     while let Some(joined) = tasks.join_next().await {
         let (name, result) = match joined {
             Ok(r) => r,
@@ -143,6 +156,49 @@ pub async fn sync(
         0 => Ok(()),
         code => Err(Error::Interrupted(code)),
     }
+}
+
+/// The API's clock at the start of the sync, from the `Date` header of one
+/// small request: the signpost that bounds incremental walks. `updatedAt`
+/// is stamped by the API's clock, and this machine's may run ahead of it (a
+/// walk would then chase records updated while it runs, for as long as the
+/// gap) or behind it (records updated just before the sync would wait for
+/// the next one). `Date` is whole seconds, floored: the API's "now" at the
+/// start is at most a second past it. `None` without a `Date` header
+/// (`Assumption::DateHeader`) or without an incremental stream.
+async fn api_clock(
+    client: &Client,
+    selected: &[Selected],
+    stats: &[Arc<StreamStats>],
+) -> Result<Option<i64>, FetchError> {
+    let Some((sel, stats)) = selected
+        .iter()
+        .zip(stats)
+        .find(|(s, _)| s.method == Method::Incremental)
+    else {
+        return Ok(None);
+    };
+    let def = match sel.def.parent {
+        Some(p) => crate::streams::find(p.stream).expect("registry parents exist"),
+        None => sel.def,
+    };
+    match client.get(stats, def.path, "limit=1", |_| Ok(())).await {
+        Ok(()) | Err(FetchError::NotFound | FetchError::BadRequest(_)) => {}
+        Err(e) => return Err(e),
+    }
+    let Some(date) = client.server_date_ms() else {
+        return Ok(None);
+    };
+    let local = Utc::now().timestamp_millis();
+    let skew_s = (date - local) / 1000;
+    if skew_s.abs() > 2 {
+        tracing::warn!(
+            "the API's clock is about {} s {} this machine's: incremental streams are read up to the API's \"now\"",
+            skew_s.abs(),
+            if skew_s > 0 { "ahead of" } else { "behind" }
+        );
+    }
+    Ok(Some(date + 999))
 }
 
 /// Keeps the most telling error: an authentication failure explains the rest.

@@ -63,6 +63,9 @@ fn bad_config_files_get_one_clear_line_and_exit_3() {
         ("bad api_url", json!({"api_key": CANARY_KEY, "project_id": "p", "api_url": "gleap dot io"}).to_string(), &["api_url", "URL"]),
         ("insecure api_url", json!({"api_key": CANARY_KEY, "project_id": "p", "api_url": "http://api.example.com/v3"}).to_string(), &["api_url", "allow_insecure_http"]),
         ("boolean as number", json!({"api_key": CANARY_KEY, "project_id": "p", "emit_activate_version_messages": 7}).to_string(), &["emit_activate_version_messages"]),
+        // Strings are coerced only from TAP_GLEAP_* variables, never in a file.
+        ("number as a string", json!({"api_key": CANARY_KEY, "project_id": "p", "page_size": "100"}).to_string(), &["config.json", "page_size", "JSON number"]),
+        ("boolean as a string", json!({"api_key": CANARY_KEY, "project_id": "p", "emit_activate_version_messages": "yes"}).to_string(), &["config.json", "emit_activate_version_messages", "JSON boolean"]),
     ];
     for (what, content, needles) in cases {
         let cfg = s.write("config.json", &content);
@@ -271,4 +274,227 @@ fn test_schema_prints_schemas_without_calling_the_api() {
         .count();
     assert_eq!(schemas, ALL_STREAMS.len());
     assert_eq!(run.messages.len(), schemas, "SCHEMA messages only");
+}
+
+#[test]
+fn discover_and_test_schema_need_no_credentials_and_no_config() {
+    let s = Scratch::new();
+    let no_key = s.write_json("c.json", &json!({"start_date": "2024-01-01"}));
+    let expected = tap_plain(&["--discover"]);
+    for args in [
+        &["--discover"][..],
+        &["--config", path_str(&no_key), "--discover"],
+    ] {
+        let run = tap_plain(args);
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        assert_eq!(run.stdout, expected.stdout, "{args:?}: the same catalog");
+        let catalog: Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(
+            catalog["streams"].as_array().unwrap().len(),
+            ALL_STREAMS.len()
+        );
+    }
+    for args in [
+        &["--test=schema"][..],
+        &["--config", path_str(&no_key), "--test=schema"],
+    ] {
+        let run = tap(args);
+        run.assert_ok();
+        assert_eq!(
+            run.messages.len(),
+            ALL_STREAMS.len(),
+            "{args:?}: SCHEMA messages"
+        );
+    }
+    // A config given is still checked.
+    let bad = s.write_json("bad.json", &json!({"page_size": "lots"}));
+    let run = tap_plain(&["--config", path_str(&bad), "--discover"]);
+    assert_eq!(run.code, CONFIG_ERROR, "{}", run.stderr);
+    assert!(
+        run.error_line().contains("page_size"),
+        "{}",
+        run.error_line()
+    );
+    // A sync still needs the key.
+    let run = tap(&["--config", path_str(&no_key)]);
+    assert_eq!(run.code, CONFIG_ERROR);
+    assert!(run.error_line().contains("api_key"));
+}
+
+#[test]
+fn select_extracts_only_the_named_streams_with_or_without_a_catalog() {
+    let server = start(fake_config());
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({}));
+    let streams_of = |run: &Run| {
+        run.messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Schema { stream, .. } => Some(stream.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let run = tap(&["--config", path_str(&cfg), "--select", "teams,tickets"]);
+    run.assert_ok();
+    assert_eq!(streams_of(&run), ["tickets", "teams"]);
+    assert_eq!(run.ids("tickets"), fake_ids(&server, "tickets"));
+    // The start of the sync says what is selected.
+    let n = |stream: &str| {
+        let schema: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("schemas/{stream}.json")).unwrap(),
+        )
+        .unwrap();
+        schema["properties"].as_object().unwrap().len()
+    };
+    let line = format!(
+        "2 of 7 streams selected: tickets ({} fields), teams ({} fields)",
+        n("tickets"),
+        n("teams")
+    );
+    assert!(run.stderr.contains(&line), "{line}\n{}", run.stderr);
+
+    // With a catalog (here: every stream selected, as discovered, and a
+    // field of teams deselected), --select picks the streams, the catalog
+    // the fields.
+    let mut cat: Value = serde_json::from_str(&tap_plain(&["--discover"]).stdout).unwrap();
+    for e in cat["streams"].as_array_mut().unwrap() {
+        let teams = e["tap_stream_id"] == "teams";
+        for m in e["metadata"].as_array_mut().unwrap() {
+            if teams && m["breadcrumb"] == json!(["properties", "name"]) {
+                m["metadata"]["selected"] = json!(false);
+            }
+        }
+    }
+    let cat = s.write_json("catalog.json", &cat);
+    let run = tap(&[
+        "--config",
+        path_str(&cfg),
+        "--catalog",
+        path_str(&cat),
+        "--select",
+        "teams",
+    ]);
+    run.assert_ok();
+    assert_eq!(streams_of(&run), ["teams"]);
+    assert!(run.records("teams").iter().all(|r| r.get("name").is_none()));
+    assert_eq!(run.ids("teams"), fake_ids(&server, "teams"));
+
+    // --discover --select: a catalog selecting only those streams.
+    let run = tap_plain(&["--discover", "--select", "surveys"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let cat: Value = serde_json::from_str(&run.stdout).unwrap();
+    for e in cat["streams"].as_array().unwrap() {
+        assert_eq!(
+            e["metadata"][0]["metadata"]["selected"],
+            json!(e["tap_stream_id"] == "surveys")
+        );
+    }
+}
+
+#[test]
+fn select_with_an_unknown_stream_is_a_usage_error_listing_the_streams() {
+    let run = tap_plain(&["--select", "tickets,invoices"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("invoices"), "{}", run.stderr);
+    for name in ALL_STREAMS {
+        assert!(run.stderr.contains(name), "lists {name}: {}", run.stderr);
+    }
+    assert!(run.stdout.is_empty());
+}
+
+#[test]
+fn a_fatal_error_is_printed_even_with_rust_log_off() {
+    let s = Scratch::new();
+    let cfg = s.write_json("c.json", &json!({"project_id": "p"}));
+    for filter in ["off", "tap_gleap=off", "error"] {
+        let run = decode(
+            tap_command(&["--config", path_str(&cfg)])
+                .env("RUST_LOG", filter)
+                .output()
+                .unwrap(),
+            true,
+        );
+        assert_eq!(run.code, CONFIG_ERROR, "RUST_LOG={filter}");
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "RUST_LOG={filter}: one line: {}",
+            run.stderr
+        );
+        assert!(
+            lines[0].contains("ERROR") && lines[0].contains("api_key"),
+            "RUST_LOG={filter}: {}",
+            lines[0]
+        );
+    }
+}
+
+/// The plain pipeline of the README's State section, run as written: it
+/// works on the first run (no state file yet) and on the next one, which
+/// resumes from the state the first left.
+#[test]
+fn the_readme_shell_pipeline_works_on_the_first_and_later_runs() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let recipe = readme
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .find(|block| block.contains("tail -n 1 out.jsonl > state.json"))
+        .expect("the README has the plain pipeline");
+    let server = start(fake_config());
+    let s = Scratch::new();
+    // `config.json` in the directory the recipe runs in.
+    s.config(&server, json!({}));
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_tap-gleap"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = || {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(recipe)
+            .current_dir(s.dir.path())
+            .env("PATH", &path)
+            .env_remove("TAP_GLEAP_API_KEY")
+            .output()
+            .expect("sh runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "the recipe failed:\n{recipe}\n{stderr}"
+        );
+        let out = std::fs::read_to_string(s.dir.path().join("out.jsonl")).unwrap();
+        assert_no_secret(&out, &stderr);
+        let state = std::fs::read_to_string(s.dir.path().join("state.json")).unwrap();
+        let state: Value = serde_json::from_str(&state).expect("state.json is JSON");
+        (parse_messages(&out), state)
+    };
+    let (first, state) = run();
+    let first_tickets = first
+        .iter()
+        .filter(|m| matches!(m, Message::Record { stream, .. } if stream == "tickets"))
+        .count();
+    assert_eq!(first_tickets, fake_ids(&server, "tickets").len());
+    assert_eq!(state["type"], "STATE");
+    assert!(
+        state["value"]["bookmarks"]["tickets"].is_object(),
+        "{state}"
+    );
+    let (second, state2) = run();
+    let second_tickets = second
+        .iter()
+        .filter(|m| matches!(m, Message::Record { stream, .. } if stream == "tickets"))
+        .count();
+    assert!(
+        second_tickets < first_tickets / 10,
+        "the second run resumed from the state: {second_tickets} tickets"
+    );
+    assert_eq!(state2["value"]["bookmarks"], state["value"]["bookmarks"]);
 }

@@ -290,3 +290,37 @@ fn stdout_is_singer_only_and_logs_go_to_stderr() {
         }
     }
 }
+
+/// The fake sends what the real API is known to send (`latestComment`
+/// populated, `project`, ...): the schemas name it all, so a clean sync
+/// reports no schema drift, and populated references arrive as their id.
+#[test]
+fn a_sync_of_the_fakes_default_data_reports_no_schema_drift() {
+    let server = start(fake_config());
+    let s = Scratch::new();
+    let run = tap(&["--config", path_str(&s.config(&server, json!({})))]);
+    run.assert_ok();
+    let drift: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("schema drift"))
+        .collect();
+    assert!(drift.is_empty(), "{drift:#?}");
+    let tickets = run.records("tickets");
+    let is_id = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .is_some_and(|s| s.len() == 24 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    let comments: Vec<Option<&Value>> = tickets.iter().map(|t| t.get("latestComment")).collect();
+    assert!(
+        comments.iter().any(|c| is_id(*c)),
+        "latestComment is kept, as its id"
+    );
+    assert!(comments
+        .iter()
+        .all(|c| c.is_none_or(Value::is_null) || is_id(*c)));
+    assert!(tickets
+        .iter()
+        .any(|t| t.get("project") == Some(&json!(PROJECT))));
+    assert_records_match_schemas(&run);
+}

@@ -6,9 +6,11 @@
 mod util;
 
 mod cli;
+mod connect;
 mod faults;
 mod fuzz;
 mod incremental;
+mod modes;
 mod reliability;
 mod selection;
 mod sync;

@@ -37,6 +37,9 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
     let mut lower: Option<(i64, bool)> = h.lo.map(|v| (v, true));
     let mut cursor = h.lo;
     let mut seen: HashSet<String> = HashSet::new();
+    // A page shorter than `limit` that may have been cut: if the next one
+    // brings new records, the endpoint caps pages at its length.
+    let mut short_cut: Option<usize> = None;
     loop {
         w.check_cancelled()?;
         let end = h.end();
@@ -134,12 +137,26 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
                     .map(|m| m.id.clone()),
             );
         }
+        if let (Some(len), true) = (short_cut.take(), advanced) {
+            w.client().learned().update(def.name, |e| {
+                e.cap = Some(e.cap.map_or(len, |c| c.min(len)));
+            });
+        }
         let cut = known.maybe_cut(page.len, limit);
+        if cut && page.len < limit {
+            short_cut = Some(page.len);
+        }
+        let surely = w
+            .client()
+            .learned()
+            .endpoint(def.name)
+            .surely_cut(page.len, limit);
         // Records at or past the end came back: everything below it did.
         let reached_end = times.iter().any(|&t| t >= end_now);
         let done = reached_end || !cut;
         let mut report = Report::page(page, from, end_now);
         report.cursor = if known.sort.holds() { cursor } else { None };
+        report.more = surely;
         report.done = done;
         h.report(w, report).await?;
         if done || advanced {

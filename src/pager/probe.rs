@@ -61,8 +61,12 @@ pub(crate) async fn verify_sort(
 /// Returns whether the filters were found misread (the walk must change).
 pub(crate) async fn filters_misread(w: &mut Walker, target: &Target) -> Result<bool, FetchError> {
     let def = w.def();
-    if w.client().learned().endpoint(def.name).filters != Fact::Unknown {
-        return Ok(false);
+    match w.client().learned().endpoint(def.name).filters {
+        Fact::Holds => return Ok(false),
+        // Found out meanwhile by another walk of the endpoint (another
+        // parent, another slice): this empty answer means nothing either.
+        f if f.fails() => return Ok(true),
+        _ => {}
     }
     let rk = def
         .replication_key

@@ -43,8 +43,10 @@ use crate::state::Context;
 
 /// The most tasks walking at once, all streams together.
 const MAX_SEATS: usize = 24;
-/// A slice is split only when its estimated remainder is this many pages.
-const MIN_PAGES_TO_SPLIT: f64 = 2.0;
+/// Pages a slice cut off holds at least, when the total is known.
+const MIN_CHUNK_PAGES: f64 = 4.0;
+/// Pages a slice cut off holds, when the API tells no total.
+const DEFAULT_CHUNK_PAGES: f64 = 8.0;
 
 /// How many walking tasks may run at once, all streams together.
 pub struct Budget {
@@ -75,7 +77,7 @@ impl Budget {
 
     /// Requests that must be in flight to use the rate budget at the round
     /// trip measured so far (one more for the page being conformed).
-    fn target(&self, client: &Client) -> usize {
+    pub(crate) fn target(&self, client: &Client) -> usize {
         let rtt = client
             .latency()
             .map_or(0.25, |d| d.as_secs_f64())
@@ -147,6 +149,8 @@ struct Slice {
     /// Where the slice's first record was (`lo` when it has one).
     first_seen: Option<i64>,
     records: u64,
+    /// Its last page may have been cut: there is more to read.
+    more: bool,
     done: bool,
 }
 
@@ -166,6 +170,9 @@ pub(crate) struct Tracker {
     held: Option<i64>,
     flags: u8,
     written: u64,
+    /// Records in the whole range, as the first page of the walk's first
+    /// slice counted them (`totalCount`), where the API tells.
+    total: Option<u64>,
 }
 
 impl Tracker {
@@ -182,46 +189,76 @@ impl Tracker {
         Some(w.max(self.from.unwrap_or(i64::MIN)))
     }
 
-    /// Cuts the slice with the most left in two, returning the new upper
-    /// half's index. `ceiling` caps the cut: no slice starts above the API's
-    /// clock.
-    fn split(&mut self, limit: usize, ceiling: i64) -> Option<usize> {
-        let mut best: Option<(usize, i64, i64)> = None;
+    /// Cuts the slice with the most left into up to `seats + 1` pieces of
+    /// `chunk_pages` pages each by its density so far (the last piece keeps
+    /// whatever lies above), returning the new pieces' indices. Cuts are
+    /// placed by density, not by halving time: where records crowd near the
+    /// cursor and a long empty stretch follows (a project quiet for years, a
+    /// few records updated just now), halving would only cut empty slices.
+    /// `ceiling` caps the cuts: no slice starts above the API's clock.
+    fn split(&mut self, limit: usize, ceiling: i64, seats: usize, chunk_pages: f64) -> Vec<usize> {
+        let mut best: Option<(usize, i64, i64, f64)> = None;
         for (i, s) in self.slices.iter().enumerate() {
-            let (Some(cursor), false) = (s.cursor, s.done) else {
+            // Only a slice that read records and has more: a fresh one has
+            // nothing to judge its density by, and may be empty.
+            let (Some(cursor), false, true) = (s.cursor, s.done, s.more && s.records > 0) else {
                 continue;
             };
-            let end = s.end().min(ceiling);
-            if end <= cursor + 1 {
-                continue;
-            }
-            // Records left, guessed from the slice's density so far.
             let start = s.first_seen.or(s.lo).unwrap_or(cursor);
+            // Cut no further ahead than a few times the stretch already
+            // read: records may stop (a quiet year, a gap) where density
+            // says they go on, and every piece cut there is a request for
+            // nothing.
+            let reach =
+                cursor.saturating_add((cursor - start).max(1).saturating_mul(seats.max(2) as i64));
+            let end = s.end().min(ceiling).min(reach);
             let density = s.records as f64 / (cursor - start).max(1) as f64;
-            let left = density * (end - cursor) as f64;
-            if s.records > 0 && left < MIN_PAGES_TO_SPLIT * limit as f64 {
-                continue;
+            let mut left = density * (end - cursor).max(0) as f64;
+            if let Some(total) = self.total {
+                left = left.min(total.saturating_sub(self.written) as f64);
             }
-            if best.is_none_or(|(_, c, e)| end - cursor > e - c) {
-                best = Some((i, cursor, end));
+            if best.is_none_or(|(.., l)| left > l) {
+                best = Some((i, cursor, end, left));
             }
         }
-        let (i, cursor, end) = best?;
-        let mid = cursor + (end - cursor) / 2;
+        let Some((i, cursor, end, left)) = best else {
+            return Vec::new();
+        };
+        let chunk_records = chunk_pages * limit as f64;
+        if left < 2.0 * chunk_records {
+            return Vec::new();
+        }
+        let chunk_ms = ((end - cursor) as f64 * chunk_records / left).max(1.0) as i64;
+        let cuts = (((end - cursor) / chunk_ms) as usize)
+            .saturating_sub(1)
+            .min(seats);
         let old_end = self.slices[i].end();
-        self.slices[i].end.store(mid, Ordering::Relaxed);
-        self.slices.insert(
-            i + 1,
-            Slice {
-                lo: Some(mid),
-                end: Arc::new(AtomicI64::new(old_end)),
-                cursor: Some(mid),
-                first_seen: Some(mid),
-                records: 0,
-                done: false,
-            },
-        );
-        Some(i + 1)
+        let mut added = Vec::new();
+        for k in 0..cuts {
+            let lo = cursor + (k as i64 + 1) * chunk_ms;
+            let hi = if k + 1 == cuts {
+                old_end
+            } else {
+                cursor + (k as i64 + 2) * chunk_ms
+            };
+            if k == 0 {
+                self.slices[i].end.store(lo, Ordering::Relaxed);
+            }
+            self.slices.insert(
+                i + 1 + k,
+                Slice {
+                    lo: Some(lo),
+                    end: Arc::new(AtomicI64::new(hi)),
+                    cursor: Some(lo),
+                    first_seen: Some(lo),
+                    records: 0,
+                    more: false,
+                    done: false,
+                },
+            );
+            added.push(i + 1 + k);
+        }
+        added
     }
 
     fn index_of(&self, end: &Arc<AtomicI64>) -> usize {
@@ -265,6 +302,9 @@ impl SliceHandle {
         let i = t.index_of(&self.end);
         t.max_read = t.max_read.max(page.max_seen);
         t.flags |= page.flags;
+        if t.total.is_none() && t.slices.len() == 1 {
+            t.total = page.total;
+        }
         t.written += page.written;
         w.sh.stats
             .skipped
@@ -278,6 +318,7 @@ impl SliceHandle {
             s.cursor = page.cursor;
         }
         s.done |= page.done;
+        s.more = page.more;
         let bookmark = match (self.walk.bookmark, t.watermark()) {
             (Some(context), Some(at)) if Some(at) > t.sent.max(t.from) => {
                 t.sent = Some(at);
@@ -314,6 +355,10 @@ pub(crate) struct Report {
     pub flags: u8,
     /// Elements of the page that were not records (`Page::without_id`).
     pub skipped: u64,
+    /// The count of matching records the body told (`totalCount`).
+    pub total: Option<u64>,
+    /// The page may have been cut: the slice has more to read.
+    pub more: bool,
     /// The slice has read its whole range.
     pub done: bool,
 }
@@ -325,6 +370,7 @@ impl Report {
         let mut r = Report {
             written: page.written,
             skipped: page.without_id,
+            total: page.total,
             ..Report::default()
         };
         for m in &page.metas {
@@ -361,6 +407,7 @@ pub(crate) async fn run(
             held: None,
             flags: 0,
             written: 0,
+            total: None,
         }),
         progress: Notify::new(),
     });
@@ -378,6 +425,7 @@ pub(crate) async fn run(
                 cursor: lo,
                 first_seen: lo,
                 records: 0,
+                more: false,
                 done: false,
             }];
         }
@@ -412,6 +460,16 @@ pub(crate) async fn run(
         bookmark: t.sent,
         held: t.held,
     })
+}
+
+impl Walk {
+    /// Whether any slice could be cut now.
+    async fn splittable(&self) -> bool {
+        let t = self.tracker.lock().await;
+        t.slices
+            .iter()
+            .any(|s| !s.done && s.more && s.records > 0 && s.cursor.is_some())
+    }
 }
 
 async fn first_handle(walk: &Arc<Walk>) -> SliceHandle {
@@ -466,20 +524,46 @@ async fn slices(w: &mut Walker, walk: &Arc<Walk>, strategy: Strategy) -> Result<
         if strategy == Strategy::Keyset && !sorted {
             continue;
         }
+        if !walk.splittable().await {
+            continue;
+        }
+        let mut seats = Vec::new();
         while let Some(seat) = w.sh.budget.try_join(w.client()) {
-            let ceiling = api_now(w);
-            let mut t = walk.tracker.lock().await;
-            let Some(i) = t.split(limit, ceiling) else {
-                break;
-            };
-            let handle = SliceHandle {
+            seats.push(seat);
+        }
+        if seats.is_empty() {
+            continue;
+        }
+        let ceiling = api_now(w);
+        let mut t = walk.tracker.lock().await;
+        let chunk_pages = chunk_pages(w, t.total, limit);
+        let added = t.split(limit, ceiling, seats.len(), chunk_pages);
+        let handles: Vec<SliceHandle> = added
+            .iter()
+            .map(|&i| SliceHandle {
                 walk: walk.clone(),
                 lo: t.slices[i].lo,
                 end: t.slices[i].end.clone(),
-            };
-            drop(t);
+            })
+            .collect();
+        drop(t);
+        for (handle, seat) in handles.into_iter().zip(seats) {
             spawn(&mut tasks, handle, seat, w.fork());
         }
+    }
+}
+
+/// How many pages a slice cut off is sized to hold: an equal share of the
+/// stream's records among the seats when the API tells a total
+/// (`totalCount`), else a fixed number. Each slice costs about one request
+/// more than one walk would (its last, short page): pieces of a few pages
+/// would waste a share of the budget, pieces too large would leave seats
+/// idle at the end.
+fn chunk_pages(w: &Walker, total: Option<u64>, limit: usize) -> f64 {
+    let seats = w.sh.budget.target(w.client()) as f64;
+    match total {
+        Some(total) => (total as f64 / limit as f64 / seats).max(MIN_CHUNK_PAGES),
+        None => DEFAULT_CHUNK_PAGES,
     }
 }
 

@@ -96,19 +96,22 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
                 (None, None) => None,
             };
             let len = page.len;
+            let cap = if known.longest_page > 0 {
+                known.longest_page.min(limit)
+            } else {
+                limit
+            };
             let mut report = Report::page(page, c, b_now);
             report.cursor = Some(b_now);
+            // A whole window says nothing of what is left: a slice that
+            // read one full of records is worth cutting.
+            report.more = len * 2 >= cap;
             report.done = b_now >= end_now;
             h.report(w, report).await?;
             if b_now >= end_now {
                 return Ok(());
             }
             // Size the next window from this one's density.
-            let cap = if known.longest_page > 0 {
-                known.longest_page.min(limit)
-            } else {
-                limit
-            };
             width = span.filter(|&s| s > 0).map(|s| {
                 let grown = if len == 0 {
                     s.saturating_mul(MAX_GROWTH)

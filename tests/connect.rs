@@ -1,0 +1,180 @@
+//! An `api_url` nothing answers at: a refused connection, an unknown host
+//! or a TLS failure before any response is a configuration error, and fails
+//! in seconds with a line naming `api_url` and the host. Once the API has
+//! answered, the full retry budget applies again; `--test` always ends
+//! within about 15 s.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fake_gleap::{FakeConfig, Fault, Faults};
+use serde_json::{json, Value};
+
+use crate::util::*;
+
+const API_ERROR: i32 = 7;
+
+/// A config at `api_url` with the default retry budget (600 s), which a
+/// wrong URL must not spend.
+fn config_at(s: &Scratch, api_url: &str, extra: Value) -> PathBuf {
+    let mut c = json!({
+        "api_key": CANARY_KEY,
+        "project_id": PROJECT,
+        "api_url": api_url,
+        "request_timeout_seconds": 5,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    s.write_json("config.json", &c)
+}
+
+/// A sync and a `--test` both fail fast, exit 7, and end with one line
+/// naming `api_url` and `host`.
+fn assert_fails_fast(cfg: &Path, host: &str, within: Duration, what: &str) {
+    for mode in [&[][..], &["--test"][..]] {
+        let mut args = vec!["--config", path_str(cfg)];
+        args.extend_from_slice(mode);
+        let started = Instant::now();
+        let run = tap(&args);
+        let took = started.elapsed();
+        assert_eq!(run.code, API_ERROR, "{what} {mode:?}: {}", run.stderr);
+        assert!(took < within, "{what} {mode:?}: took {took:?}");
+        let line = run.error_line();
+        assert!(
+            line.contains("\"api_url\"") && line.contains(host),
+            "{what} {mode:?}: {line}"
+        );
+        assert!(
+            !line.contains("retry_budget_seconds"),
+            "{what} {mode:?}: the budget is not what failed: {line}"
+        );
+        assert!(
+            run.records("tickets").is_empty(),
+            "{what} {mode:?}: nothing read"
+        );
+    }
+}
+
+#[test]
+fn nothing_listening_at_api_url_fails_in_seconds_naming_it() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }; // dropped: nothing listens there now
+    let s = Scratch::new();
+    let host = format!("127.0.0.1:{port}");
+    let cfg = config_at(&s, &format!("http://{host}/v3"), json!({}));
+    assert_fails_fast(&cfg, &host, Duration::from_secs(10), "refused");
+}
+
+#[test]
+fn an_unknown_host_fails_in_seconds_naming_it() {
+    let s = Scratch::new();
+    let cfg = config_at(
+        &s,
+        "http://nonexistent.invalid/v3",
+        json!({"allow_insecure_http": true}),
+    );
+    // A resolver that is slow to say "no such host" is given some room.
+    assert_fails_fast(
+        &cfg,
+        "nonexistent.invalid",
+        Duration::from_secs(20),
+        "unknown host",
+    );
+}
+
+#[test]
+fn a_tls_failure_on_first_contact_fails_in_seconds_naming_the_host() {
+    // https:// to the fake, which speaks plain HTTP: the handshake fails.
+    let server = start(fake_config());
+    let s = Scratch::new();
+    let host = server.addr().to_string();
+    let cfg = config_at(&s, &format!("https://{host}/v3"), json!({}));
+    assert_fails_fast(&cfg, &host, Duration::from_secs(10), "TLS");
+    assert_eq!(server.stats().requests, 0, "no request got through");
+}
+
+/// Answers the first request with one team, then stops listening: the next
+/// page's connection is refused. The tap has had a response, so this is an
+/// outage, not a wrong URL: it retries for the whole budget.
+#[test]
+fn connections_refused_after_a_first_answer_get_the_full_retry_budget() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        let body = br#"[{"id":"65a000000000000000000001","name":"Support","createdAt":"2024-01-01T00:00:00.000Z","updatedAt":"2024-01-01T00:00:00.000Z"}]"#;
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = conn.write_all(body);
+        // The listener is dropped here: nothing listens any more.
+    });
+    let s = Scratch::new();
+    let budget = 3;
+    let cfg = config_at(
+        &s,
+        &format!("http://{addr}/v3"),
+        json!({"retry_budget_seconds": budget, "page_size": 1}),
+    );
+    let cat = s.write_json("catalog.json", &catalog_selecting(&cfg, &["teams"], |_| {}));
+    let started = Instant::now();
+    let run = tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
+    let took = started.elapsed();
+    server.join().unwrap();
+    assert_eq!(run.code, API_ERROR, "{}", run.stderr);
+    assert_eq!(run.records("teams").len(), 1, "the first page was written");
+    let line = run.error_line();
+    assert!(
+        line.contains("still failing") && line.contains("retry_budget_seconds"),
+        "{line}"
+    );
+    assert!(
+        line.contains("would pass the retry budget"),
+        "says why it stopped before the budget: {line}"
+    );
+    // More retries than a first contact gets, over most of the budget.
+    let retries = run.stderr.matches("cannot connect").count();
+    assert!(retries >= 3, "{retries} retries:\n{}", run.stderr);
+    assert!(
+        took >= Duration::from_secs(budget) / 2,
+        "retried for the budget: {took:?}"
+    );
+}
+
+/// A connection test ends within about 15 s, even against an API whose
+/// every answer hangs longer than the configured timeout.
+#[test]
+fn the_connection_test_ends_within_15_seconds_whatever_the_api_does() {
+    let server = start(FakeConfig {
+        faults: Faults {
+            rate: 1.0,
+            kinds: vec![Fault::Hang],
+            hang: Duration::from_secs(120),
+        },
+        ..small_config()
+    });
+    let s = Scratch::new();
+    let cfg = config_at(
+        &s,
+        &server.url(),
+        json!({"request_timeout_seconds": 60, "retry_budget_seconds": 600}),
+    );
+    let started = Instant::now();
+    let run = tap(&["--config", path_str(&cfg), "--test"]);
+    let took = started.elapsed();
+    assert_eq!(run.code, API_ERROR, "{}", run.stderr);
+    assert!(took < Duration::from_secs(18), "took {took:?}");
+    assert!(run.error_line().contains("api_url"), "{}", run.error_line());
+}

@@ -1,0 +1,296 @@
+//! The tap against every plausible answer of the real API where Gleap's docs
+//! are silent (`fake_gleap::MODES`): the no-loss scenarios run against each
+//! one, not only against the server the tap was written for.
+//!
+//! `cargo test --test tests modes -- --nocapture` prints, per mode, the
+//! records delivered, the duplicates and the requests made.
+
+use std::time::{Duration, Instant};
+
+use fake_gleap::{FakeConfig, Fault, Faults, ServerMode, MODES};
+use serde_json::json;
+
+use crate::reliability::{in_parallel, run_killed, seed, Kill, Rng};
+use crate::util::*;
+
+/// Data with every hard case: tie groups larger than a page (25 records
+/// share each `updatedAt`, pages hold 20), archived and spam tickets, three
+/// surveys' responses.
+fn matrix_config(mode: &ServerMode) -> FakeConfig {
+    let mut cfg = FakeConfig {
+        tickets: 400,
+        sessions: 160,
+        messages: 200,
+        surveys: 3,
+        responses_per_survey: 30,
+        tie_group: 25,
+        latency: Duration::from_millis(1),
+        ..fake_config()
+    };
+    (mode.apply)(&mut cfg);
+    cfg
+}
+
+/// Changes of every kind, bulk updates of more than a page among them.
+fn change(server: &fake_gleap::FakeGleap) {
+    for name in INCREMENTAL {
+        server.update(stream(name), 2);
+        server.create(stream(name), 1);
+        server.delete(stream(name), 1);
+    }
+    server.bulk_update(stream("tickets"), 30);
+    server.bulk_update(stream("sessions"), 30);
+}
+
+/// A sync while records change under it, then runs killed at random points
+/// with faults on, each resumed from the last STATE it printed, then a run
+/// that completes: together they hold every record at its latest version.
+fn mode_loses_nothing(mode: &'static ServerMode) {
+    let server = start(matrix_config(mode));
+    let s = Scratch::new();
+    let cfg = s.config(
+        &server,
+        json!({"page_size": 20, "retry_budget_seconds": 30}),
+    );
+    let started = Instant::now();
+    let mut running = spawn_tap(&["--config", path_str(&cfg)]);
+    let rounds = while_running(&mut running, Duration::from_millis(15), || change(&server));
+    let first = running.finish();
+    assert_eq!(first.code, 0, "{}: {}", mode.name, first.error_line());
+    assert!(!first.stderr.contains("panicked"), "{}", first.stderr);
+    let full_ms = started.elapsed().as_millis() as u64;
+
+    let mut runs = vec![first];
+    let mut rng = Rng::new(seed() ^ mode.name.len() as u64);
+    server.set_faults(Faults {
+        rate: 0.05,
+        kinds: vec![Fault::Status503, Fault::TruncatedJson, Fault::ResetMidBody],
+        hang: Duration::ZERO,
+    });
+    for i in 0..2 {
+        change(&server);
+        let state = runs.iter().rev().find_map(|r| r.states().last().copied());
+        let st = s.write_json(&format!("state-{i}.json"), state.unwrap_or(&json!({})));
+        let killed = run_killed(
+            &["--config", path_str(&cfg), "--state", path_str(&st)],
+            Kill::AfterMs(rng.below(full_ms.max(20))),
+        );
+        assert!(
+            matches!(killed.code, -1 | 0),
+            "{}: run {i} exited {}: {}",
+            mode.name,
+            killed.code,
+            killed.error_line()
+        );
+        runs.push(killed);
+    }
+    server.set_faults(Faults::default());
+    // Changes are stamped a millisecond apart, possibly a little ahead of
+    // the clock: they belong to a run that starts after them.
+    std::thread::sleep(Duration::from_millis(150));
+    let state = runs
+        .iter()
+        .rev()
+        .find_map(|r| r.states().last().copied())
+        .cloned()
+        .unwrap_or(json!({}));
+    let last = s.tap_with_state(&cfg, &state);
+    assert_eq!(last.code, 0, "{}: {}", mode.name, last.error_line());
+    runs.push(last);
+
+    let outputs: Vec<&[Message]> = runs.iter().map(|r| r.messages.as_slice()).collect();
+    let (t, lost) = count(&server, &outputs);
+    assert_eq!(
+        t.lost, 0,
+        "{}: {} records lost: {lost:?}",
+        mode.name, t.lost
+    );
+    eprintln!(
+        "mode {:<28} {:>5} records, {:>5} delivered, {:>4} duplicates, {:>4} requests, {rounds} rounds of changes",
+        mode.name,
+        t.expected,
+        t.delivered,
+        t.duplicates,
+        server.stats().requests
+    );
+}
+
+/// The modes to run: all, or those `FAKE_MODES` (comma separated) names.
+fn modes() -> Vec<&'static ServerMode> {
+    let only = std::env::var("FAKE_MODES").unwrap_or_default();
+    MODES
+        .iter()
+        .filter(|m| only.is_empty() || only.split(',').any(|o| o.trim() == m.name))
+        .collect()
+}
+
+#[test]
+fn every_mode_loses_nothing_through_changes_tie_groups_kills_and_faults() {
+    for chunk in modes().chunks(6) {
+        in_parallel(chunk.to_vec(), mode_loses_nothing);
+    }
+}
+
+/// The case, under each meaning of the archived/spam parameters and
+/// with a server that refuses undocumented sorts: 20,000 tickets in groups
+/// of 50 sharing one `updatedAt`, 200 of them updated mid-sync. Every
+/// ticket arrives, at most 2% twice, in at most 1.3x the requests of one
+/// plain walk. Pages of 200, so that a walk is 100 pages, as 100,000
+/// tickets would be at the default size: what the tap spends on top of a
+/// walk (one request to read the API's clock, one to verify the sort, a
+/// last short page per slice) is then weighed as at scale.
+fn tickets_arrive_once_in_few_requests(mode: &'static str) {
+    const TICKETS: u64 = 20_000;
+    const PAGE: u64 = 200;
+    let mut cfg = FakeConfig {
+        tickets: TICKETS,
+        tie_group: 50,
+        ..small_config()
+    };
+    (fake_gleap::mode(mode).expect("a known mode").apply)(&mut cfg);
+    let server = start(cfg);
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({"page_size": PAGE}));
+    let mut running = spawn_tap(&["--config", path_str(&cfg), "--select", "tickets"]);
+    let mut updated = 0;
+    while_running(&mut running, Duration::from_millis(10), || {
+        if updated < 200 {
+            updated += server.update(stream("tickets"), 20).len();
+        }
+    });
+    let first = running.finish();
+    first.assert_ok();
+    let requests = server.stats().by_path["/v3/tickets"];
+    std::thread::sleep(Duration::from_millis(150));
+    let second = s.tap_with_state(&cfg, first.last_state());
+    second.assert_ok();
+    let (both, lost) = count_streams(&server, &[&first.messages, &second.messages], &["tickets"]);
+    assert_eq!(both.lost, 0, "{mode}: lost {lost:?}");
+    let (once, _) = count_streams(&server, &[&first.messages], &["tickets"]);
+    let plain_walk = TICKETS.div_ceil(PAGE) + 1;
+    eprintln!(
+        "{mode:<18} {} tickets, {} updated mid-sync: {} delivered by the two runs, {} duplicates in the first, {requests} requests (a plain walk: {plain_walk}, {:.2}x)",
+        both.expected,
+        updated,
+        both.delivered,
+        once.duplicates,
+        requests as f64 / plain_walk as f64
+    );
+    assert!(
+        once.duplicates * 50 <= TICKETS,
+        "{mode}: {} duplicates",
+        once.duplicates
+    );
+    assert!(
+        requests as f64 <= 1.3 * plain_walk as f64,
+        "{mode}: {requests} requests for tickets, a plain walk needs {plain_walk}"
+    );
+}
+
+#[test]
+fn tickets_under_every_archived_meaning_arrive_once_in_few_requests() {
+    in_parallel(
+        vec![
+            "archived-ignored",
+            "archived-include",
+            "archived-exclude",
+            "archived-webapp",
+            "id-sort-refused",
+        ],
+        tickets_arrive_once_in_few_requests,
+    );
+}
+
+/// What `--test=api` must say about each mode: a line of its table that
+/// names the endpoint, the assumption and the verdict.
+fn expected_report(mode: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    Some(match mode {
+        "archived-ignored" => ("/tickets", "hides (archived, spam)", "plain listing shows records with archived true"),
+        "archived-include" => ("/tickets", "hides (archived, spam)", "plain listing shows records with archived true; ignoreArchived=true&archived=true lists 5 such and 0 other"),
+        "archived-exclude" => ("/tickets", "hides (archived, spam)", "shows no record with archived true; ignoreArchived=true&archived=true lists 5 such and 0 other; archived=true lists 5 such"),
+        "archived-webapp" => ("/tickets", "hides (archived, spam)", "shows no record with archived true; ignoreArchived=true&archived=true lists 5 such and 0 other; archived=true lists 0 such"),
+        "id-sort-refused" => ("/sessions", "`sort=_id` orders the list", "does not hold (refused)"),
+        "id-sort-ignored" => ("/sessions", "`sort=_id` orders the list", "does not hold (ignored)"),
+        "messages-sort-ignored" => ("/messages", "`sort=updatedAt` orders the list", "does not hold (ignored)"),
+        "sort-ignored" => ("/sessions", "`sort=updatedAt` orders the list", "does not hold (ignored)"),
+        "filters-ignored" | "encoded-operators-ignored" => ("/sessions", "`updatedAt>=`", "does not hold (ignored)"),
+        "encoded-operators-refused" => ("/sessions", "`updatedAt>=`", "does not hold (refused)"),
+        "encoded-operators-literal" => ("/sessions", "`updatedAt>=`", "does not hold (matches nothing)"),
+        "id-filters-refused" => ("/sessions", "`_id>=`", "does not hold (refused)"),
+        "id-filters-ignored" => ("/sessions", "`_id>=`", "does not hold (ignored)"),
+        "limit-refused" => ("/sessions", "`limit` up to", "does not hold (refused)"),
+        "silent-cap" => ("/sessions", "a page holds", "100 records for limit=1000"),
+        "ties-shuffled" | "ties-shuffled-share-created" => ("/sessions", "`skip` pages through", "records sharing one updatedAt come back in another order"),
+        "ties-share-created" => ("/sessions", "`createdAt>=`", "records share that createdAt"),
+        "no-date-header" => ("every response", "`Date` header", "does not hold (ignored)"),
+        "no-ratelimit-headers" => ("every response", "`X-RateLimit-Remaining`", "does not hold (ignored)"),
+        "retry-after-absent" => ("every response", "`Retry-After`", "does not hold (ignored)"),
+        "no-total-count" => ("/tickets", "`totalCount`", "does not hold (ignored)"),
+        "responses-wrapped" => ("/engagement/surveys/", "a bare array, or an object", "an object wrapping the array"),
+        "small-lists-unpaginated" => ("/teams", "`skip` pages through", "limit=1 answered"),
+        "clock-ahead" => ("every response", "`Date` header", "ahead of this machine"),
+        "clock-behind" => ("every response", "`Date` header", "behind this machine"),
+        _ => return None,
+    })
+}
+
+#[test]
+fn test_api_reports_what_each_mode_does() {
+    fn check(mode: &'static ServerMode) {
+        let mut cfg = FakeConfig {
+            tie_group: 3,
+            ..fake_config()
+        };
+        (mode.apply)(&mut cfg);
+        if mode.name == "retry-after-absent" {
+            // A limit small enough that the diagnosis meets a 429 and sees
+            // what it carries, without the headers that let the tap pause
+            // before it.
+            cfg.rate_limit = cfg.rate_limit.map(|rl| fake_gleap::RateLimit {
+                per_window: 8,
+                ..rl
+            });
+            cfg.rate_limit_headers = false;
+        }
+        let server = start(cfg);
+        let s = Scratch::new();
+        // Fast enough to meet a small rate limit: 429s show whether they
+        // carry Retry-After.
+        let cfg = s.config(&server, json!({"retry_budget_seconds": 20}));
+        let run = tap_plain(&["--config", path_str(&cfg), "--test=api"]);
+        assert_eq!(run.code, 0, "{}: {}", mode.name, run.error_line());
+        let (endpoint, assumption, verdict) = expected_report(mode.name)
+            .unwrap_or_else(|| panic!("no expectation for mode {}", mode.name));
+        let line = run.stdout.lines().find(|l| {
+            l.starts_with(&format!("| {endpoint}")) && l.contains(assumption) && l.contains(verdict)
+        });
+        assert!(
+            line.is_some(),
+            "{}: no line for {endpoint} / {assumption} saying {verdict:?} in:\n{}",
+            mode.name,
+            run.stdout
+        );
+    }
+    for chunk in modes().chunks(6) {
+        in_parallel(chunk.to_vec(), check);
+    }
+}
+
+#[test]
+fn test_api_on_the_default_server_finds_every_assumption_holding() {
+    let server = start(FakeConfig {
+        tie_group: 3,
+        ..fake_config()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({}));
+    let run = tap_plain(&["--config", path_str(&cfg), "--test=api"]);
+    assert_eq!(run.code, 0, "{}", run.error_line());
+    for line in run.stdout.lines().filter(|l| l.starts_with("| /")) {
+        assert!(
+            !line.contains("does not hold"),
+            "the default fake honours everything: {line}"
+        );
+    }
+    assert!(run.stdout.lines().count() > 30, "{}", run.stdout);
+}
