@@ -10,10 +10,11 @@
 #
 # Reproducible: maturin, zig and auditwheel are pinned (scripts/wheel-
 # requirements.txt) in their own virtualenv, .venv-wheel/ (ignored by git);
-# SOURCE_DATE_EPOCH is the last commit's time, so the zip's timestamps
-# don't change between builds; source paths are remapped, so the clone's
-# location leaves no trace in the binary. Two builds of one commit give the
-# same bytes (same sha256).
+# SOURCE_DATE_EPOCH is the time of the last commit that changed the wheel's
+# inputs, so the zip's timestamps don't change between builds; source
+# paths are remapped, so the clone's location leaves no trace in the
+# binary. Two builds of one commit give the same bytes (same sha256), in
+# any directory.
 #
 # This is a compile of its own, beside scripts/build.sh's: another linker
 # (zig), the explicit target x86_64-unknown-linux-gnu (its own directory
@@ -41,7 +42,16 @@ fi
 # maturin finds zig as `python3 -m ziglang`: this virtualenv's python3.
 export PATH="$root/$venv/bin:$PATH"
 
-SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
+# The time of the last commit that changed what goes into the wheel (the
+# binary's sources, its metadata): the zip's timestamps. A commit that
+# touches only tests or scripts leaves the wheel's bytes as they were, and
+# the compile too (the cc crate, which builds ring's C code, reruns when
+# SOURCE_DATE_EPOCH changes). A SOURCE_DATE_EPOCH already set wins.
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+  SOURCE_DATE_EPOCH=$(git log -1 --format=%ct -- Cargo.toml Cargo.lock pyproject.toml README.md src schemas \
+    build.rs .cargo 2>/dev/null || true)
+  [ -n "$SOURCE_DATE_EPOCH" ] || { echo "wheel.sh: not a git checkout with commits: set SOURCE_DATE_EPOCH" >&2; exit 1; }
+fi
 export SOURCE_DATE_EPOCH
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
 # Paths into this clone and into cargo's registry, as they would otherwise
