@@ -7,7 +7,7 @@
 # `-p fake-gleap`), or with another selection of packages, compiles those
 # dependencies again with other features.
 #
-#   ./scripts/build.sh       # ~4 min on 2 cores the first time; then a second
+#   ./scripts/build.sh       # ~4.5 min on 2 cores the first time; then a second
 #
 # The binaries: target/release/tap-gleap and target/release/fake-gleap (or
 # under $CARGO_TARGET_DIR). Not quiet: the first build shows cargo's

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 out=demo-output
 mkdir -p "$out"
-echo "==> building tap-gleap and fake-gleap (scripts/build.sh: release, ~4 min on 2 cores the first time)"
+echo "==> building tap-gleap and fake-gleap (scripts/build.sh: release, ~4.5 min on 2 cores the first time)"
 ./scripts/build.sh
 bin=${CARGO_TARGET_DIR:-target}/release
 

@@ -7,7 +7,7 @@
 # install), and the README's cron recipe; all against the bundled fake
 # Gleap API. The checks are in e2e/test_e2e.py.
 #
-#   ./scripts/e2e.sh           # ~15 min on 2 cores from a clean checkout, ~3 when built
+#   ./scripts/e2e.sh           # ~11 min on 2 cores from a clean checkout, ~1 when built
 #
 # Needs: cargo, python3 (3.10+) with venv, network access to PyPI and
 # crates.io, and PostgreSQL's server binaries (installed with apt-get when

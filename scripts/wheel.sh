@@ -6,7 +6,7 @@
 # on any x86_64 Linux with glibc 2.17 or later: zig links it against
 # glibc 2.17's symbols, whatever this machine's glibc is.
 #
-#   ./scripts/wheel.sh         # ~4 min on 2 cores the first time (its own compile, see below)
+#   ./scripts/wheel.sh         # ~3 min on 2 cores the first time (its own compile, see below)
 #
 # Reproducible: maturin, zig and auditwheel are pinned (scripts/wheel-
 # requirements.txt) in their own virtualenv, .venv-wheel/ (ignored by git);
