@@ -1,32 +1,42 @@
 #!/usr/bin/env python3
 """End-to-end test: tap-gleap where data engineers run it.
 
-Run by scripts/e2e.sh (which makes the virtualenv and builds the binaries);
-not meant to be started by hand without the environment it sets up:
+Run by scripts/e2e.sh (which makes the virtualenv, builds the binaries and
+the wheel); not meant to be started by hand without the environment it sets
+up:
 
-  TAP_BIN, FAKE_BIN   the release binaries built by cargo
+  TAP_BIN, FAKE_BIN   copies of the release binaries of scripts/build.sh
+  WHEEL               the prebuilt wheel of scripts/wheel.sh
   E2E_WORK            a scratch directory, emptied by the script
   CARGO_TARGET_DIR    the cargo target dir, shared by every build below
 
 What it proves, against the bundled fake Gleap API on a free port:
 
-1. Installation: `pip install <repo>` into a clean virtualenv puts a working
-   `tap-gleap` on its PATH (a wheel with the binary, built by maturin), and
-   so does `cargo install --path <repo> --root <tmp>`.
-2. The Meltano plugin definition (meltano/meltano.yml) matches what the tap
+1. Installation from the prebuilt wheel, where no Rust toolchain can be
+   found (PATH without cargo or rustc, checked): the wheel is tagged
+   manylinux_2_17_x86_64 and holds `tap-gleap` alone; `pip install <wheel>`
+   into a fresh virtualenv puts a working `tap-gleap` on its PATH, the
+   same program as the one built from this checkout.
+2. Installation from source: `pip install <repo>` into a clean virtualenv
+   (maturin builds the wheel with cargo) and `cargo install --path <repo>
+   --root <tmp>` give a working `tap-gleap`, the same binary (one compile).
+3. The Meltano plugin definition (meltano/meltano.yml) matches what the tap
    says of itself (`tap-gleap --about`): settings, secrets, capabilities.
-3. The example Meltano project installs (the tap from the repository through
-   its pip_url, the targets from PyPI) and `meltano run tap-gleap TARGET`
-   loads every record into three real targets: target-jsonl,
-   target-duckdb and target-postgres (MeltanoLabs, into a PostgreSQL
-   server started here). Each is checked in its own storage: line counts
-   per file; row counts, unique keys, column types (timestamps, JSON)
-   and values per table.
-4. Meltano stored the state; the fake's data is changed through its control
+4. The example Meltano project, with the tap's pip_url set to the wheel's
+   path as a user's project would have it, installs with no Rust on PATH
+   (the tap from the wheel, the targets from PyPI) and `meltano run
+   tap-gleap TARGET` loads every record into three real targets:
+   target-jsonl, target-duckdb and target-postgres (MeltanoLabs, into a
+   PostgreSQL server started here). Each is checked in its own storage:
+   line counts per file; row counts, unique keys, column types (timestamps,
+   JSON) and values per table. The example project itself (pip_url: the
+   repository) installs the tap from source too.
+5. Meltano stored the state; the fake's data is changed through its control
    plane; the second run extracts only what changed (plus records at the
    bookmark boundary) and nothing is lost.
-5. The README's cron recipe (a plain shell pipeline into target-jsonl, with
-   the target's last STATE kept between runs) does the same.
+6. The README's cron recipe (a plain shell pipeline into target-jsonl, with
+   the target's last STATE kept between runs), run with the wheel's
+   tap-gleap and no Rust on PATH, does the same.
 
 Ends with "N passed, N failed" and exits non-zero on any failure.
 """
@@ -55,6 +65,7 @@ PROJECT_DIR = REPO / "meltano"
 WORK = Path(os.environ["E2E_WORK"]).resolve()
 TAP_BIN = Path(os.environ["TAP_BIN"]).resolve()
 FAKE_BIN = Path(os.environ["FAKE_BIN"]).resolve()
+WHEEL = Path(os.environ["WHEEL"]).resolve()
 VENV_BIN = Path(sys.executable).parent
 MELTANO = str(VENV_BIN / "meltano")
 
@@ -158,7 +169,20 @@ def run(cmd, *, log: Path | None = None, env=None, cwd=None, check_rc=True, shel
 
 
 SAME_FILE_HINT = ("a stale build (uv caches a local project's wheel by the files in pyproject.toml's "
-                  "[tool.uv] cache-keys), or maturin built it with other flags than `cargo build --release`")
+                  "[tool.uv] cache-keys), or maturin built it with other flags than `cargo install`")
+RUST_TOOLS = ("cargo", "rustc", "rustup")
+
+
+def no_rust_env() -> dict[str, str]:
+    """This environment, without a Rust toolchain: PATH loses every directory that holds
+    cargo, rustc or rustup (~/.cargo/bin here), and the variables that could point at one
+    go. What a data engineer's machine looks like."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CARGO", "RUSTUP", "RUSTC")) and k not in ("RUSTFLAGS", "MATURIN_PEP517_ARGS")}
+    dirs = [d for d in env.get("PATH", "").split(os.pathsep)
+            if d and not any(os.access(os.path.join(d, t), os.X_OK) for t in RUST_TOOLS)]
+    env["PATH"] = os.pathsep.join(dirs)
+    return env
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -387,13 +411,18 @@ class E2E:
         self.state1: dict[str, dict] = {}
         self.jsonl_count1: dict[str, int] = {}
         self.run2_start: dt.datetime | None = None
-        self.cron_tap = None
+        self.wheel_tap: Path | None = None
+        self.source_tap: Path | None = None
+        # The example project with the tap's pip_url set to the wheel, where the runs happen.
+        self.project = WORK / "meltano"
 
     # ---- environment for Meltano
-    def meltano_env(self) -> dict[str, str]:
-        env = dict(os.environ)
+    def meltano_env(self, project: Path) -> dict[str, str]:
+        # In the project that installs the wheel, Meltano (and the uv and pip it runs)
+        # could not build the tap if it tried: no Rust on PATH.
+        env = no_rust_env() if project == self.project else dict(os.environ)
         env.update({
-            "MELTANO_DATABASE_URI": f"sqlite:///{WORK}/meltano.db",
+            "MELTANO_DATABASE_URI": f"sqlite:///{WORK}/meltano-{project.name}.db",
             "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
             "MELTANO_ENVIRONMENT": "dev",
             "TAP_GLEAP_API_URL": self.fake.api_url if self.fake else "",
@@ -415,15 +444,54 @@ class E2E:
             })
         return env
 
-    def meltano(self, *args, log: Path | None = None, check_rc=True):
-        return run([MELTANO, *args], log=log, env=self.meltano_env(), cwd=PROJECT_DIR, check_rc=check_rc)
+    def meltano(self, *args, log: Path | None = None, check_rc=True, project: Path | None = None):
+        project = project or self.project
+        return run([MELTANO, *args], log=log, env=self.meltano_env(project), cwd=project, check_rc=check_rc)
 
     # ---- 1. installation
     def test_install(self):
         cargo_version = next(line.split('"')[1] for line in (REPO / "Cargo.toml").read_text().splitlines()
                              if line.startswith("version"))
         want = f"tap-gleap {cargo_version}"
-        with step("pip install <repo> into a clean virtualenv (a wheel carrying the binary, built by maturin)"):
+        about = run([str(TAP_BIN), "--about"]).stdout
+        with step("an environment without Rust: PATH with no cargo, rustc or rustup"):
+            env = no_rust_env()
+            found = {t: shutil.which(t, path=env["PATH"]) for t in RUST_TOOLS}
+            must("no-Rust PATH: cargo, rustc and rustup are not found", not any(found.values()), str(found))
+            p = run(["bash", "-c", "command -v cargo || command -v rustc || command -v rustup"], env=env,
+                    check_rc=False)
+            must("no-Rust PATH: the shell does not find them either (`command -v cargo` fails)",
+                 p.returncode != 0 and not p.stdout.strip(), p.stdout)
+            print(f"    PATH={env['PATH']}")
+        with step(f"the prebuilt wheel: {WHEEL.name}"):
+            import zipfile
+
+            tag = WHEEL.name[:-len(".whl")].split("-")[4]
+            check("wheel: tagged manylinux_2_17_x86_64 (py3-none: any Python 3)",
+                  "manylinux_2_17_x86_64" in tag.split(".") and WHEEL.name.startswith(
+                      f"tap_gleap-{cargo_version}-py3-none-"), WHEEL.name)
+            names = zipfile.ZipFile(WHEEL).namelist()
+            payload = [n for n in names if not n.startswith(f"tap_gleap-{cargo_version}.dist-info/")]
+            check("wheel: holds tap-gleap alone (no fake-gleap, no Python code)",
+                  payload == [f"tap_gleap-{cargo_version}.data/scripts/tap-gleap"], str(names))
+            print(f"    {WHEEL.stat().st_size / 1e6:.1f} MB")
+        with step("pip install <wheel> into a fresh virtualenv, no Rust on PATH"):
+            venv = WORK / "venv-wheel"
+            run([sys.executable, "-m", "venv", str(venv)], env=env)
+            # --no-index: nothing from PyPI, nothing to build; the wheel has no dependencies.
+            run([str(venv / "bin" / "pip"), "install", "--no-index", "--no-cache-dir",
+                 "--disable-pip-version-check", str(WHEEL)], env=env, log=WORK / "logs" / "pip-install-wheel.log")
+            venv_env = dict(env, PATH=f"{venv / 'bin'}{os.pathsep}{env['PATH']}")
+            v = run(["bash", "-c", "tap-gleap --version"], env=venv_env, check_rc=False)
+            check("wheel install: tap-gleap on the venv's PATH and --version answers",
+                  v.returncode == 0 and v.stdout.strip() == want,
+                  f"got {v.returncode}: {v.stdout.strip()!r}, want {want!r}")
+            a = run(["bash", "-c", "tap-gleap --about"], env=venv_env, check_rc=False)
+            check("wheel install: `tap-gleap --about` is the same as from this checkout's cargo build",
+                  a.returncode == 0 and a.stdout == about, a.stdout[-500:])
+            check("wheel install: no fake-gleap", not (venv / "bin" / "fake-gleap").exists())
+            self.wheel_tap = venv / "bin" / "tap-gleap"
+        with step("pip install <repo> into a clean virtualenv (from source: maturin builds a wheel with cargo)"):
             venv = WORK / "venv-pip"
             run([sys.executable, "-m", "venv", str(venv)])
             run([str(venv / "bin" / "pip"), "install", "--no-cache-dir", str(REPO)],
@@ -433,12 +501,11 @@ class E2E:
             check("pip install: tap-gleap on the venv's PATH and --version answers", v.returncode == 0
                   and v.stdout.strip() == want, f"got {v.returncode}: {v.stdout.strip()!r}, want {want!r}")
             a = run(["bash", "-c", f"PATH={venv}/bin:/usr/bin:/bin tap-gleap --about"], check_rc=False)
-            check("pip install: `tap-gleap --about` through PATH", a.returncode == 0
-                  and json.loads(a.stdout)["name"] == "tap-gleap", a.stdout[-500:])
-            check("pip install: the binary is the one cargo just built from this checkout",
-                  same_file(exe, TAP_BIN), SAME_FILE_HINT)
+            check("pip install: `tap-gleap --about` through PATH, the same as from this checkout's cargo build",
+                  a.returncode == 0 and a.stdout == about, a.stdout[-500:])
             check("pip install: the wheel ships tap-gleap only (no fake-gleap)",
                   not (venv / "bin" / "fake-gleap").exists())
+            self.source_tap = exe
         with step("cargo install --path <repo> --root <tmp>"):
             root = WORK / "cargo-root"
             run(["cargo", "install", "--locked", "--path", str(REPO), "--root", str(root)],
@@ -446,9 +513,8 @@ class E2E:
             v = run([str(root / "bin" / "tap-gleap"), "--version"], check_rc=False)
             check("cargo install: tap-gleap --version answers", v.returncode == 0 and v.stdout.strip() == want,
                   f"got {v.returncode}: {v.stdout.strip()!r}, want {want!r}")
-            check("cargo install: the binary is the one cargo just built from this checkout",
-                  same_file(root / "bin" / "tap-gleap", TAP_BIN))
-            self.cron_tap = root / "bin" / "tap-gleap"
+            check("cargo install: the very binary pip built from source (one compile for both)",
+                  same_file(root / "bin" / "tap-gleap", self.source_tap), SAME_FILE_HINT)
 
     # ---- 2. plugin definition
     def test_plugin_definition(self):
@@ -484,21 +550,44 @@ class E2E:
                 self.snap1[s] = self.fake.snapshot(s)
             print("    fake's records: " + ", ".join(f"{s} {len(self.snap1[s])}" for s in STREAMS))
 
+    def make_wheel_project(self) -> None:
+        """The example project as a user's project with the wheel: meltano.yml with the tap's
+        pip_url set to the wheel's path (a release URL would do the same), the targets'
+        constraint files beside it."""
+        text = (PROJECT_DIR / "meltano.yml").read_text()
+        source_url = "    pip_url: ${MELTANO_PROJECT_ROOT}/..\n"
+        must("meltano.yml: the tap's pip_url is the repository (one line to point at the wheel)",
+             text.count(source_url) == 1, "no line `pip_url: ${MELTANO_PROJECT_ROOT}/..` in meltano/meltano.yml")
+        self.project.mkdir(parents=True)
+        (self.project / "meltano.yml").write_text(text.replace(source_url, f"    pip_url: {WHEEL}\n"))
+        shutil.copytree(PROJECT_DIR / "requirements", self.project / "requirements")
+        plugin = next(p for p in yaml.safe_load((self.project / "meltano.yml").read_text())["plugins"]["extractors"]
+                      if p["name"] == "tap-gleap")
+        print(f"    {self.project / 'meltano.yml'}: tap-gleap pip_url: {plugin['pip_url']}")
+
     def test_meltano_install(self):
-        with step("meltano install (tap-gleap from the repository via pip_url; targets from PyPI)"):
+        with step("meltano install with no Rust on PATH (tap-gleap from the wheel via pip_url; targets from PyPI)"):
+            self.make_wheel_project()
             self.meltano("install", log=WORK / "logs" / "meltano-install.log")
             for t in TARGETS:
                 must(f"meltano install: {t} installed",
-                     (PROJECT_DIR / ".meltano" / "loaders" / t / "venv" / "bin" / t).exists())
-            exe = PROJECT_DIR / ".meltano" / "extractors" / "tap-gleap" / "venv" / "bin" / "tap-gleap"
-            must("meltano install: tap-gleap installed from pip_url", exe.exists())
+                     (self.project / ".meltano" / "loaders" / t / "venv" / "bin" / t).exists())
+            exe = self.project / ".meltano" / "extractors" / "tap-gleap" / "venv" / "bin" / "tap-gleap"
+            must("meltano install: tap-gleap installed from the wheel (pip_url)", exe.exists())
             v = run([str(exe), "--version"], check_rc=False)
             check("meltano install: its tap-gleap runs", v.returncode == 0, v.stdout)
-            check("meltano install: its tap-gleap is the one cargo just built from this checkout",
-                  same_file(exe, TAP_BIN), SAME_FILE_HINT)
+            check("meltano install: its tap-gleap is the wheel's", same_file(exe, self.wheel_tap))
             c = self.meltano("config", "list", "tap-gleap", check_rc=False)
             check("meltano config list tap-gleap: api_key is redacted", c.returncode == 0
                   and API_KEY not in c.stdout and "(redacted)" in c.stdout, c.stdout[-800:])
+        with step("meltano install tap-gleap in meltano/ itself (pip_url: the repository, a source build)"):
+            self.meltano("install", "tap-gleap", project=PROJECT_DIR, log=WORK / "logs" / "meltano-install-source.log")
+            exe = PROJECT_DIR / ".meltano" / "extractors" / "tap-gleap" / "venv" / "bin" / "tap-gleap"
+            must("meltano install (source): tap-gleap installed from pip_url", exe.exists())
+            v = run([str(exe), "--version"], check_rc=False)
+            check("meltano install (source): its tap-gleap runs", v.returncode == 0, v.stdout)
+            check("meltano install (source): its tap-gleap is the one just built from this checkout",
+                  same_file(exe, self.source_tap), SAME_FILE_HINT)
 
     # ---- runs
     def meltano_run(self, target: str, n: int):
@@ -697,7 +786,7 @@ class E2E:
         """The README's shell recipe, verbatim in spirit: tap | target, keep the target's last STATE."""
         d = WORK / "cron"
         d.mkdir(exist_ok=True)
-        target = PROJECT_DIR / ".meltano" / "loaders" / "target-jsonl" / "venv" / "bin" / "target-jsonl"
+        target = self.project / ".meltano" / "loaders" / "target-jsonl" / "venv" / "bin" / "target-jsonl"
         if n == 1:
             (d / "config.json").write_text(json.dumps({
                 "api_key": API_KEY, "project_id": PROJECT, "api_url": self.fake.api_url,
@@ -707,12 +796,12 @@ class E2E:
         script = f"""
 set -euo pipefail
 cd {d}
-export PATH={self.cron_tap.parent}:{target.parent}:$PATH
+export PATH={self.wheel_tap.parent}:{target.parent}:$PATH
 {CRON_RECIPE}
 """
         before = {s: len((d / "out" / f"{s}.jsonl").read_text().splitlines())
                   if (d / "out" / f"{s}.jsonl").exists() else 0 for s in STREAMS}
-        p = run(script, shell=True, log=WORK / "logs" / f"cron-{n}.log", check_rc=False)
+        p = run(script, shell=True, log=WORK / "logs" / f"cron-{n}.log", check_rc=False, env=no_rust_env())
         if not check(f"cron run {n}: tap-gleap | target-jsonl, state kept in state.json", p.returncode == 0
                      and (d / "state.json").exists(), p.stdout[-1500:]):
             return
@@ -758,7 +847,12 @@ export PATH={self.cron_tap.parent}:{target.parent}:$PATH
         total = time.monotonic() - t_all
         setup = float(os.environ.get("E2E_SETUP_SECONDS", "0"))
         print("\n==> timings")
-        print(f"    {setup:7.1f} s  scripts/e2e.sh: virtualenv, PostgreSQL package, cargo build --release")
+        build = float(os.environ.get("E2E_BUILD_SECONDS", "0"))
+        wheel = float(os.environ.get("E2E_WHEEL_SECONDS", "0"))
+        print(f"    {setup:7.1f} s  scripts/e2e.sh: virtualenv, PostgreSQL package")
+        print(f"    {build:7.1f} s  scripts/e2e.sh: scripts/build.sh (tap-gleap and fake-gleap, release)")
+        print(f"    {wheel:7.1f} s  scripts/e2e.sh: scripts/wheel.sh (the manylinux wheel)")
+        setup += build + wheel
         for name, t in TIMES:
             print(f"    {t:7.1f} s  {name}")
         print(f"    {total:7.1f} s  test_e2e.py in all")

@@ -27,8 +27,12 @@ target=${CARGO_TARGET_DIR:-target}
 for tool in /usr/bin/time python3 jq curl; do
   command -v "$tool" >/dev/null || { echo "bench.sh needs $tool (GNU time for peak RSS, python3 for exact CPU)" >&2; exit 1; }
 done
-echo "==> building (release)" >&2
-cargo build --release --quiet -p tap-gleap -p fake-gleap --bins --example fetch_only
+echo "==> building tap-gleap and fake-gleap (scripts/build.sh), then the fetch_only helper" >&2
+# The binaries measured are the very ones demo.sh and e2e.sh run. The
+# helper (an example) is built apart: examples bring the dev-dependencies,
+# whose features would change the binaries' dependencies if built together.
+./scripts/build.sh >&2
+cargo build --release --locked --example fetch_only >&2
 bin=$target/release
 tap=$bin/tap-gleap
 fake=$bin/fake-gleap

@@ -8,9 +8,9 @@ cd "$(dirname "$0")/.."
 
 out=demo-output
 mkdir -p "$out"
-echo "==> building tap-gleap and fake-gleap (release)"
-cargo build --release --quiet -p tap-gleap -p fake-gleap
-bin=target/release
+echo "==> building tap-gleap and fake-gleap (scripts/build.sh: release, ~4.5 min on 2 cores the first time)"
+./scripts/build.sh
+bin=${CARGO_TARGET_DIR:-target}/release
 
 ready="$out/fake-url"
 rm -f "$ready"

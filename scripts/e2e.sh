@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # End-to-end test: tap-gleap run by Meltano into real Singer targets from
 # PyPI (target-jsonl, target-duckdb, MeltanoLabs target-postgres with a
-# PostgreSQL server started here), installed by pip (a wheel built by
-# maturin) and by cargo install, and the README's cron recipe; all against
-# the bundled fake Gleap API. The checks are in e2e/test_e2e.py.
+# PostgreSQL server started here), installed from the prebuilt wheel
+# (scripts/wheel.sh) where no Rust toolchain is on PATH, and from source
+# (pip install of the repository, Meltano's pip_url pointing at it, cargo
+# install), and the README's cron recipe; all against the bundled fake
+# Gleap API. The checks are in e2e/test_e2e.py.
 #
-#   ./scripts/e2e.sh           # ~10 min on 2 cores from a clean checkout
+#   ./scripts/e2e.sh           # ~11 min on 2 cores from a clean checkout, ~1 when built
 #
 # Needs: cargo, python3 (3.10+) with venv, network access to PyPI and
 # crates.io, and PostgreSQL's server binaries (installed with apt-get when
 # missing and running as root). Everything it makes is under .venv-e2e/
-# (ignored by git) and meltano/.meltano/ (Meltano's plugin virtualenvs).
+# (ignored by git), .venv-wheel/ and dist/ (scripts/wheel.sh) and
+# meltano/.meltano/ (Meltano's plugin virtualenvs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
@@ -37,23 +40,42 @@ if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev
   fi
 fi
 
-# One target dir for every build below (cargo, pip's maturin, Meltano's uv,
-# cargo install), so that the tap is compiled once. The tap is built on its
-# own, as pip and cargo install build it: built together with fake-gleap its
-# dependencies would get other features and be compiled again.
+# One target dir for every build below (scripts/build.sh, scripts/wheel.sh,
+# pip's maturin, Meltano's uv, cargo install).
 if [ -z "${CARGO_TARGET_DIR:-}" ]; then
   CARGO_TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 fi
 export CARGO_TARGET_DIR
+setup=$((SECONDS - start))
+
+# Three compiles of the tap, each for what it stands for; none repeats
+# another, and a second run of this script compiles nothing:
+# - scripts/build.sh: tap-gleap and fake-gleap in one command, as demo.sh
+#   and bench.sh build them (the fake serves the test; the tap answers
+#   --about for the plugin-definition check);
+# - scripts/wheel.sh: the prebuilt wheel, linked by zig (glibc 2.17);
+# - in the test, `pip install <repo>`: the tap alone, as a source install
+#   builds it (its dependencies get fewer features than beside the fake).
+#   Meltano's source install and `cargo install` reuse that one.
 build=$SECONDS
-echo "==> e2e: cargo build --release -p tap-gleap; cargo build --release -p fake-gleap"
-cargo build --release --locked --quiet -p tap-gleap
-cargo build --release --locked --quiet -p fake-gleap
-echo "    ($((SECONDS - build)) s)"
+echo "==> e2e: scripts/build.sh (cargo build --release --locked --workspace)"
+./scripts/build.sh
+build=$((SECONDS - build))
+echo "    ($build s)"
+
+wheel_start=$SECONDS
+echo "==> e2e: scripts/wheel.sh (the prebuilt manylinux wheel)"
+wheel=$(./scripts/wheel.sh | tail -n 1)
+wheel_seconds=$((SECONDS - wheel_start))
+echo "    $wheel ($wheel_seconds s)"
 
 rm -rf "$work"
-mkdir -p "$work"
+mkdir -p "$work/bin"
+# Copies: the source install in the test rebuilds target/release/tap-gleap
+# (the tap alone), and the test compares against these.
+cp "$CARGO_TARGET_DIR/release/tap-gleap" "$CARGO_TARGET_DIR/release/fake-gleap" "$work/bin/"
 # Its last line is the summary, "e2e: N passed, N failed"; exit 1 on a failure.
-TAP_BIN="$CARGO_TARGET_DIR/release/tap-gleap" FAKE_BIN="$CARGO_TARGET_DIR/release/fake-gleap" \
-  E2E_WORK="$work" E2E_SETUP_SECONDS=$((SECONDS - start)) exec "$venv/bin/python" e2e/test_e2e.py
+TAP_BIN="$work/bin/tap-gleap" FAKE_BIN="$work/bin/fake-gleap" WHEEL="$wheel" E2E_WORK="$work" \
+  E2E_SETUP_SECONDS=$setup E2E_BUILD_SECONDS=$build E2E_WHEEL_SECONDS=$wheel_seconds \
+  exec "$venv/bin/python" e2e/test_e2e.py
