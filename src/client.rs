@@ -458,6 +458,24 @@ impl Client {
         }
     }
 
+    /// One request, never retried, for its `Date` header alone: the API's
+    /// clock, best effort. `None` when it failed or carried none.
+    pub async fn server_date_now(&self, stats: &StreamStats, path: &str) -> Option<i64> {
+        let _slot = self.slot().await.ok()?;
+        self.wait_turn().await.ok()?;
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        let url = format!("{}{path}?limit=1", self.base);
+        let resp = self.http.get(&url).send().await.ok()?;
+        self.answered.store(true, Ordering::Relaxed);
+        self.note_server_date(resp.headers());
+        self.note_remaining(resp.headers()).await;
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            return None;
+        }
+        resp.headers().get(DATE)?;
+        self.server_date_ms()
+    }
+
     /// The API's clock as of the latest response: a moment no later than its
     /// "now". `None` before any response carried a `Date` header.
     pub fn server_date_ms(&self) -> Option<i64> {

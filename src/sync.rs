@@ -18,7 +18,7 @@ use crate::conform::Conformer;
 use crate::error::{exit, Error};
 use crate::metrics::StreamStats;
 use crate::output::{self, Finish};
-use crate::pager::{Budget, StreamRun};
+use crate::pager::{Budget, Signpost, StreamRun};
 use crate::pool::Pool;
 use crate::state::State;
 use crate::streams::Method;
@@ -64,18 +64,19 @@ pub async fn sync(
     let mut tasks = JoinSet::new();
     let budget = Budget::new();
     let mut failure: Option<Error> = None;
-    let signpost_ms = match api_clock(&client, &selected, &stats).await {
-        Ok(ms) => ms.unwrap_or(signpost.timestamp_millis()),
-        Err(FetchError::Fatal(e)) => {
-            failure = Some(e);
-            signpost.timestamp_millis()
-        }
-        Err(_) => signpost.timestamp_millis(),
-    };
-    let selected = if failure.is_some() {
-        Vec::new()
-    } else {
-        selected
+    // The API's clock, asked while the streams start (see `Signpost`).
+    let signpost_ms = Signpost::new(signpost.timestamp_millis());
+    let clock = {
+        let (client, signpost_ms) = (client.clone(), signpost_ms.clone());
+        let probe: Vec<(&'static crate::streams::StreamDef, Method, Arc<StreamStats>)> = selected
+            .iter()
+            .zip(&stats)
+            .map(|(s, st)| (s.def, s.method, st.clone()))
+            .collect();
+        tokio::spawn(async move {
+            let at = api_clock(&client, &probe).await;
+            signpost_ms.set(at.unwrap_or(signpost_ms.now_or_local()));
+        })
     };
     for (sel, stats) in selected.into_iter().zip(stats) {
         let run = StreamRun {
@@ -86,7 +87,7 @@ pub async fn sync(
             stats,
             conformer: Conformer::new(sel.def, &sel.fields),
             page_size: config.page_size,
-            signpost_ms,
+            signpost: signpost_ms.clone(),
             version: (sel.method == Method::FullTable && config.emit_activate_version_messages)
                 .then(|| signpost.timestamp_millis()),
             cancel: cancel.clone(),
@@ -140,6 +141,7 @@ pub async fn sync(
             }
         }
     }
+    clock.abort();
     drop(client);
     let finish = writer
         .await
@@ -168,27 +170,15 @@ pub async fn sync(
 /// (`Assumption::DateHeader`) or without an incremental stream.
 async fn api_clock(
     client: &Client,
-    selected: &[Selected],
-    stats: &[Arc<StreamStats>],
-) -> Result<Option<i64>, FetchError> {
-    let Some((sel, stats)) = selected
-        .iter()
-        .zip(stats)
-        .find(|(s, _)| s.method == Method::Incremental)
-    else {
-        return Ok(None);
-    };
-    let def = match sel.def.parent {
+    streams: &[(&'static crate::streams::StreamDef, Method, Arc<StreamStats>)],
+) -> Option<i64> {
+    let (def, _, stats) = streams.iter().find(|(_, m, _)| *m == Method::Incremental)?;
+    let def = match def.parent {
         Some(p) => crate::streams::find(p.stream).expect("registry parents exist"),
-        None => sel.def,
+        None => def,
     };
-    match client.get(stats, def.path, "limit=1", |_| Ok(())).await {
-        Ok(()) | Err(FetchError::NotFound | FetchError::BadRequest(_)) => {}
-        Err(e) => return Err(e),
-    }
-    let Some(date) = client.server_date_ms() else {
-        return Ok(None);
-    };
+    // Any answer carries the `Date`; failures are the streams' own to report.
+    let date = client.server_date_now(stats, def.path).await?;
     let local = Utc::now().timestamp_millis();
     let skew_s = (date - local) / 1000;
     if skew_s.abs() > 2 {
@@ -198,7 +188,7 @@ async fn api_clock(
             if skew_s > 0 { "ahead of" } else { "behind" }
         );
     }
-    Ok(Some(date + 999))
+    Some(date + 999)
 }
 
 /// Keeps the most telling error: an authentication failure explains the rest.

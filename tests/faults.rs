@@ -183,8 +183,24 @@ fn sigterm_flushes_what_was_read_and_prints_a_covering_state() {
     let s = Scratch::new();
     let cfg = s.config(&server, json!({"page_size": 50}));
     for (signal, code) in [("TERM", 143), ("INT", 130)] {
+        server.reset_stats();
         let running = spawn_tap(&["--config", path_str(&cfg)]);
-        std::thread::sleep(Duration::from_millis(800));
+        // Signal once a few pages of tickets were read, however loaded the machine.
+        let started = std::time::Instant::now();
+        while server
+            .stats()
+            .by_path
+            .get("/v3/tickets")
+            .copied()
+            .unwrap_or(0)
+            < 4
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "tickets are read"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let status = std::process::Command::new("kill")
             .args([&format!("-{signal}"), &running.pid().to_string()])
             .status()

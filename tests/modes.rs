@@ -150,7 +150,11 @@ fn tickets_arrive_once_in_few_requests(mode: &'static str) {
     (fake_gleap::mode(mode).expect("a known mode").apply)(&mut cfg);
     let server = start(cfg);
     let s = Scratch::new();
-    let cfg = s.config(&server, json!({"page_size": PAGE}));
+    // At the default rate budget: requests are what it spends.
+    let cfg = s.config(
+        &server,
+        json!({"page_size": PAGE, "requests_per_minute": 900}),
+    );
     let mut running = spawn_tap(&["--config", path_str(&cfg), "--select", "tickets"]);
     let mut updated = 0;
     while_running(&mut running, Duration::from_millis(10), || {

@@ -410,13 +410,20 @@ pub fn small_config() -> FakeConfig {
 }
 
 /// Calls `change` every `pause` while the tap runs; returns how many times.
+/// A tap still running after two minutes chases the changes instead of
+/// stopping at its signpost: it is killed and the test fails.
 pub fn while_running(
     running: &mut Running,
     pause: std::time::Duration,
     mut change: impl FnMut(),
 ) -> usize {
+    let started = std::time::Instant::now();
     let mut rounds = 0;
     while running.is_running() {
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = running.child.kill();
+            panic!("the tap still ran after 120 s of changes: it does not stop at its signpost");
+        }
         change();
         rounds += 1;
         std::thread::sleep(pause);

@@ -438,7 +438,12 @@ pub struct FakeConfig {
     pub tie_group: u64,
     pub rate_limit: Option<RateLimit>,
     pub faults: Faults,
+    /// Time every API response waits before it is answered.
     pub latency: Duration,
+    /// On top of `latency`, a wait drawn evenly from `0..latency_jitter` per
+    /// request: real round trips vary, and a client that keeps a fixed
+    /// number of requests in flight meets the slow ones.
+    pub latency_jitter: Duration,
     /// Meaning of `archived` / `isSpam` / `ignoreArchived` on `GET /tickets`.
     pub archived_default: ArchivedDefault,
     /// Shape of the survey responses listing.
@@ -511,6 +516,7 @@ impl Default for FakeConfig {
             rate_limit: None,
             faults: Faults::default(),
             latency: Duration::ZERO,
+            latency_jitter: Duration::ZERO,
             archived_default: ArchivedDefault::Exclude,
             responses_shape: ResponsesShape::Array,
             tie_order: TieOrder::Natural,

@@ -278,6 +278,12 @@ async fn api(
             }
         }
     }
+    let jitter = sh.cfg.latency_jitter.as_micros() as u64;
+    let latency = if jitter > 0 {
+        latency + Duration::from_micros(mix(sh.cfg.seed ^ seq.wrapping_mul(0x1A7E)) % jitter)
+    } else {
+        latency
+    };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }

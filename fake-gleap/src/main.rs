@@ -72,6 +72,9 @@ struct Cli {
     hang_ms: u64,
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Extra wait per response, drawn evenly from 0..N ms.
+    #[arg(long, default_value_t = 0)]
+    latency_jitter_ms: u64,
     /// Meaning of archived / isSpam / ignoreArchived on GET /tickets:
     /// ignored | include | exclude | webapp
     #[arg(long, default_value = "exclude")]
@@ -163,6 +166,7 @@ fn config(c: &Cli) -> Result<FakeConfig, String> {
         step_ms: c.step_ms,
         tie_group: c.tie_group.max(1),
         latency: Duration::from_millis(c.latency_ms),
+        latency_jitter: Duration::from_millis(c.latency_jitter_ms),
         ignore_filters: c.ignore_filters,
         ignore_sort: c.ignore_sort,
         unpaginated_small_lists: c.unpaginated_small_lists,

@@ -34,7 +34,7 @@ pub(crate) async fn run(
     };
     let mut parent_ids = offset::offset_walk(w, parent, &listing, false).await?;
     parent_ids.sort();
-    let signpost = w.sh.signpost_ms;
+    let signpost = w.sh.signpost.get().await;
     let cap = match w.client().server_date_ms() {
         Some(date) => date.min(signpost),
         None => w

@@ -40,6 +40,8 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
     // A page shorter than `limit` that may have been cut: if the next one
     // brings new records, the endpoint caps pages at its length.
     let mut short_cut: Option<usize> = None;
+    // Whether this slice has read a page that moved its cursor.
+    let mut advanced_before = false;
     loop {
         w.check_cancelled()?;
         let end = h.end();
@@ -108,18 +110,23 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
         }
         let learned = w.client().learned();
         learned.page_served(def.name, page.len);
-        if !learned.endpoint(def.name).sort.holds() && times.first() != times.last() {
-            if let Err(e) = probe::verify_sort(w, target, &q, &page).await {
-                w.discard(page);
-                return Err(e);
-            }
+        if advanced_before && lower.is_some() {
+            // Records below `lower` exist (this slice read them) and none
+            // came back: the filter works.
+            learned.note(def.name, Assumption::RangeFilters, Fact::Holds);
         }
-        let known = w.client().learned().endpoint(def.name);
+        // The sort is verified after this page is handed over, so that the
+        // walk can start its other slices meanwhile; until then no cursor
+        // (no bookmark) comes from this slice.
+        let verify = (!learned.endpoint(def.name).sort.holds() && times.first() != times.last())
+            .then(|| (page.metas.first().map(|m| m.id.clone()), times.clone()));
+        let known = learned.endpoint(def.name);
         let end_now = h.end();
         let from = lower.map(|l| l.0);
         let page_max = times.iter().copied().filter(|&t| t < end_now).max();
         let advanced = page_max.is_some() && page_max > cursor;
         if advanced {
+            advanced_before = true;
             let c = page_max.expect("advanced implies a value");
             seen = page
                 .metas
@@ -151,14 +158,33 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
             .learned()
             .endpoint(def.name)
             .surely_cut(page.len, limit);
-        // Records at or past the end came back: everything below it did.
-        let reached_end = times.iter().any(|&t| t >= end_now);
+        // Records at or past the end came back: everything below it did, if
+        // the order is to be trusted. A page that was not cut holds all
+        // there is, whatever the order.
+        let reached_end = times.iter().any(|&t| t >= end_now) && known.sort.holds();
         let done = reached_end || !cut;
         let mut report = Report::page(page, from, end_now);
         report.cursor = if known.sort.holds() { cursor } else { None };
+        report.at = cursor;
         report.more = surely;
         report.done = done;
         h.report(w, report).await?;
+        if let Some((first, times)) = verify {
+            probe::verify_sort(w, target, &q, first.as_deref(), &times).await?;
+            let reached_end = times.iter().any(|&t| t >= end_now);
+            h.report(
+                w,
+                Report {
+                    cursor,
+                    done: reached_end,
+                    ..Report::default()
+                },
+            )
+            .await?;
+            if reached_end {
+                return Ok(());
+            }
+        }
         if done || advanced {
             if done {
                 return Ok(());

@@ -78,13 +78,64 @@ pub struct StreamRun {
     pub stats: Arc<StreamStats>,
     pub conformer: Conformer,
     pub page_size: u32,
-    /// The sync's start, epoch ms: no bookmark ever passes it.
-    pub signpost_ms: i64,
+    /// The sync's start on the API's clock: no bookmark ever passes it.
+    pub signpost: Arc<Signpost>,
     /// `version` of full-table records, when ACTIVATE_VERSION is on.
     pub version: Option<i64>,
     pub cancel: Cancel,
     /// How many walks may run at once, all streams together.
     pub budget: Arc<Budget>,
+}
+
+/// The sync's start on the API's clock (epoch ms), which bounds incremental
+/// walks: a record updated later belongs to the next run. It is learnt from
+/// the `Date` of a request sent as the sync starts (`sync::api_clock`),
+/// while the walks' first pages are already on their way: a first page
+/// needs no upper bound (it holds the oldest records; when it holds all of
+/// them, the newest are as good to write now as next time). Until it is
+/// known, this machine's clock at the start stands in where a value is
+/// needed at once.
+pub struct Signpost {
+    value: std::sync::atomic::AtomicI64,
+    local_start: i64,
+    known: tokio::sync::Notify,
+}
+
+impl Signpost {
+    pub fn new(local_start: i64) -> Arc<Signpost> {
+        Arc::new(Signpost {
+            value: std::sync::atomic::AtomicI64::new(i64::MIN),
+            local_start,
+            known: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Sets it, once; later calls change nothing.
+    pub fn set(&self, ms: i64) {
+        let _ = self
+            .value
+            .compare_exchange(i64::MIN, ms, Ordering::Relaxed, Ordering::Relaxed);
+        self.known.notify_waiters();
+    }
+
+    pub fn try_get(&self) -> Option<i64> {
+        Some(self.value.load(Ordering::Relaxed)).filter(|&v| v != i64::MIN)
+    }
+
+    /// The value, or this machine's clock at the start while it is unknown.
+    pub fn now_or_local(&self) -> i64 {
+        self.try_get().unwrap_or(self.local_start)
+    }
+
+    pub async fn get(&self) -> i64 {
+        loop {
+            let known = self.known.notified();
+            if let Some(v) = self.try_get() {
+                return v;
+            }
+            known.await;
+        }
+    }
 }
 
 /// What every task of one stream shares.
@@ -95,7 +146,7 @@ pub(crate) struct Shared {
     line_buffers: Arc<Pool>,
     pub stats: Arc<StreamStats>,
     page_size: u32,
-    pub signpost_ms: i64,
+    pub signpost: Arc<Signpost>,
     version: Option<i64>,
     pub cancel: Cancel,
     pub budget: Arc<Budget>,
@@ -157,7 +208,7 @@ impl StreamRun {
                 line_buffers: self.line_buffers,
                 stats: self.stats,
                 page_size: self.page_size,
-                signpost_ms: self.signpost_ms,
+                signpost: self.signpost,
                 version: self.version,
                 cancel: self.cancel,
                 budget: self.budget,
@@ -212,7 +263,7 @@ async fn catch_up_moves(w: &mut Walker, partitions: &[Context]) -> Result<(), Fe
     let first = client
         .server_first_date_ms()
         .map_or(i64::MAX, |d| d - CLOCK_MARGIN_MS);
-    let mut since = w.sh.signpost_ms.min(first);
+    let mut since = w.sh.signpost.get().await.min(first);
     for _ in 0..MAX_CATCH_UP_ROUNDS {
         let now = chrono::Utc::now().timestamp_millis();
         let round_start = client.server_date_ms().map_or(now, |d| d.min(now)) - CLOCK_MARGIN_MS;
@@ -421,7 +472,7 @@ impl Walker {
 
     /// A bookmark value: `cursor_ms`, never past the signpost.
     pub fn bookmark_value(&self, cursor_ms: i64) -> String {
-        timefmt::format_epoch_ms(cursor_ms.min(self.sh.signpost_ms)).unwrap_or_default()
+        timefmt::format_epoch_ms(cursor_ms.min(self.sh.signpost.now_or_local())).unwrap_or_default()
     }
 }
 

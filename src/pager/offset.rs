@@ -189,7 +189,8 @@ async fn newest_first(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchError>
             return Err(FetchError::Replan);
         }
         if !w.client().learned().endpoint(def.name).sort.holds() && times.first() != times.last() {
-            if let Err(e) = probe::verify_sort(w, target, &q, &page).await {
+            let first = page.metas.first().map(|m| m.id.clone());
+            if let Err(e) = probe::verify_sort(w, target, &q, first.as_deref(), &times).await {
                 w.discard(page);
                 return Err(e);
             }

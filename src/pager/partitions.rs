@@ -7,21 +7,37 @@
 //! `archived=true` counting only beside `ignoreArchived=true` (what Gleap's
 //! web app sends). Reading every combination explicitly, as this tap once
 //! did, loses archived tickets under the last meaning and reads everything
-//! four times under the first. So the plain listing is read first, and the
-//! records it returns tell what it hides: a kind (`StreamDef::hidden`) it
-//! showed at least one of is not hidden, and is not read again; a kind it
-//! did not show is read on its own, with the query the web app uses
-//! (`Assumption::HiddenRecords`). Each has its own bookmark. A kind the
-//! plain listing covered takes the plain listing's bookmark, so that a
-//! later run that has to read it starts from there, not from the beginning.
+//! four times under the first. So the records the plain listing returns
+//! tell what it hides (`Assumption::HiddenRecords`):
+//! - a kind (`StreamDef::hidden`) shown by the plain listing's first page is
+//!   not hidden, and is not read again;
+//! - a kind not shown there is read on its own, with the query the web app
+//!   uses, at once, beside the plain listing (the budget is the clock: one
+//!   after the other would wait for nothing);
+//! - should the plain listing show that kind later after all (a kind rare
+//!   enough to miss a first page), its walk is stopped: what it wrote by
+//!   then is written twice, a handful of records at most.
+//!
+//! Each kind has its own bookmark. A kind the plain listing covered takes
+//! the plain listing's bookmark, so that a later run that has to read it
+//! starts from there, not from the beginning.
 
-use super::walk::{self, WalkEnd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+
+use super::walk::{self, Observer, WalkEnd};
 use super::{later, Target, Walker};
 use crate::client::FetchError;
 use crate::output::Bookmark;
 use crate::state::{Context, State};
 
-/// Walks the stream; returns the partitions it read.
+/// What a walk's task returns: which walk (`None`: the plain listing).
+type Finished = (Option<usize>, Result<WalkEnd, FetchError>);
+
+/// Walks the stream; returns the partitions that hold records the plain
+/// listing does not (with the plain listing first).
 pub(crate) async fn run(
     w: &mut Walker,
     state: &State,
@@ -29,7 +45,7 @@ pub(crate) async fn run(
     incremental: bool,
 ) -> Result<Vec<Context>, FetchError> {
     let def = w.def();
-    let to = incremental.then_some(w.sh.signpost_ms + 1);
+    let to = incremental.then_some(walk::AT_SIGNPOST);
     let from_of = |context: Context| {
         if incremental {
             later(
@@ -40,64 +56,153 @@ pub(crate) async fn run(
             None
         }
     };
-    let target = |partition: Context| Target {
-        path: def.path.to_string(),
-        partition,
-        parent_id: None,
+    let spawn = |tasks: &mut JoinSet<Finished>,
+                 which: Option<usize>,
+                 partition: Context,
+                 observer: Option<Arc<Observer>>,
+                 mut walker: Walker| {
+        let target = Target {
+            path: def.path.to_string(),
+            partition,
+            parent_id: None,
+        };
+        let from = from_of(partition);
+        tasks.spawn(async move {
+            let bookmark = incremental.then_some(partition);
+            let end = walk::run_observed(&mut walker, &target, from, to, bookmark, observer).await;
+            (which, end)
+        })
     };
     let plain: Context = &[];
-    let shown: WalkEnd = walk::run(
-        w,
-        &target(plain),
-        from_of(plain),
-        to,
-        incremental.then_some(plain),
-    )
-    .await?;
-    let mut walked = vec![plain];
+    let observer = Arc::new(Observer::default());
+    let mut tasks = JoinSet::new();
+    spawn(&mut tasks, None, plain, Some(observer.clone()), w.fork());
+    if def.hidden.is_empty() {
+        return match tasks.join_next().await {
+            Some(Ok((_, end))) => end.map(|_| vec![plain]),
+            _ => Err(task_failed()),
+        };
+    }
+    // Wait for the plain listing's first page (or its end).
+    let mut plain_end: Option<WalkEnd> = None;
+    while observer.pages.load(Ordering::Relaxed) == 0 && plain_end.is_none() {
+        tokio::select! {
+            _ = observer.changed.notified() => {}
+            joined = tasks.join_next() => plain_end = Some(finished(joined, &mut tasks)?.1),
+        }
+    }
+    let mut handles: Vec<Option<tokio::task::AbortHandle>> = vec![None; def.hidden.len()];
+    let shown = observer.flags.load(Ordering::Relaxed);
     for (i, hidden) in def.hidden.iter().enumerate() {
-        let bit = 1u8 << i;
-        if shown.flags & bit != 0 {
+        if shown & (1 << i) == 0 {
             w.client()
                 .learned()
-                .update(def.name, |e| e.shown_flags |= bit);
-            tracing::info!(
-                stream = def.name,
-                "the plain listing includes records with {} true: they are not read again",
-                hidden.flag
-            );
-            if let (true, Some(at)) = (incremental, shown.bookmark) {
-                if Some(at) > from_of(hidden.query) {
-                    let bookmark = Bookmark {
-                        def,
-                        context: hidden.query,
-                        value: w.bookmark_value(at),
-                    };
-                    w.send(Vec::new(), 0, Some(bookmark)).await?;
+                .update(def.name, |e| e.read_flags |= 1 << i);
+            handles[i] = Some(spawn(&mut tasks, Some(i), hidden.query, None, w.fork()));
+        }
+    }
+    let mut ends: Vec<Option<WalkEnd>> = vec![None; def.hidden.len()];
+    loop {
+        // Kinds the plain listing has shown by now: their walks are not needed.
+        let shown = observer.flags.load(Ordering::Relaxed);
+        for (i, h) in handles.iter_mut().enumerate() {
+            if shown & (1 << i) != 0 {
+                if let Some(h) = h.take() {
+                    tracing::info!(
+                        stream = def.name,
+                        "the plain listing shows records with {} true after all: their own walk stops",
+                        def.hidden[i].flag
+                    );
+                    h.abort();
                 }
+            }
+        }
+        if tasks.is_empty() {
+            break;
+        }
+        tokio::select! {
+            _ = observer.changed.notified() => {}
+            joined = tasks.join_next() => {
+                let Some((which, end)) = finished_or_aborted(joined)? else { continue };
+                match which {
+                    None => plain_end = Some(end?),
+                    Some(i) => {
+                        ends[i] = Some(end?);
+                        handles[i] = None;
+                    }
+                }
+            }
+        }
+    }
+    let shown_end = plain_end.ok_or_else(task_failed)?;
+    let mut hiding = vec![plain];
+    for (i, hidden) in def.hidden.iter().enumerate() {
+        let bit = 1u8 << i;
+        if shown_end.flags & bit == 0 {
+            hiding.push(hidden.query);
+            if let Some(end) = ends[i].filter(|e| e.written > 0 && e.flags & bit == 0) {
+                tracing::warn!(
+                    stream = def.name,
+                    "the API answered {:?} with {} records that are not {}: it does not honour that filter; what it sent was written",
+                    hidden.query,
+                    end.written,
+                    hidden.flag
+                );
             }
             continue;
         }
         w.client()
             .learned()
-            .update(def.name, |e| e.read_flags |= bit);
-        let end = walk::run(
-            w,
-            &target(hidden.query),
-            from_of(hidden.query),
-            to,
-            incremental.then_some(hidden.query),
-        )
-        .await?;
-        walked.push(hidden.query);
-        if end.written > 0 && end.flags & bit == 0 {
-            tracing::warn!(
-                stream = def.name,
-                "the API answered {:?} with records that are not {}: it does not honour that filter; what it sent was written",
-                hidden.query,
-                hidden.flag
-            );
+            .update(def.name, |e| e.shown_flags |= bit);
+        tracing::info!(
+            stream = def.name,
+            "the plain listing includes records with {} true: they are not read on their own",
+            hidden.flag
+        );
+        if let (true, Some(at)) = (incremental, shown_end.bookmark) {
+            if Some(at) > from_of(hidden.query) {
+                let bookmark = Bookmark {
+                    def,
+                    context: hidden.query,
+                    value: w.bookmark_value(at),
+                };
+                w.send(Vec::new(), 0, Some(bookmark)).await?;
+            }
         }
     }
-    Ok(walked)
+    Ok(hiding)
+}
+
+fn task_failed() -> FetchError {
+    FetchError::Fatal(crate::error::Error::Internal(
+        "a partition's walk ended without a result".into(),
+    ))
+}
+
+/// A joined task's result; `None` when it was stopped on purpose.
+fn finished_or_aborted(
+    joined: Option<Result<Finished, tokio::task::JoinError>>,
+) -> Result<Option<Finished>, FetchError> {
+    match joined {
+        None => Ok(None),
+        Some(Ok(f)) => Ok(Some(f)),
+        Some(Err(e)) if e.is_cancelled() => Ok(None),
+        Some(Err(e)) => Err(FetchError::Fatal(crate::error::Error::Internal(format!(
+            "a walking task failed: {e}"
+        )))),
+    }
+}
+
+/// The plain listing's walk, joined before the others started.
+fn finished(
+    joined: Option<Result<Finished, tokio::task::JoinError>>,
+    tasks: &mut JoinSet<Finished>,
+) -> Result<(Option<usize>, WalkEnd), FetchError> {
+    match finished_or_aborted(joined)? {
+        Some((which, end)) => Ok((which, end?)),
+        None => {
+            tasks.abort_all();
+            Err(task_failed())
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! most once per endpoint and run, counted in the rate budget like any other.
 
 use super::query::{Op, Query};
-use super::{Page, Target, Walker};
+use super::{Target, Walker};
 use crate::assumptions::{Assumption, Fact};
 use crate::client::FetchError;
 use crate::error::Error;
@@ -20,20 +20,19 @@ pub(crate) async fn verify_sort(
     w: &mut Walker,
     target: &Target,
     q: &Query,
-    page: &Page,
+    first: Option<&str>,
+    times: &[i64],
 ) -> Result<(), FetchError> {
     let def = w.def();
     let rk = def
         .replication_key
         .expect("sorted walks have a replication key");
-    let times: Vec<i64> = page.times().collect();
     let descending = times.first() > times.last();
     let reversed = q
         .without(|k, _| matches!(k, "sort" | "limit" | "skip"))
         .sort(rk, !descending)
         .limit(1);
     let probe = w.fetch(def, target, &reversed, |_| false).await?;
-    let first = page.metas.first().map(|m| m.id.as_str());
     let holds = probe.metas.first().is_some_and(|r| {
         let at_the_other_end = if descending {
             r.updated_ms <= times.iter().copied().min()

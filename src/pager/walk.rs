@@ -29,7 +29,7 @@
 //! a keyset bookmark is sent only once the sort was verified, and its
 //! safety never depends on the filters.
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, Notify};
@@ -41,12 +41,17 @@ use crate::client::{Client, FetchError};
 use crate::output::Bookmark;
 use crate::state::Context;
 
+/// An end that is the signpost, not known yet when the walk starts (see
+/// `Signpost`): requests go without an upper bound until it is.
+pub(crate) const AT_SIGNPOST: i64 = i64::MAX - 1;
+
 /// The most tasks walking at once, all streams together.
 const MAX_SEATS: usize = 24;
-/// Pages a slice cut off holds at least, when the total is known.
+/// How far ahead a slice is cut, in multiples of the stretch it read, per seat.
+const REACH: i64 = 4;
+/// Pages a slice cut off holds at least: each slice costs about one request
+/// more than one walk would (its last, short page).
 const MIN_CHUNK_PAGES: f64 = 4.0;
-/// Pages a slice cut off holds, when the API tells no total.
-const DEFAULT_CHUNK_PAGES: f64 = 8.0;
 
 /// How many walking tasks may run at once, all streams together.
 pub struct Budget {
@@ -146,6 +151,9 @@ struct Slice {
     end: Arc<AtomicI64>,
     /// Every record of the slice below this is written.
     cursor: Option<i64>,
+    /// How far the slice has read, trusted or not (a keyset slice before the
+    /// sort is verified): where it may be cut.
+    at: Option<i64>,
     /// Where the slice's first record was (`lo` when it has one).
     first_seen: Option<i64>,
     records: u64,
@@ -156,8 +164,23 @@ struct Slice {
 
 impl Slice {
     fn end(&self) -> i64 {
-        self.end.load(Ordering::Relaxed)
+        match self.end.load(Ordering::Relaxed) {
+            // Not known yet: cut nothing above what was read.
+            AT_SIGNPOST => i64::MAX,
+            end => end,
+        }
     }
+}
+
+/// How fast the walk can go: what a cut is weighed against.
+#[derive(Clone, Copy)]
+struct Pace {
+    /// Tasks the budget keeps walking.
+    seats: usize,
+    /// Requests per second the rate budget allows.
+    rate: f64,
+    /// Seconds a page takes, request to last byte.
+    rtt: f64,
 }
 
 /// The shared state of one walk's slices.
@@ -173,6 +196,9 @@ pub(crate) struct Tracker {
     /// Records in the whole range, as the first page of the walk's first
     /// slice counted them (`totalCount`), where the API tells.
     total: Option<u64>,
+    /// The lowest start of a slice that turned out empty: the records
+    /// stopped there (a gap). No slice is cut above it again.
+    empty_from: Option<i64>,
 }
 
 impl Tracker {
@@ -190,49 +216,81 @@ impl Tracker {
     }
 
     /// Cuts the slice with the most left into up to `seats + 1` pieces of
-    /// `chunk_pages` pages each by its density so far (the last piece keeps
-    /// whatever lies above), returning the new pieces' indices. Cuts are
-    /// placed by density, not by halving time: where records crowd near the
-    /// cursor and a long empty stretch follows (a project quiet for years, a
-    /// few records updated just now), halving would only cut empty slices.
-    /// `ceiling` caps the cuts: no slice starts above the API's clock.
-    fn split(&mut self, limit: usize, ceiling: i64, seats: usize, chunk_pages: f64) -> Vec<usize> {
-        let mut best: Option<(usize, i64, i64, f64)> = None;
+    /// an equal share of what is left (among `target` seats, at least
+    /// `MIN_CHUNK_PAGES` pages), by its density so far, the last piece
+    /// keeping whatever lies above; returns the new pieces' indices. As the
+    /// walk nears its end the shares shrink, so that the last pages are
+    /// read by several slices at once, not one after another.
+    ///
+    /// Cuts are placed by density, not by halving time: where records crowd
+    /// near the cursor and a long empty stretch follows (a project quiet for
+    /// years, a few records updated just now), halving would only cut empty
+    /// slices. Without a total to bound the guess, no cut goes further
+    /// ahead than a few times the stretch already read, and none into a
+    /// stretch a slice found empty. `ceiling` caps the cuts: no slice starts
+    /// above the API's clock.
+    fn split(&mut self, limit: usize, ceiling: i64, seats: usize, pace: Pace) -> Vec<usize> {
+        let target = pace.seats;
+        let mut best: Option<(usize, i64, i64, f64, f64)> = None;
+        let mut left_in_all = 0.0;
         for (i, s) in self.slices.iter().enumerate() {
             // Only a slice that read records and has more: a fresh one has
             // nothing to judge its density by, and may be empty.
-            let (Some(cursor), false, true) = (s.cursor, s.done, s.more && s.records > 0) else {
+            let (Some(at), false, true) = (s.at.or(s.cursor), s.done, s.more && s.records > 0)
+            else {
                 continue;
             };
-            let start = s.first_seen.or(s.lo).unwrap_or(cursor);
-            // Cut no further ahead than a few times the stretch already
-            // read: records may stop (a quiet year, a gap) where density
-            // says they go on, and every piece cut there is a request for
-            // nothing.
-            let reach =
-                cursor.saturating_add((cursor - start).max(1).saturating_mul(seats.max(2) as i64));
-            let end = s.end().min(ceiling).min(reach);
-            let density = s.records as f64 / (cursor - start).max(1) as f64;
-            let mut left = density * (end - cursor).max(0) as f64;
-            if let Some(total) = self.total {
-                left = left.min(total.saturating_sub(self.written) as f64);
+            let start = s.first_seen.or(s.lo).unwrap_or(at);
+            let covered = (at - start).max(1);
+            let mut end = s.end().min(ceiling);
+            if self.total.is_none() {
+                let reach = covered.saturating_mul(REACH * target.max(1) as i64);
+                end = end.min(at.saturating_add(reach));
             }
-            if best.is_none_or(|(.., l)| left > l) {
-                best = Some((i, cursor, end, left));
+            if let Some(empty) = self.empty_from.filter(|&e| e > at) {
+                end = end.min(empty);
+            }
+            let density = s.records as f64 / covered as f64;
+            let left = density * (end - at).max(0) as f64;
+            left_in_all += left;
+            if best.is_none_or(|(.., l, _)| left > l) {
+                best = Some((i, at, end, left, density));
             }
         }
-        let Some((i, cursor, end, left)) = best else {
+        let Some((i, cursor, end, mut left, density)) = best else {
             return Vec::new();
         };
+        if let Some(total) = self.total {
+            let unread = total.saturating_sub(self.written) as f64;
+            left_in_all = left_in_all.min(unread);
+            left = left.min(unread);
+        }
+        // The time the rest of the walk needs at the rate budget, and the
+        // time this slice alone needs, a page per round trip: a slice is cut
+        // only when it would hold the walk up, into pieces that each finish
+        // in about that time (every piece costs a request more).
+        let pages_left = left_in_all / limit as f64;
+        let rest_s = pages_left / pace.rate;
+        let slice_s = left / limit as f64 * pace.rtt;
+        if slice_s < rest_s {
+            return Vec::new();
+        }
+        let chunk_pages = (rest_s / pace.rtt)
+            .max(pages_left / target.max(1) as f64)
+            .max(MIN_CHUNK_PAGES);
         let chunk_records = chunk_pages * limit as f64;
         if left < 2.0 * chunk_records {
             return Vec::new();
         }
-        let chunk_ms = ((end - cursor) as f64 * chunk_records / left).max(1.0) as i64;
-        let cuts = (((end - cursor) / chunk_ms) as usize)
+        // Pieces as wide as `chunk_records` at the density read so far; as
+        // many as the records left fill, and seats allow.
+        let chunk_ms = (chunk_records / density.max(f64::MIN_POSITIVE)).clamp(1.0, 1e15) as i64;
+        let cuts = ((left / chunk_records) as usize)
             .saturating_sub(1)
+            .min(((end - cursor) / chunk_ms).max(0) as usize)
             .min(seats);
-        let old_end = self.slices[i].end();
+        // Raw: an end still to be the signpost stays so.
+        let old_end = self.slices[i].end.load(Ordering::Relaxed);
         let mut added = Vec::new();
         for k in 0..cuts {
             let lo = cursor + (k as i64 + 1) * chunk_ms;
@@ -250,6 +308,7 @@ impl Tracker {
                     lo: Some(lo),
                     end: Arc::new(AtomicI64::new(hi)),
                     cursor: Some(lo),
+                    at: Some(lo),
                     first_seen: Some(lo),
                     records: 0,
                     more: false,
@@ -272,6 +331,8 @@ impl Tracker {
 /// A walk in progress: its target and its slices' tracker.
 pub(crate) struct Walk {
     pub target: Target,
+    signpost: Arc<super::Signpost>,
+    observer: Option<Arc<Observer>>,
     /// The partition whose bookmark this walk moves, if any.
     bookmark: Option<Context>,
     tracker: Mutex<Tracker>,
@@ -290,7 +351,21 @@ pub(crate) struct SliceHandle {
 impl SliceHandle {
     /// The slice's upper bound now (exclusive; `i64::MAX`: none).
     pub fn end(&self) -> i64 {
-        self.end.load(Ordering::Relaxed)
+        match self.end.load(Ordering::Relaxed) {
+            AT_SIGNPOST => match self.walk.signpost.try_get() {
+                Some(s) => {
+                    let _ = self.end.compare_exchange(
+                        AT_SIGNPOST,
+                        s + 1,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    self.end.load(Ordering::Relaxed)
+                }
+                None => i64::MAX,
+            },
+            end => end,
+        }
     }
 
     /// Hands a page to the writer, with the bookmark it makes safe.
@@ -317,8 +392,17 @@ impl SliceHandle {
         if page.cursor > s.cursor {
             s.cursor = page.cursor;
         }
+        s.at = s.at.max(page.at).max(s.cursor);
         s.done |= page.done;
         s.more = page.more;
+        let empty_from = if page.done && s.records == 0 {
+            s.lo
+        } else {
+            None
+        };
+        if let Some(lo) = empty_from {
+            t.empty_from = Some(t.empty_from.map_or(lo, |e| e.min(lo)));
+        }
         let bookmark = match (self.walk.bookmark, t.watermark()) {
             (Some(context), Some(at)) if Some(at) > t.sent.max(t.from) => {
                 t.sent = Some(at);
@@ -333,6 +417,11 @@ impl SliceHandle {
         w.send(page.lines, page.written, bookmark).await?;
         drop(t);
         self.walk.progress.notify_one();
+        if let Some(o) = &self.walk.observer {
+            o.flags.fetch_or(page.flags, Ordering::Relaxed);
+            o.pages.fetch_add(1, Ordering::Relaxed);
+            o.changed.notify_waiters();
+        }
         Ok(())
     }
 
@@ -357,6 +446,8 @@ pub(crate) struct Report {
     pub skipped: u64,
     /// The count of matching records the body told (`totalCount`).
     pub total: Option<u64>,
+    /// How far the slice has read, before the sort is verified (see `Slice::at`).
+    pub at: Option<i64>,
     /// The page may have been cut: the slice has more to read.
     pub more: bool,
     /// The slice has read its whole range.
@@ -396,8 +487,32 @@ pub(crate) async fn run(
     to: Option<i64>,
     bookmark: Option<Context>,
 ) -> Result<WalkEnd, FetchError> {
+    run_observed(w, target, from, to, bookmark, None).await
+}
+
+/// What another task may watch of a walk while it runs.
+#[derive(Default)]
+pub(crate) struct Observer {
+    /// Bit `i`: a record with `hidden[i].flag` true was read.
+    pub flags: AtomicU8,
+    /// Pages handed to the writer.
+    pub pages: AtomicU64,
+    pub changed: Notify,
+}
+
+/// [`run`], telling `observer` of every page.
+pub(crate) async fn run_observed(
+    w: &mut Walker,
+    target: &Target,
+    from: Option<i64>,
+    to: Option<i64>,
+    bookmark: Option<Context>,
+    observer: Option<Arc<Observer>>,
+) -> Result<WalkEnd, FetchError> {
     let walk = Arc::new(Walk {
         target: target.clone(),
+        signpost: w.sh.signpost.clone(),
+        observer,
         bookmark,
         tracker: Mutex::new(Tracker {
             slices: Vec::new(),
@@ -408,6 +523,7 @@ pub(crate) async fn run(
             flags: 0,
             written: 0,
             total: None,
+            empty_from: None,
         }),
         progress: Notify::new(),
     });
@@ -423,6 +539,7 @@ pub(crate) async fn run(
                 lo,
                 end: Arc::new(AtomicI64::new(end)),
                 cursor: lo,
+                at: lo,
                 first_seen: lo,
                 records: 0,
                 more: false,
@@ -468,7 +585,7 @@ impl Walk {
         let t = self.tracker.lock().await;
         t.slices
             .iter()
-            .any(|s| !s.done && s.more && s.records > 0 && s.cursor.is_some())
+            .any(|s| !s.done && s.more && s.records > 0 && s.at.or(s.cursor).is_some())
     }
 }
 
@@ -518,12 +635,9 @@ async fn slices(w: &mut Walker, walk: &Arc<Walk>, strategy: Strategy) -> Result<
             },
             _ = walk.progress.notified() => {}
         }
-        // Keyset slices are cut only once the sort is known to hold: before
-        // that, the first slice's cursor means nothing.
-        let sorted = w.client().learned().endpoint(w.def().name).sort.holds();
-        if strategy == Strategy::Keyset && !sorted {
-            continue;
-        }
+        // A keyset slice may be cut before its sort is verified (the check
+        // runs while the new slices start): should it fail, the walk replans
+        // from its watermark, which no unverified page moved.
         if !walk.splittable().await {
             continue;
         }
@@ -535,9 +649,17 @@ async fn slices(w: &mut Walker, walk: &Arc<Walk>, strategy: Strategy) -> Result<
             continue;
         }
         let ceiling = api_now(w);
+        let pace = Pace {
+            seats: w.sh.budget.target(w.client()),
+            rate: w.client().rate_per_second(),
+            rtt: w
+                .client()
+                .latency()
+                .map_or(0.25, |d| d.as_secs_f64())
+                .max(1e-4),
+        };
         let mut t = walk.tracker.lock().await;
-        let chunk_pages = chunk_pages(w, t.total, limit);
-        let added = t.split(limit, ceiling, seats.len(), chunk_pages);
+        let added = t.split(limit, ceiling, seats.len(), pace);
         let handles: Vec<SliceHandle> = added
             .iter()
             .map(|&i| SliceHandle {
@@ -553,24 +675,10 @@ async fn slices(w: &mut Walker, walk: &Arc<Walk>, strategy: Strategy) -> Result<
     }
 }
 
-/// How many pages a slice cut off is sized to hold: an equal share of the
-/// stream's records among the seats when the API tells a total
-/// (`totalCount`), else a fixed number. Each slice costs about one request
-/// more than one walk would (its last, short page): pieces of a few pages
-/// would waste a share of the budget, pieces too large would leave seats
-/// idle at the end.
-fn chunk_pages(w: &Walker, total: Option<u64>, limit: usize) -> f64 {
-    let seats = w.sh.budget.target(w.client()) as f64;
-    match total {
-        Some(total) => (total as f64 / limit as f64 / seats).max(MIN_CHUNK_PAGES),
-        None => DEFAULT_CHUNK_PAGES,
-    }
-}
-
 /// The API's clock now, as far as this process can tell, less a margin:
 /// no slice is cut above it, so none starts above a record still to come.
 fn api_now(w: &Walker) -> i64 {
     let local = chrono::Utc::now().timestamp_millis();
     let now = w.client().server_date_ms().map_or(local, |d| d.min(local));
-    (now - super::CLOCK_MARGIN_MS).min(w.sh.signpost_ms)
+    (now - super::CLOCK_MARGIN_MS).min(w.sh.signpost.now_or_local())
 }
