@@ -10,6 +10,8 @@
 //!   validating JSON scanner); `conform`: records to RECORD lines.
 //! - `output`: the one stdout writer, which orders records before the STATE
 //!   that covers them; `sync`: runs the streams concurrently.
+//! - `maps`: stream maps and schema flattening (the Meltano SDK's), applied
+//!   by the writer when configured.
 //! - `error`: one error type, an exit code per class; `metrics`, `timefmt`.
 
 pub mod about;
@@ -20,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod conform;
 pub mod error;
+pub mod maps;
 pub mod metrics;
 pub mod output;
 pub mod pager;
@@ -70,6 +73,10 @@ pub fn run(args: Args, stdout: Box<dyn Write + Send>) -> Result<()> {
         Some(path) => catalog::load(path)?,
         None => catalog::select_all(),
     };
+    // Stream maps are checked against the catalog's streams and properties
+    // here, before any request: a bad map is a config error, not a failure
+    // halfway through a sync.
+    let mapper = maps::Mapper::new(&config.maps, &selected)?;
     if args.test == Some(TestMode::Schema) {
         return check::schemas_only(&selected, &mut stdout);
     }
@@ -90,5 +97,5 @@ pub fn run(args: Args, stdout: Box<dyn Write + Send>) -> Result<()> {
     if args.test == Some(TestMode::All) {
         return runtime.block_on(check::connection(&config, &selected, &mut stdout));
     }
-    runtime.block_on(sync::sync(config, selected, state, stdout))
+    runtime.block_on(sync::sync(config, selected, state, stdout, mapper))
 }
