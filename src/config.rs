@@ -17,7 +17,10 @@ use crate::timefmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     String,
-    Integer { min: i64, max: i64 },
+    Integer {
+        min: i64,
+        max: i64,
+    },
     Boolean,
     DateTime,
     Url,
@@ -152,10 +155,7 @@ pub const SETTINGS: &[Setting] = &[
 ];
 
 /// Keys Meltano or the Meltano SDK may pass to any tap; accepted silently.
-const TOLERATED_KEYS: &[&str] = &[
-    "batch_config",
-    "faker_config",
-];
+const TOLERATED_KEYS: &[&str] = &["batch_config", "faker_config"];
 
 /// The API key: held apart so that no `{:?}` or log line can show it.
 #[derive(Clone)]

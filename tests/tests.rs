@@ -9,6 +9,7 @@ mod cli;
 mod faults;
 mod fuzz;
 mod incremental;
+mod maps;
 mod reliability;
 mod selection;
 mod sync;

@@ -152,7 +152,11 @@ fn parse_date(b: &[u8]) -> Option<(NaiveDate, usize)> {
     };
     let y = num(0, 4)?;
     let (m, d, n) = if b.get(4) == Some(&b'-') {
-        (num(5, 2)?, num(8, 2).filter(|_| b.get(7) == Some(&b'-'))?, 10)
+        (
+            num(5, 2)?,
+            num(8, 2).filter(|_| b.get(7) == Some(&b'-'))?,
+            10,
+        )
     } else {
         (num(4, 2)?, num(6, 2)?, 8)
     };
@@ -235,8 +239,7 @@ impl DateTime {
             }
             Some(sign * (oh as i32 * 3600 + om as i32 * 60 + os as i32))
         };
-        let time =
-            NaiveTime::from_hms_micro_opt(h, mi, sec, us).ok_or_else(bad)?;
+        let time = NaiveTime::from_hms_micro_opt(h, mi, sec, us).ok_or_else(bad)?;
         Ok(DateTime {
             local: date.and_time(time),
             offset,
@@ -315,7 +318,8 @@ impl DateTime {
 
     pub fn from_timestamp(ts: f64, offset: Option<i32>) -> DResult<DateTime> {
         let us = (ts * 1e6).round() as i64;
-        let utc = chrono::DateTime::UNIX_EPOCH.naive_utc()
+        let utc = chrono::DateTime::UNIX_EPOCH
+            .naive_utc()
             .checked_add_signed(Duration::microseconds(us))
             .ok_or("timestamp out of range")?;
         Ok(match offset {
@@ -367,12 +371,14 @@ impl DateTime {
             return Err("can't subtract offset-naive and offset-aware datetimes".into());
         }
         Ok(TimeDelta(
-            (self.utc() - other.utc()).num_microseconds().unwrap_or(i64::MAX),
+            (self.utc() - other.utc())
+                .num_microseconds()
+                .unwrap_or(i64::MAX),
         ))
     }
 
     /// Ordering between two datetimes; naive and aware are not comparable.
-    pub fn cmp(&self, other: &DateTime) -> DResult<std::cmp::Ordering> {
+    pub fn compare(&self, other: &DateTime) -> DResult<std::cmp::Ordering> {
         if self.offset.is_some() != other.offset.is_some() {
             return Err("can't compare offset-naive and offset-aware datetimes".into());
         }
@@ -633,7 +639,12 @@ pub fn strftime(local: NaiveDateTime, offset: Option<i32>, fmt: &str) -> String 
                 Some(o) => format!("UTC{}", offset_text(o, true)),
                 None => String::new(),
             },
-            'F' => format!("{:04}-{:02}-{:02}", local.year(), local.month(), local.day()),
+            'F' => format!(
+                "{:04}-{:02}-{:02}",
+                local.year(),
+                local.month(),
+                local.day()
+            ),
             'T' | 'X' => format!(
                 "{:02}:{:02}:{:02}",
                 local.hour(),
@@ -699,7 +710,11 @@ mod tests {
     fn strftime_and_strptime() {
         let d = DateTime::fromisoformat("2024-05-01T09:05:03.5+02:00").unwrap();
         assert_eq!(
-            strftime(d.local, d.offset, "%Y-%m-%d %H:%M:%S.%f %z %a %b %j %I%p %%"),
+            strftime(
+                d.local,
+                d.offset,
+                "%Y-%m-%d %H:%M:%S.%f %z %a %b %j %I%p %%"
+            ),
             "2024-05-01 09:05:03.500000 +0200 Wed May 122 09AM %"
         );
         let p = DateTime::strptime("2024-01-02 03:04", "%Y-%m-%d %H:%M").unwrap();

@@ -102,6 +102,9 @@ impl fmt::Display for SyntaxError {
 
 type PResult<T> = Result<T, SyntaxError>;
 
+/// A call's positional and keyword arguments.
+type Args = (Vec<Expr>, Vec<(String, Expr)>);
+
 fn err<T>(msg: impl Into<String>) -> PResult<T> {
     Err(SyntaxError(msg.into()))
 }
@@ -128,7 +131,12 @@ fn tokenize(src: &str) -> PResult<Vec<Tok>> {
     let mut out = Vec::new();
     while i < b.len() {
         let c = b[i];
-        if c == b' ' || c == b'\t' || c == b'\n' || c == b'\r' || c == b'\\' && b.get(i + 1) == Some(&b'\n') {
+        if c == b' '
+            || c == b'\t'
+            || c == b'\n'
+            || c == b'\r'
+            || c == b'\\' && b.get(i + 1) == Some(&b'\n')
+        {
             i += 1;
             continue;
         }
@@ -164,7 +172,10 @@ fn tokenize(src: &str) -> PResult<Vec<Tok>> {
             // A string prefix: r, u, f, b and their combinations.
             if let Some(q @ (b'\'' | b'"')) = b.get(i).copied() {
                 let lower = word.to_ascii_lowercase();
-                if matches!(lower.as_str(), "r" | "u" | "f" | "fr" | "rf" | "b" | "br" | "rb") {
+                if matches!(
+                    lower.as_str(),
+                    "r" | "u" | "f" | "fr" | "rf" | "b" | "br" | "rb"
+                ) {
                     if lower.contains('b') {
                         return err("bytes literals (b'...') are not supported");
                     }
@@ -249,7 +260,10 @@ fn number(s: &str) -> PResult<(Tok, usize)> {
             .or_else(|_| err(format!("invalid number literal {}", &s[..n])))
     } else {
         if text.len() > 1 && text.starts_with('0') && text.bytes().any(|d| d != b'0') {
-            return err(format!("invalid number literal {} (leading zeros)", &s[..n]));
+            return err(format!(
+                "invalid number literal {} (leading zeros)",
+                &s[..n]
+            ));
         }
         text.parse::<i64>()
             .map(|v| (Tok::Int(v), n))
@@ -276,7 +290,9 @@ fn string(s: &str, q: u8, raw: bool) -> PResult<(String, usize)> {
             return err("unterminated string literal");
         }
         if c == b'\\' {
-            let next = *b.get(i + 1).ok_or(SyntaxError("unterminated string literal".into()))?;
+            let next = *b
+                .get(i + 1)
+                .ok_or(SyntaxError("unterminated string literal".into()))?;
             if raw {
                 out.push('\\');
                 out.push(next as char);
@@ -312,11 +328,16 @@ fn string(s: &str, q: u8, raw: bool) -> PResult<(String, usize)> {
                         b'u' => 4,
                         _ => 8,
                     };
-                    let hex = s.get(i..i + len).ok_or(SyntaxError("truncated escape".into()))?;
+                    let hex = s
+                        .get(i..i + len)
+                        .ok_or(SyntaxError("truncated escape".into()))?;
                     let v = u32::from_str_radix(hex, 16)
                         .ok()
                         .and_then(char::from_u32)
-                        .ok_or(SyntaxError(format!("invalid escape \\{}{hex}", next as char)))?;
+                        .ok_or(SyntaxError(format!(
+                            "invalid escape \\{}{hex}",
+                            next as char
+                        )))?;
                     out.push(v);
                     i += len;
                 }
@@ -598,7 +619,7 @@ impl Parser {
         }
     }
 
-    fn call_args(&mut self) -> PResult<(Vec<Expr>, Vec<(String, Expr)>)> {
+    fn call_args(&mut self) -> PResult<Args> {
         let mut args = Vec::new();
         let mut kwargs: Vec<(String, Expr)> = Vec::new();
         while !self.eat_op(")") {

@@ -268,7 +268,10 @@ mod tests {
         let parent = "a_very_long_parent_name".repeat(12);
         let k = flatten_key("child", &[parent]);
         // Both as singer-sdk 0.54.9's flatten_key gives them.
-        assert_eq!(k, "avlpnvlpnvlpnvlpnvlpnvlpnvlpnvlpnvlpnvlpnvlpnvlpn__child");
+        assert_eq!(
+            k,
+            "avlpnvlpnvlpnvlpnvlpnvlpnvlpnvlpnvlpnvlpnvlpnvlpn__child"
+        );
         let k = flatten_key("child_name_x", &["a".repeat(130), "Bb_cc".repeat(30)]);
         assert_eq!(k, format!("aaa__{}__child_name_x", "Bb_cc".repeat(30)));
     }

@@ -97,7 +97,9 @@ impl Mapper {
                     )));
                 }
             } else if k.starts_with("__") {
-                return Err(cfg(format!("stream_maps: option '{k}: {v}' is not expected")));
+                return Err(cfg(format!(
+                    "stream_maps: option '{k}: {v}' is not expected"
+                )));
             }
         }
         // Every map must name a stream the tap has: a misspelt name would
@@ -277,9 +279,7 @@ impl Mapper {
             }
             return Ok(());
         }
-        let is = |t: &str| {
-            line.starts_with(format!("{{\"type\":\"{t}\"").as_bytes())
-        };
+        let is = |t: &str| line.starts_with(format!("{{\"type\":\"{t}\"").as_bytes());
         if is("SCHEMA") || is("ACTIVATE_VERSION") {
             let msg: Value = serde_json::from_slice(line).map_err(|e| format!("internal: {e}"))?;
             let stream = msg["stream"].as_str().unwrap_or_default();
@@ -292,7 +292,8 @@ impl Mapper {
                 msg["stream"] = Value::String(m.alias.clone());
                 if is("SCHEMA") {
                     msg["schema"] = m.schema.clone();
-                    msg["key_properties"] = serde_json::json!(m.key_properties.clone().unwrap_or_default());
+                    msg["key_properties"] =
+                        serde_json::json!(m.key_properties.clone().unwrap_or_default());
                 }
                 serde_json::to_writer(&mut *out, &msg).expect("a JSON value serialises");
                 out.push(b'\n');

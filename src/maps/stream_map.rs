@@ -17,6 +17,9 @@ use super::value::Val;
 
 const NULL_STRING: &str = "__NULL__";
 
+/// A record's fields, in order, as a map sends them.
+pub type Fields<'a> = Vec<(Cow<'a, str>, Out<'a>)>;
+
 /// What a stream map does with a record.
 pub enum Kind {
     /// `null`: nothing goes out (no SCHEMA, RECORD or ACTIVATE_VERSION).
@@ -77,7 +80,10 @@ fn eval_type(text: &str, default: Value, record_schema: &Value) -> Value {
     if text.starts_with("bool(") {
         return t("boolean");
     }
-    if text.starts_with("datetime.date.") || text.starts_with("datetime.date(") || text.ends_with(".date()") {
+    if text.starts_with("datetime.date.")
+        || text.starts_with("datetime.date(")
+        || text.ends_with(".date()")
+    {
         return json!({"type": ["string"], "format": "date"});
     }
     if text.starts_with("datetime.datetime.") || text.starts_with("datetime.datetime(") {
@@ -106,11 +112,8 @@ fn nullable(mut schema: Value) -> Value {
     }
     if let Some(t) = schema.get_mut("type") {
         match t {
-            Value::Array(a) => {
-                if !a.iter().any(|x| x == "null") {
-                    a.push(json!("null"));
-                }
-            }
+            Value::Array(a) if !a.iter().any(|x| x == "null") => a.push(json!("null")),
+            Value::Array(_) => {}
             other if *other != "null" => *other = json!([other.clone(), "null"]),
             _ => {}
         }
@@ -126,8 +129,13 @@ fn compile(
     properties: &[String],
     config_keys: &[String],
 ) -> Result<Expr, String> {
-    let mut e = expr::parse(text)
-        .map_err(|e| at(stream, prop.or(Some("__filter__")), format!("{e} in `{text}`")))?;
+    let mut e = expr::parse(text).map_err(|e| {
+        at(
+            stream,
+            prop.or(Some("__filter__")),
+            format!("{e} in `{text}`"),
+        )
+    })?;
     eval::check(
         &mut e,
         &CheckEnv {
@@ -137,7 +145,13 @@ fn compile(
             property: prop,
         },
     )
-    .map_err(|e| at(stream, prop.or(Some("__filter__")), format!("{e} in `{text}`")))?;
+    .map_err(|e| {
+        at(
+            stream,
+            prop.or(Some("__filter__")),
+            format!("{e} in `{text}`"),
+        )
+    })?;
     Ok(e)
 }
 
@@ -150,7 +164,9 @@ pub struct Source<'a> {
 impl StreamMap {
     pub fn same(src: &Source, flatten: Option<usize>, remove: bool) -> Result<StreamMap, String> {
         let schema = match flatten {
-            Some(depth) => flatten::flatten_schema(src.schema, depth).map_err(|e| at(src.name, None, e))?,
+            Some(depth) => {
+                flatten::flatten_schema(src.schema, depth).map_err(|e| at(src.name, None, e))?
+            }
             None => src.schema.clone(),
         };
         Ok(StreamMap {
@@ -217,7 +233,12 @@ impl StreamMap {
                 _ => entries.push((k.clone(), v.clone())),
             }
         }
-        let raw_props = src.schema.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+        let raw_props = src
+            .schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         let mut schema = if include_by_default {
             src.schema.clone()
         } else {
@@ -232,7 +253,10 @@ impl StreamMap {
                 if key_properties.as_ref().is_some_and(|kp| kp.contains(&k)) {
                     return Err(at(name, Some(&k), "removing a key property is not permitted: use __key_properties__ to name other key properties, or null for none"));
                 }
-                schema["properties"].as_object_mut().expect("an object").remove(&k);
+                schema["properties"]
+                    .as_object_mut()
+                    .expect("an object")
+                    .remove(&k);
                 if let Some(Value::Array(req)) = schema.get_mut("required") {
                     req.retain(|r| r != k.as_str());
                 }
@@ -242,7 +266,11 @@ impl StreamMap {
                 // without, it shares its properties with the new schema.
                 let (existing, record_schema) = {
                     let current = schema["properties"].as_object().expect("an object");
-                    let lookup = if include_by_default { current } else { &raw_props };
+                    let lookup = if include_by_default {
+                        current
+                    } else {
+                        &raw_props
+                    };
                     let existing = current
                         .get(&k)
                         .filter(|s| s.as_object().is_some_and(|o| !o.is_empty()))
@@ -259,11 +287,18 @@ impl StreamMap {
                 };
                 let default = existing.unwrap_or_else(|| json!({"type": ["string"]}));
                 let typed = nullable(eval_type(text, default, &record_schema));
-                schema["properties"].as_object_mut().expect("an object").insert(k.clone(), typed);
+                schema["properties"]
+                    .as_object_mut()
+                    .expect("an object")
+                    .insert(k.clone(), typed);
                 let e = compile(text, name, Some(&k), &properties, config_keys)?;
                 props.push((k, Some((text.clone(), e))));
             } else {
-                return Err(at(name, Some(&k), format!("expected an expression string or null, got {v}")));
+                return Err(at(
+                    name,
+                    Some(&k),
+                    format!("expected an expression string or null, got {v}"),
+                ));
             }
         }
         for kp in key_properties.iter().flatten() {
@@ -303,12 +338,16 @@ impl StreamMap {
         &self,
         members: &[Member<'a>],
         config: &Val,
-    ) -> Result<Option<Vec<(Cow<'a, str>, Out<'a>)>>, String> {
+    ) -> Result<Option<Fields<'a>>, String> {
         let fields = match &self.kind {
             Kind::Remove => return Ok(None),
-            Kind::Same => members.iter().map(|m| (m.name.clone(), Out::Raw(m.value))).collect(),
+            Kind::Same => members
+                .iter()
+                .map(|m| (m.name.clone(), Out::Raw(m.value)))
+                .collect(),
             Kind::Custom(c) => {
-                let mut scope = RecordScope::new(members, &self.properties, config, &self.alias, &self.stream);
+                let mut scope =
+                    RecordScope::new(members, &self.properties, config, &self.alias, &self.stream);
                 if let Some((text, f)) = &c.filter {
                     let keep = eval::eval(f, &scope)
                         .map_err(|e| self.runtime_error(members, "__filter__", text, &e))?;
@@ -317,7 +356,10 @@ impl StreamMap {
                     }
                 }
                 let mut out: Vec<(Cow<'a, str>, Out<'a>)> = if c.include_by_default {
-                    members.iter().map(|m| (m.name.clone(), Out::Raw(m.value))).collect()
+                    members
+                        .iter()
+                        .map(|m| (m.name.clone(), Out::Raw(m.value)))
+                        .collect()
                 } else {
                     let mut start = Vec::new();
                     for kp in self.key_properties.iter().flatten() {
@@ -415,7 +457,8 @@ pub fn fnmatch(name: &str, pattern: &str) -> bool {
 /// The SDK's `_eval_stream` for `__alias__`: the expression's value with
 /// `__stream_name__` set, or the text itself when it names anything else.
 pub fn eval_alias(text: &str, stream: &str) -> Result<String, String> {
-    let mut e = expr::parse(text).map_err(|e| at(stream, Some("__alias__"), format!("{e} in `{text}`")))?;
+    let mut e =
+        expr::parse(text).map_err(|e| at(stream, Some("__alias__"), format!("{e} in `{text}`")))?;
     fn names_only_stream(e: &mut Expr) -> bool {
         match e {
             Expr::Name(n) if n == "__stream_name__" => {
@@ -424,8 +467,12 @@ pub fn eval_alias(text: &str, stream: &str) -> Result<String, String> {
             }
             Expr::Name(_) => false,
             Expr::Const(_) | Expr::Ref(_) => true,
-            Expr::List(v) | Expr::Tuple(v) | Expr::Bool(_, v) => v.iter_mut().all(names_only_stream),
-            Expr::Dict(v) => v.iter_mut().all(|(a, b)| names_only_stream(a) && names_only_stream(b)),
+            Expr::List(v) | Expr::Tuple(v) | Expr::Bool(_, v) => {
+                v.iter_mut().all(names_only_stream)
+            }
+            Expr::Dict(v) => v
+                .iter_mut()
+                .all(|(a, b)| names_only_stream(a) && names_only_stream(b)),
             Expr::FString(parts) => parts.iter_mut().all(|p| match p {
                 expr::FPart::Value(v) => names_only_stream(v),
                 expr::FPart::Text(_) => true,
@@ -444,12 +491,17 @@ pub fn eval_alias(text: &str, stream: &str) -> Result<String, String> {
                     }
                     other => names_only_stream(other),
                 };
-                f_ok && args.iter_mut().all(names_only_stream) && kw.iter_mut().all(|(_, v)| names_only_stream(v))
+                f_ok && args.iter_mut().all(names_only_stream)
+                    && kw.iter_mut().all(|(_, v)| names_only_stream(v))
             }
             Expr::Index(a, b) | Expr::Bin(_, a, b) => names_only_stream(a) && names_only_stream(b),
-            Expr::Slice(a, parts) => names_only_stream(a) && parts.iter_mut().flatten().all(|p| names_only_stream(p)),
+            Expr::Slice(a, parts) => {
+                names_only_stream(a) && parts.iter_mut().flatten().all(|p| names_only_stream(p))
+            }
             Expr::Unary(_, a) => names_only_stream(a),
-            Expr::Compare(a, rest) => names_only_stream(a) && rest.iter_mut().all(|(_, r)| names_only_stream(r)),
+            Expr::Compare(a, rest) => {
+                names_only_stream(a) && rest.iter_mut().all(|(_, r)| names_only_stream(r))
+            }
             Expr::IfElse { test, body, orelse } => {
                 names_only_stream(test) && names_only_stream(body) && names_only_stream(orelse)
             }
@@ -481,7 +533,11 @@ pub fn eval_alias(text: &str, stream: &str) -> Result<String, String> {
     }
     match eval::eval(&e, &StreamOnly(stream, Val::None)) {
         Ok(Val::Str(s)) if !s.is_empty() => Ok(s.to_string()),
-        Ok(other) => Err(at(stream, Some("__alias__"), format!("`{text}` gives {}, not a stream name", other.repr()))),
+        Ok(other) => Err(at(
+            stream,
+            Some("__alias__"),
+            format!("`{text}` gives {}, not a stream name", other.repr()),
+        )),
         Err(err) => Err(at(stream, Some("__alias__"), format!("{err} in `{text}`"))),
     }
 }
@@ -504,8 +560,14 @@ mod tests {
     fn aliases_evaluate_as_the_sdk() {
         assert_eq!(eval_alias("tickets_v2", "tickets").unwrap(), "tickets_v2");
         assert_eq!(eval_alias("my-tickets", "tickets").unwrap(), "my-tickets");
-        assert_eq!(eval_alias("'gleap_' + __stream_name__", "tickets").unwrap(), "gleap_tickets");
-        assert_eq!(eval_alias("__stream_name__.upper()", "tickets").unwrap(), "TICKETS");
+        assert_eq!(
+            eval_alias("'gleap_' + __stream_name__", "tickets").unwrap(),
+            "gleap_tickets"
+        );
+        assert_eq!(
+            eval_alias("__stream_name__.upper()", "tickets").unwrap(),
+            "TICKETS"
+        );
         assert!(eval_alias("tickets v2", "tickets").is_err());
         assert!(eval_alias("123", "tickets").is_err());
     }
@@ -514,17 +576,37 @@ mod tests {
     fn types_are_inferred_as_the_sdk_does() {
         let d = json!({"type": ["string"]});
         let r = json!({});
-        assert_eq!(nullable(eval_type("int(n)", d.clone(), &r)), json!({"type": ["integer", "null"]}));
-        assert_eq!(nullable(eval_type("n * 2", d.clone(), &r)), json!({"type": ["string", "null"]}));
         assert_eq!(
-            nullable(eval_type("datetime.datetime.fromisoformat(x).date()", d.clone(), &r)),
+            nullable(eval_type("int(n)", d.clone(), &r)),
+            json!({"type": ["integer", "null"]})
+        );
+        assert_eq!(
+            nullable(eval_type("n * 2", d.clone(), &r)),
+            json!({"type": ["string", "null"]})
+        );
+        assert_eq!(
+            nullable(eval_type(
+                "datetime.datetime.fromisoformat(x).date()",
+                d.clone(),
+                &r
+            )),
             json!({"type": ["string", "null"], "format": "date"})
         );
         assert_eq!(
-            nullable(eval_type("datetime.datetime.fromisoformat(x).year", d.clone(), &r)),
+            nullable(eval_type(
+                "datetime.datetime.fromisoformat(x).year",
+                d.clone(),
+                &r
+            )),
             json!({"type": ["string", "null"], "format": "date-time"})
         );
-        assert_eq!(nullable(json!({"type": "string"})), json!({"type": ["string", "null"]}));
-        assert_eq!(nullable(json!({"anyOf": [{"type": "string"}]})), json!({"anyOf": [{"type": "string"}, "null"]}));
+        assert_eq!(
+            nullable(json!({"type": "string"})),
+            json!({"type": ["string", "null"]})
+        );
+        assert_eq!(
+            nullable(json!({"anyOf": [{"type": "string"}]})),
+            json!({"anyOf": [{"type": "string"}, "null"]})
+        );
     }
 }

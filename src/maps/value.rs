@@ -253,7 +253,11 @@ pub fn float_repr(f: f64) -> String {
             out.push('.');
             out.push_str(&digits[1..]);
         }
-        out.push_str(&format!("e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs()));
+        out.push_str(&format!(
+            "e{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.abs()
+        ));
     }
     out
 }
@@ -407,8 +411,8 @@ pub fn raw_to_py_json(raw: &str, out: &mut String) {
             b' ' | b'\t' | b'\n' | b'\r' => i += 1,
             b'"' => {
                 let end = string_end(b, i);
-                let text: String =
-                    serde_json::from_str(&raw[i..end]).unwrap_or_else(|_| raw[i + 1..end - 1].into());
+                let text: String = serde_json::from_str(&raw[i..end])
+                    .unwrap_or_else(|_| raw[i + 1..end - 1].into());
                 py_json_str(&text, out);
                 i = end;
             }
@@ -448,7 +452,7 @@ mod tests {
             (0.1 + 0.2, "0.30000000000000004"),
             (1e16, "1e+16"),
             (1e15, "1000000000000000.0"),
-            (123456789.123456789, "123456789.12345679"),
+            (123_456_789.123_456_79, "123456789.12345679"),
             (0.0001, "0.0001"),
             (0.00001, "1e-05"),
             (-2.5e-7, "-2.5e-07"),
