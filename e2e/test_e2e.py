@@ -27,6 +27,11 @@ What it proves, against the bundled fake Gleap API on a free port:
    bookmark boundary) and nothing is lost.
 5. The README's cron recipe (a plain shell pipeline into target-jsonl, with
    the target's last STATE kept between runs) does the same.
+6. Stream maps and flattening: the tap with `stream_maps` / `flattening_*`
+   in its config sends the same RECORDs and SCHEMA properties, key
+   properties and stream names as the Meltano SDK's own mapper
+   (meltano-map-transform from PyPI, pinned in e2e/requirements-mapper.txt)
+   applied to the tap's plain output, for configs using every feature.
 
 Ends with "N passed, N failed" and exits non-zero on any failure.
 """
@@ -55,6 +60,7 @@ PROJECT_DIR = REPO / "meltano"
 WORK = Path(os.environ["E2E_WORK"]).resolve()
 TAP_BIN = Path(os.environ["TAP_BIN"]).resolve()
 FAKE_BIN = Path(os.environ["FAKE_BIN"]).resolve()
+MAPPER_BIN = Path(os.environ["MAPPER_BIN"]).resolve()
 VENV_BIN = Path(sys.executable).parent
 MELTANO = str(VENV_BIN / "meltano")
 
@@ -374,6 +380,94 @@ def json_value(v):
 
 
 # --------------------------------------------------------------------------
+# Stream maps: the tap against the SDK's mapper (meltano-map-transform)
+
+# Every feature of the SDK's stream maps, in expressions a user would write.
+# (No arithmetic on floats nor json.dumps of them: meltano-map-transform
+# reads numbers as Decimal, where an SDK tap has floats.)
+EVERY_MAP = {
+    "sessions": {
+        "email": "md5(config['salt'] + email) if email else None",
+        "email_domain": "email.split('@')[-1].lower() if email and '@' in email else None",
+        "name_upper": "name.upper().strip() if name else ''",
+        "phone": None,
+        "id_sha": "sha256(id)",
+        "paying": "plan in ('pro', 'enterprise') or False",
+        "first_day": "datetime.datetime.fromisoformat(firstActivity).date() if firstActivity else None",
+    },
+    "tickets": {
+        "__filter__": "status != 'DONE' and not (isSpam or False)",
+        "title": "title.replace('slow', 'SLOW').strip() if title else title",
+        "bug_plus": "int(bugId or 0) + 1",
+        "bug_float": "float(bugId or 0)",
+        "bug_text": "str(bugId)",
+        "has_tags": "bool(tags)",
+        "first_tag": "tags[0] if tags else None",
+        "kind": "'bug' if type == 'BUG' else ('feature' if type == 'FEATURE_REQUEST' else 'other')",
+        "label": "f'{type}/{priority}'",
+        "api": "channel.startswith('a') and not channel.endswith('x') if channel else False",
+        "year": "datetime.datetime.fromisoformat(createdAt).year if createdAt else None",
+        "day": "datetime.datetime.fromisoformat(createdAt).strftime('%Y-%m-%d') if createdAt else None",
+        "stream": "__stream_name__",
+        "status": "self.lower() if self else self",
+        "customData": None,
+        "description": None,
+    },
+    "teams": {"__alias__": "gleap_teams", "members": "json.dumps(members)"},
+    "ticket_ids": {
+        "__source__": "tickets",
+        "__else__": None,
+        "id": "id",
+        "status": "status",
+        "updated": "record['updatedAt']",
+        "__key_properties__": ["id"],
+    },
+    "message_templates": None,
+    "surveys": {"__else__": None, "id": "id", "name": "(name or '') + ' (' + str(type) + ')'"},
+    "survey_responses": {"__key_properties__": ["id", "survey_id"], "read": "bool(read)"},
+}
+MAP_CONFIGS = {
+    "stream maps": {"stream_maps": EVERY_MAP, "stream_map_config": {"salt": "e2e-salt"}},
+    # (meltano-map-transform requires stream_maps; empty, it maps nothing.)
+    "flattening": {"stream_maps": {}, "flattening_enabled": True, "flattening_max_depth": 1},
+    "stream maps then flattening": {
+        "stream_maps": {
+            "tickets": {"__filter__": "bugId and bugId % 3 == 0", "whole": "record", "customData": None},
+            "sessions": {"email": "md5(email) if email else None"},
+            "teams": {"__alias__": "'gleap_' + __stream_name__"},
+        },
+        "flattening_enabled": True,
+        "flattening_max_depth": 3,
+    },
+}
+
+
+def singer_summary(text: str) -> dict:
+    """Per stream: its SCHEMA's properties and key properties, its RECORDs (sorted)."""
+    out: dict[str, dict] = {}
+    for line in text.splitlines():
+        m = json.loads(line)
+        if m["type"] == "SCHEMA":
+            e = out.setdefault(m["stream"], {"records": []})
+            e["properties"] = m["schema"].get("properties")
+            e["key_properties"] = m.get("key_properties") or []
+        elif m["type"] == "RECORD":
+            out.setdefault(m["stream"], {"records": []})["records"].append(m["record"])
+    for e in out.values():
+        e["records"].sort(key=lambda r: json.dumps(r, sort_keys=True))
+    return out
+
+
+def first_difference(a: list, b: list) -> str:
+    for x, y in zip(a, b):
+        if x != y:
+            keys = sorted(k for k in set(x) | set(y) if x.get(k, "<absent>") != y.get(k, "<absent>"))
+            return "; ".join(f"{k}: tap {x.get(k, '<absent>')!r:.120} vs mapper {y.get(k, '<absent>')!r:.120}"
+                             for k in keys[:4])
+    return f"{len(a)} records vs {len(b)}"
+
+
+# --------------------------------------------------------------------------
 # The test
 
 
@@ -464,7 +558,8 @@ class E2E:
             defined = {s["name"]: s for s in plugin.get("settings", [])}
             check("plugin: every setting of --about is declared, and no other",
                   set(defined) == set(props), f"{sorted(defined)} vs {sorted(props)}")
-            kinds = {"string": {"string", "date_iso8601"}, "integer": {"integer"}, "boolean": {"boolean"}}
+            kinds = {"string": {"string", "date_iso8601"}, "integer": {"integer"}, "boolean": {"boolean"},
+                     "object": {"object"}}
             bad = [n for n, p in props.items() if n in defined and defined[n].get("kind") not in kinds[p["type"]]]
             check("plugin: every setting's kind fits its type", not bad, f"wrong kind: {bad}")
             secret = sorted(n for n, p in props.items() if p.get("secret"))
@@ -499,6 +594,51 @@ class E2E:
             c = self.meltano("config", "list", "tap-gleap", check_rc=False)
             check("meltano config list tap-gleap: api_key is redacted", c.returncode == 0
                   and API_KEY not in c.stdout and "(redacted)" in c.stdout, c.stdout[-800:])
+
+    # ---- 6. stream maps and flattening against the SDK's mapper
+    def test_stream_maps(self):
+        with step("stream maps and flattening: the tap vs meltano-map-transform (the SDK's mapper) on its plain output"):
+            d = WORK / "maps"
+            d.mkdir(exist_ok=True)
+            base = {"api_key": API_KEY, "project_id": PROJECT, "api_url": self.fake.api_url,
+                    "page_size": 100, "requests_per_minute": 6000, "emit_activate_version_messages": True}
+            (d / "base.json").write_text(json.dumps(base))
+            plain = run(f"{TAP_BIN} --config {d / 'base.json'} > {d / 'plain.jsonl'} 2>{d / 'plain.log'}",
+                        shell=True, check_rc=False)
+            must("maps: the plain sync succeeds", plain.returncode == 0, (d / "plain.log").read_text()[-800:])
+            for name, maps in MAP_CONFIGS.items():
+                slug = name.replace(" ", "-")
+                (d / f"{slug}.json").write_text(json.dumps(maps))
+                tap = run(f"{TAP_BIN} --config {d / 'base.json'} --config {d / f'{slug}.json'} "
+                          f"> {d / f'{slug}-tap.jsonl'} 2>{d / f'{slug}-tap.log'}", shell=True, check_rc=False)
+                ref = run(f"{MAPPER_BIN} --config {d / f'{slug}.json'} < {d / 'plain.jsonl'} "
+                          f"> {d / f'{slug}-mapper.jsonl'} 2>{d / f'{slug}-mapper.log'}", shell=True, check_rc=False)
+                if not (check(f"maps ({name}): the tap with the maps in its config succeeds", tap.returncode == 0,
+                              (d / f"{slug}-tap.log").read_text()[-800:])
+                        and check(f"maps ({name}): meltano-map-transform maps the plain output", ref.returncode == 0,
+                                  (d / f"{slug}-mapper.log").read_text()[-800:])):
+                    continue
+                got = singer_summary((d / f"{slug}-tap.jsonl").read_text())
+                want = singer_summary((d / f"{slug}-mapper.jsonl").read_text())
+                # The SDK's mapper also sends a SCHEMA for a stream mapped to
+                # null (an SDK tap does not, nor does tap-gleap): compare the
+                # streams that carry records.
+                sent = {s for s, e in got.items() if e["records"]}
+                want_sent = {s for s, e in want.items() if e["records"]}
+                check(f"maps ({name}): the same streams ({len(want_sent)})", sent == want_sent,
+                      f"tap {sorted(sent)} vs mapper {sorted(want_sent)}")
+                for s in sorted(sent & want_sent):
+                    g, w = got[s], want[s]
+                    check(f"maps ({name}): {s}: the same {len(w['records'])} RECORDs",
+                          g["records"] == w["records"], first_difference(g["records"], w["records"]))
+                    check(f"maps ({name}): {s}: the same SCHEMA properties",
+                          g.get("properties") == w.get("properties"),
+                          "; ".join(f"{k}: {g['properties'].get(k)} vs {w['properties'].get(k)}"
+                                    for k in sorted(set(g.get("properties") or {}) | set(w.get("properties") or {}))
+                                    if (g.get("properties") or {}).get(k) != (w.get("properties") or {}).get(k))[:600])
+                    check(f"maps ({name}): {s}: the same key properties",
+                          g.get("key_properties") == w.get("key_properties"),
+                          f"{g.get('key_properties')} vs {w.get('key_properties')}")
 
     # ---- runs
     def meltano_run(self, target: str, n: int):
@@ -738,6 +878,7 @@ export PATH={self.cron_tap.parent}:{target.parent}:$PATH
             self.test_plugin_definition()
             self.test_install()
             self.start_services()
+            self.test_stream_maps()
             self.test_meltano_install()
             with step("cron recipe, run 1"):
                 self.cron(1)
