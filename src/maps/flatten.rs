@@ -171,13 +171,13 @@ fn flatten_fields<'a>(
             flatten_key(&name, parents).into()
         };
         let is_object = match &value {
-            Out::Raw(r) => r.starts_with('{'),
+            Out::Member(_, r) | Out::Raw(r) => r.starts_with('{'),
             Out::Val(Val::Dict(_)) => true,
             Out::Val(_) => false,
         };
         if is_object && !schema_props.contains_key(key.as_ref()) && level < max_level {
             let inner: Vec<(std::borrow::Cow<'a, str>, Out<'a>)> = match value {
-                Out::Raw(r) => record::members(r)
+                Out::Member(_, r) | Out::Raw(r) => record::members(r)
                     .into_iter()
                     .map(|m| (m.name, Out::Raw(m.value)))
                     .collect(),
@@ -199,7 +199,7 @@ fn flatten_fields<'a>(
             continue;
         }
         let value = match value {
-            Out::Raw(r) if r.starts_with('{') || r.starts_with('[') => {
+            Out::Member(_, r) | Out::Raw(r) if r.starts_with('{') || r.starts_with('[') => {
                 let mut s = String::new();
                 raw_to_py_json(r, &mut s);
                 Out::Val(Val::str(s))
@@ -256,7 +256,7 @@ mod tests {
             .collect();
         let flat = flatten_record(fields, schema["properties"].as_object().unwrap(), 1);
         let mut out = Vec::new();
-        record::write_object(&flat, &mut out);
+        record::write_object(&flat, raw, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"id":"a","foo__bar":"{\"baz\":{\"qux\":\"\\u00e9\"}}","free":"{\"a\":[1,2.50]}","tags":"[\"x\"]","n":null}"#

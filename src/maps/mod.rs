@@ -53,6 +53,8 @@ struct StreamMaps {
     prefixes: Vec<Vec<u8>>,
     /// Lines of this stream go out unchanged.
     unchanged: bool,
+    /// The members the maps read (`None`: all of them).
+    needed: Option<Vec<String>>,
 }
 
 pub struct Mapper {
@@ -205,6 +207,12 @@ impl Mapper {
                 .collect();
             streams.push(StreamMaps {
                 stream: def.name.to_string(),
+                needed: list.iter().try_fold(Vec::new(), |mut acc, m| {
+                    acc.extend(m.needed_members()?);
+                    acc.sort();
+                    acc.dedup();
+                    Some(acc)
+                }),
                 maps: list,
                 prefixes,
                 unchanged,
@@ -242,8 +250,11 @@ impl Mapper {
     /// Maps a batch of Singer lines into `out`. An error is one line naming
     /// the stream, the property and what went wrong (with the record's id).
     pub fn map_lines(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        for line in input.split_inclusive(|b| *b == b'\n') {
-            self.map_line(line, out)?;
+        let mut rest = input;
+        while !rest.is_empty() {
+            let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+            self.map_line(&rest[..end], out)?;
+            rest = &rest[end..];
         }
         Ok(())
     }
@@ -257,7 +268,8 @@ impl Mapper {
             if rest[end] != b'"' {
                 return Err("internal: a RECORD line whose stream name holds escapes".into());
             }
-            let stream = std::str::from_utf8(&rest[..end]).map_err(|e| e.to_string())?;
+            let stream = simdutf8::basic::from_utf8(&rest[..end])
+                .map_err(|_| "internal: a stream name that is not UTF-8".to_string())?;
             let Some(maps) = self.of(stream) else {
                 out.extend_from_slice(line);
                 return Ok(());
@@ -266,15 +278,23 @@ impl Mapper {
             let Some(body) = after.strip_prefix(br#","record":"#) else {
                 return Err("internal: a RECORD line without \"record\" after \"stream\"".into());
             };
-            let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
-            let rec_end = record::value_end(body, 0);
+            let text = simdutf8::basic::from_utf8(body)
+                .map_err(|_| "internal: a RECORD line that is not UTF-8".to_string())?;
+            // The record ends where the line's tail (`,"time_extracted":...`,
+            // written after it) begins: found from the end, without reading
+            // the record through.
+            let rec_end = memchr::memmem::rfind(body, br#","time_extracted":"#)
+                .filter(|&at| at > 0 && body[at - 1] == b'}')
+                .unwrap_or_else(|| record::value_end(body, 0));
             let (rec, tail) = (&text[..rec_end], &body[rec_end..]);
-            let members = record::members(rec);
+            let members = record::members_until(rec, maps.needed.as_deref());
             for (m, prefix) in maps.maps.iter().zip(&maps.prefixes) {
-                if let Some(fields) = m.transform(&members, &self.config)? {
-                    out.extend_from_slice(prefix);
-                    record::write_object(&fields, out);
+                let mark = out.len();
+                out.extend_from_slice(prefix);
+                if m.write(&members, rec, &self.config, out)? {
                     out.extend_from_slice(tail);
+                } else {
+                    out.truncate(mark);
                 }
             }
             return Ok(());

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use super::eval::{self, CheckEnv};
 use super::expr::{self, Expr, Ref};
 use super::flatten;
-use super::record::{Member, Out, RecordScope};
+use super::record::{self, Member, Out, RecordScope};
 use super::value::Val;
 
 const NULL_STRING: &str = "__NULL__";
@@ -341,10 +341,7 @@ impl StreamMap {
     ) -> Result<Option<Fields<'a>>, String> {
         let fields = match &self.kind {
             Kind::Remove => return Ok(None),
-            Kind::Same => members
-                .iter()
-                .map(|m| (m.name.clone(), Out::Raw(m.value)))
-                .collect(),
+            Kind::Same => members.iter().map(|m| (m.name.clone(), m.out())).collect(),
             Kind::Custom(c) => {
                 let mut scope =
                     RecordScope::new(members, &self.properties, config, &self.alias, &self.stream);
@@ -356,15 +353,12 @@ impl StreamMap {
                     }
                 }
                 let mut out: Vec<(Cow<'a, str>, Out<'a>)> = if c.include_by_default {
-                    members
-                        .iter()
-                        .map(|m| (m.name.clone(), Out::Raw(m.value)))
-                        .collect()
+                    members.iter().map(|m| (m.name.clone(), m.out())).collect()
                 } else {
                     let mut start = Vec::new();
                     for kp in self.key_properties.iter().flatten() {
                         if let Some(m) = members.iter().find(|m| m.name == kp.as_str()) {
-                            start.push((m.name.clone(), Out::Raw(m.value)));
+                            start.push((m.name.clone(), m.out()));
                         }
                     }
                     start
@@ -396,6 +390,92 @@ impl StreamMap {
         }))
     }
 
+    /// Writes the record this map sends for `members` (the tap's record,
+    /// whose text is `text`); `false` when it sends none.
+    pub fn write<'a>(
+        &self,
+        members: &[Member<'a>],
+        text: &'a str,
+        config: &Val,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, String> {
+        match &self.kind {
+            Kind::Remove => Ok(false),
+            Kind::Same if self.flatten.is_none() => {
+                out.extend_from_slice(text.as_bytes());
+                Ok(true)
+            }
+            Kind::Custom(c) if c.include_by_default && self.flatten.is_none() => {
+                // The usual map (a few properties set or removed): the
+                // record is copied with those members edited in place.
+                let mut scope =
+                    RecordScope::new(members, &self.properties, config, &self.alias, &self.stream);
+                if let Some((text, f)) = &c.filter {
+                    let keep = eval::eval(f, &scope)
+                        .map_err(|e| self.runtime_error(members, "__filter__", text, &e))?;
+                    if !keep.truthy() {
+                        return Ok(false);
+                    }
+                }
+                let mut edits: Vec<(usize, Option<Val>)> = Vec::with_capacity(c.props.len());
+                let mut added: Vec<(&str, Val)> = Vec::new();
+                for (k, def) in &c.props {
+                    let at = members.iter().position(|m| m.name == k.as_str());
+                    let value =
+                        match def {
+                            None => None,
+                            Some((expr_text, e)) => {
+                                scope.property = Some(k);
+                                Some(eval::eval(e, &scope).map_err(|err| {
+                                    self.runtime_error(members, k, expr_text, &err)
+                                })?)
+                            }
+                        };
+                    match (at, value) {
+                        (Some(i), v) => edits.push((i, v)),
+                        (None, Some(v)) => added.push((k, v)),
+                        (None, None) => {}
+                    }
+                }
+                edits.sort_by_key(|(i, _)| *i);
+                record::write_edited(text, members, &edits, &added, out);
+                Ok(true)
+            }
+            _ => match self.transform(members, config)? {
+                Some(fields) => {
+                    record::write_object(&fields, text, out);
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
+        }
+    }
+
+    /// The members `write` reads: `Some(names)` (none for a map that
+    /// copies or drops records), or `None` for all of them.
+    pub fn needed_members(&self) -> Option<Vec<String>> {
+        match (&self.kind, self.flatten) {
+            (Kind::Remove, _) | (Kind::Same, None) => Some(Vec::new()),
+            (Kind::Custom(c), None) if c.include_by_default => {
+                let mut names: Vec<String> = self.key_properties.clone().unwrap_or_default();
+                let mut all = false;
+                let exprs = c.filter.iter().map(|(_, e)| e).chain(
+                    c.props
+                        .iter()
+                        .filter_map(|(_, d)| d.as_ref().map(|(_, e)| e)),
+                );
+                for e in exprs {
+                    field_refs(e, &mut names, &mut all);
+                }
+                names.extend(c.props.iter().map(|(k, _)| k.clone()));
+                names.sort();
+                names.dedup();
+                (!all).then_some(names)
+            }
+            _ => None,
+        }
+    }
+
     fn runtime_error(&self, members: &[Member], prop: &str, text: &str, e: &str) -> String {
         let id = members
             .iter()
@@ -406,6 +486,50 @@ impl StreamMap {
             "stream_maps: stream '{}', property '{prop}': {e} in `{text}`{id}",
             self.alias
         )
+    }
+}
+
+/// The record's properties an expression reads (`all` when it reads the
+/// whole record).
+fn field_refs(e: &Expr, names: &mut Vec<String>, all: &mut bool) {
+    let mut go = |x: &Expr| field_refs(x, names, all);
+    match e {
+        Expr::Ref(Ref::Field(n)) => names.push(n.to_string()),
+        Expr::Ref(Ref::Record) => *all = true,
+        Expr::Const(_) | Expr::Name(_) | Expr::Ref(_) => {}
+        Expr::List(v) | Expr::Tuple(v) | Expr::Bool(_, v) => v.iter().for_each(go),
+        Expr::Dict(v) => v.iter().for_each(|(a, b)| {
+            go(a);
+            go(b)
+        }),
+        Expr::FString(parts) => parts.iter().for_each(|p| {
+            if let expr::FPart::Value(v) = p {
+                go(v)
+            }
+        }),
+        Expr::Attr(a, _) | Expr::Unary(_, a) => go(a),
+        Expr::Call(f, args, kw) => {
+            go(f);
+            args.iter().for_each(&mut go);
+            kw.iter().for_each(|(_, v)| go(v));
+        }
+        Expr::Index(a, b) | Expr::Bin(_, a, b) => {
+            go(a);
+            go(b)
+        }
+        Expr::Slice(a, parts) => {
+            go(a);
+            parts.iter().flatten().for_each(|p| go(p));
+        }
+        Expr::Compare(a, rest) => {
+            go(a);
+            rest.iter().for_each(|(_, r)| go(r));
+        }
+        Expr::IfElse { test, body, orelse } => {
+            go(test);
+            go(body);
+            go(orelse)
+        }
     }
 }
 

@@ -428,14 +428,23 @@ pub fn raw_to_py_json(raw: &str, out: &mut String) {
 }
 
 /// The index just past the JSON string starting at `b[at]` (a quote).
+/// Most strings (keys, ids, dates) are short: they are read a byte at a
+/// time, and only a long one is searched with SIMD.
 pub fn string_end(b: &[u8], at: usize) -> usize {
     let mut i = at + 1;
-    while let Some(off) = memchr::memchr2(b'"', b'\\', &b[i..]) {
-        i += off;
-        if b[i] == b'\\' {
-            i += 2;
-        } else {
-            return i + 1;
+    let short_end = (i + 24).min(b.len());
+    while i < short_end {
+        match b[i] {
+            b'"' => return i + 1,
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    while i < b.len() {
+        match memchr::memchr2(b'"', b'\\', &b[i..]) {
+            Some(off) if b[i + off] == b'\\' => i += off + 2,
+            Some(off) => return i + off + 1,
+            None => break,
         }
     }
     b.len()
