@@ -333,6 +333,11 @@ fn bad_maps_are_config_errors_before_any_request() {
             &["'tickets'", "'x'", "title +"],
         ),
         (
+            "line break",
+            json!({"stream_maps": {"tickets": {"x": "title +\n"}}}),
+            &["'x'", "title +\\n"],
+        ),
+        (
             "statement",
             json!({"stream_maps": {"tickets": {"x": "y = 1"}}}),
             &["'x'", "assignment"],

@@ -49,8 +49,10 @@ pub struct StreamMap {
     pub properties: Vec<String>,
 }
 
-/// An error naming where in `stream_maps` it is.
+/// An error naming where in `stream_maps` it is, on one line (an
+/// expression's line breaks are shown as `\n`).
 fn at(stream: &str, prop: Option<&str>, what: impl std::fmt::Display) -> String {
+    let what = what.to_string().replace('\r', "\\r").replace('\n', "\\n");
     match prop {
         Some(p) => format!("stream_maps: stream '{stream}', property '{p}': {what}"),
         None => format!("stream_maps: stream '{stream}': {what}"),
@@ -482,10 +484,7 @@ impl StreamMap {
             .find(|m| m.name == "id")
             .map(|m| format!(" (record id {})", m.value))
             .unwrap_or_default();
-        format!(
-            "stream_maps: stream '{}', property '{prop}': {e} in `{text}`{id}",
-            self.alias
-        )
+        at(&self.alias, Some(prop), format!("{e} in `{text}`{id}"))
     }
 }
 
