@@ -670,6 +670,59 @@ mod tests {
     use super::*;
 
     #[test]
+    fn editing_in_place_gives_what_the_general_path_gives() {
+        let schema = json!({"type": "object", "properties": {
+            "id": {"type": "string"}, "a": {"type": ["string", "null"]},
+            "b": {"type": ["integer", "null"]}, "o": {"type": ["object", "null"]}}});
+        let src = Source {
+            name: "s",
+            schema: &schema,
+            key_properties: vec!["id".into()],
+        };
+        let maps = [
+            json!({"a": "a.upper() if a else None"}),
+            json!({"b": null}),
+            json!({"new": "str(b)", "o": null}),
+            json!({"o": "o", "a": null, "b": "b * 2 if b else 0", "z": "'x'"}),
+            json!({"__filter__": "b != 2", "a": "self"}),
+            json!({"id": null, "__key_properties__": ["b"]}),
+            json!({}),
+        ];
+        let records = [
+            r#"{"id":"1","a":"x","b":1,"o":{"k":[1,2]}}"#,
+            r#"{ "o" : {} , "id":"2","b":2 }"#,
+            r#"{"id":"3","a":null,"b":null,"o":null}"#,
+            r#"{}"#,
+        ];
+        let parse = |b: &[u8]| -> Vec<(String, Value)> {
+            let v: Value = serde_json::from_slice(b).unwrap();
+            v.as_object().unwrap().clone().into_iter().collect()
+        };
+        for m in &maps {
+            let sm = StreamMap::custom(&src, "s", m.as_object().unwrap(), &[], None).unwrap();
+            for r in records {
+                let needed = sm.needed_members();
+                let mut fast = Vec::new();
+                let sent = sm
+                    .write(
+                        &record::members_until(r, needed.as_deref()),
+                        r,
+                        &Val::None,
+                        &mut fast,
+                    )
+                    .unwrap();
+                let general = sm.transform(&record::members(r), &Val::None).unwrap();
+                assert_eq!(sent, general.is_some(), "{m} on {r}");
+                if let Some(fields) = general {
+                    let mut slow = Vec::new();
+                    record::write_object(&fields, r, &mut slow);
+                    assert_eq!(parse(&fast), parse(&slow), "{m} on {r}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn fnmatch_as_python() {
         assert!(fnmatch("tickets", "tick*"));
         assert!(fnmatch("tickets", "*"));
