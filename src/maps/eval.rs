@@ -1295,6 +1295,21 @@ fn parse_py_int(text: &str, base: u32) -> Option<i64> {
         Some(b'+') => (false, &t[1..]),
         _ => (false, t),
     };
+    // Python takes the radix prefix that matches the base (`int('0x1f', 16)`).
+    let prefix = match base {
+        16 => ["0x", "0X"],
+        8 => ["0o", "0O"],
+        2 => ["0b", "0B"],
+        _ => ["", ""],
+    };
+    let body = prefix
+        .iter()
+        .filter(|p| !p.is_empty())
+        .find_map(|p| {
+            body.strip_prefix(p)
+                .map(|b| b.strip_prefix('_').unwrap_or(b))
+        })
+        .unwrap_or(body);
     if body.is_empty() || body.starts_with('_') || body.ends_with('_') || body.contains("__") {
         return None;
     }
@@ -2195,6 +2210,8 @@ mod tests {
                 "1714557600.0",
             ),
             ("int('12')", "12"),
+            ("int('0x1f', 16)", "31"),
+            ("int(' -1_000 ')", "-1000"),
             ("float('1e3')", "1000.0"),
             ("str(1e16)", r#""1e+16""#),
             ("str(123456789.123456789)", r#""123456789.12345679""#),
