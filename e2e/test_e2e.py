@@ -37,6 +37,11 @@ What it proves, against the bundled fake Gleap API on a free port:
 6. The README's cron recipe (a plain shell pipeline into target-jsonl, with
    the target's last STATE kept between runs), run with the wheel's
    tap-gleap and no Rust on PATH, does the same.
+7. Stream maps and flattening: the tap with `stream_maps` / `flattening_*`
+   in its config sends the same RECORDs and SCHEMA properties, key
+   properties and stream names as the Meltano SDK's own mapper
+   (meltano-map-transform from PyPI, pinned in e2e/requirements-mapper.txt)
+   applied to the tap's plain output, for configs using every feature.
 
 Ends with "N passed, N failed" and exits non-zero on any failure.
 """
@@ -66,6 +71,7 @@ WORK = Path(os.environ["E2E_WORK"]).resolve()
 TAP_BIN = Path(os.environ["TAP_BIN"]).resolve()
 FAKE_BIN = Path(os.environ["FAKE_BIN"]).resolve()
 WHEEL = Path(os.environ["WHEEL"]).resolve()
+MAPPER_BIN = Path(os.environ["MAPPER_BIN"]).resolve()
 VENV_BIN = Path(sys.executable).parent
 MELTANO = str(VENV_BIN / "meltano")
 
@@ -398,6 +404,205 @@ def json_value(v):
 
 
 # --------------------------------------------------------------------------
+# Stream maps: the tap against the SDK's mapper (meltano-map-transform)
+
+# Every feature of the SDK's stream maps, in expressions a user would write.
+# (No arithmetic on floats nor json.dumps of them: meltano-map-transform
+# reads numbers as Decimal, where an SDK tap has floats.)
+EVERY_MAP = {
+    "sessions": {
+        "email": "md5(config['salt'] + email) if email else None",
+        "email_domain": "email.split('@')[-1].lower() if email and '@' in email else None",
+        "name_upper": "name.upper().strip() if name else ''",
+        "phone": None,
+        "id_sha": "sha256(id)",
+        "paying": "plan in ('pro', 'enterprise') or False",
+        "first_day": "datetime.datetime.fromisoformat(firstActivity).date() if firstActivity else None",
+    },
+    "tickets": {
+        "__filter__": "status != 'DONE' and not (isSpam or False)",
+        "title": "title.replace('slow', 'SLOW').strip() if title else title",
+        "bug_plus": "int(bugId or 0) + 1",
+        "bug_float": "float(bugId or 0)",
+        "bug_text": "str(bugId)",
+        "has_tags": "bool(tags)",
+        "first_tag": "tags[0] if tags else None",
+        "kind": "'bug' if type == 'BUG' else ('feature' if type == 'FEATURE_REQUEST' else 'other')",
+        "label": "f'{type}/{priority}'",
+        "api": "channel.startswith('a') and not channel.endswith('x') if channel else False",
+        "year": "datetime.datetime.fromisoformat(createdAt).year if createdAt else None",
+        "day": "datetime.datetime.fromisoformat(createdAt).strftime('%Y-%m-%d') if createdAt else None",
+        "stream": "__stream_name__",
+        "status": "self.lower() if self else self",
+        "customData": None,
+        "description": None,
+    },
+    "teams": {"__alias__": "gleap_teams", "members": "json.dumps(members)"},
+    "ticket_ids": {
+        "__source__": "tickets",
+        "__else__": None,
+        "id": "id",
+        "status": "status",
+        "updated": "record['updatedAt']",
+        "__key_properties__": ["id"],
+    },
+    "message_templates": None,
+    "surveys": {"__else__": None, "id": "id", "name": "(name or '') + ' (' + str(type) + ')'"},
+    "survey_responses": {"__key_properties__": ["id", "survey_id"], "read": "bool(read)"},
+}
+# Many more expressions (Python's string methods, slices, arithmetic, dates,
+# dicts and lists), each checked against the SDK's evaluation. (No str() of
+# values holding floats: meltano-map-transform shows them as Decimal('...').)
+EXPRESSIONS = {
+    "tickets": {
+        "s1": "title.title() if title else None",
+        "s2": "title.capitalize() if title else None",
+        "s3": "str(bugId).zfill(6)",
+        "s4": "title.find('a') if title else -2",
+        "s5": "title.count('e') if title else 0",
+        "s6": "title.split(' ', 1) if title else []",
+        "s7": "title.rsplit(' ', 1) if title else []",
+        "s8": "title.partition(' ') if title else None",
+        "s9": "title.removeprefix('Dash') if title else None",
+        "s10": "title.center(40, '*') if title else None",
+        "s11": "title.ljust(30, '-') if title else None",
+        "s12": "title.rjust(30) if title else None",
+        "s13": "title[::2] if title else None",
+        "s14": "title[-5:-1] if title else None",
+        "s15": "title[::-1] if title else None",
+        "s16": "(tags or [])[::-1]",
+        "s17": "tags == ['android']",
+        "s18": "(tags or []) < ['b']",
+        "s19": "formData.get('rating') if formData else None",
+        "s20": "'rating' in (formData or {})",
+        "s21": "list((formData or {}).keys())",
+        "s23": "str(tags)",
+        "s24": "title.swapcase() if title else None",
+        "s25": "title.isalpha() if title else None",
+        "s26": "title.lower().islower() if title else None",
+        "s27": "' '.join(tags or [])",
+        "s28": "(bugId or 0) % 7 - (bugId or 0) // 7",
+        "s29": "2 ** ((bugId or 0) % 40) % 1000",
+        "s30": "-(bugId or 0) // 3",
+        "s31": "(upvotesCount or 0) / 3",
+        "s33": "datetime.datetime.fromisoformat(updatedAt) - datetime.datetime.fromisoformat(createdAt) if createdAt and updatedAt else None",
+        "s34": "(datetime.datetime.fromisoformat(createdAt) + datetime.timedelta(days=3, hours=1.5)).isoformat() if createdAt else None",
+        "s35": "datetime.datetime.fromisoformat(createdAt).strftime('%a %d %b %Y %H:%M:%S %j %p %I %y %z') if createdAt else None",
+        "s36": "datetime.datetime.fromisoformat(createdAt).weekday() if createdAt else None",
+        "s37": "datetime.datetime.fromisoformat(createdAt).replace(tzinfo=None).isoformat(' ') if createdAt else None",
+        "s38": "str(datetime.datetime.fromisoformat(createdAt).date()) if createdAt else None",
+        "s39": "(datetime.datetime.fromisoformat(updatedAt) - datetime.datetime.fromisoformat(createdAt)).total_seconds() if createdAt and updatedAt else None",
+        "s40": "datetime.datetime.strptime(createdAt[:19], '%Y-%m-%dT%H:%M:%S').timestamp() > 0 if createdAt else None",
+        "s41": "json.dumps(tags)",
+        "s42": "json.dumps({'t': title, 'n': bugId})",
+        "s43": "dict(a=bugId, b=[1, (2, 3)])",
+        "s44": "str((1, 'x', None))",
+        "s45": "str({'a': [True, None], 1: 'b'})",
+        "s47": "float(str(bugId) + '.25')",
+        "s48": "int(' 42 ')",
+        "s49": "int('0x1f', 16)",
+        "s50": "str(2 ** 62)",
+        "s51": "str(10 / 4)",
+        "s52": "str(1e22)",
+        "s53": "str(123456.789e3)",
+        "s54": "bool('') or bool([]) or 'x'",
+        "s55": "status in ('OPEN', 'CLOSED') and priority not in ['LOW']",
+        "s56": "bugId is None",
+        "s57": "bugId is not None",
+        "s58": "not not title",
+        "s61": "title.strip('D') if title else None",
+        "s62": "title.endswith(('w', 'x')) if title else None",
+        "s63": "customData.get('flags', {}).get('beta') if customData else None",
+        "s64": "metaData['screen']['pixelRatio'] if metaData else None",
+        "s68": "int(score) if score else None",
+        "s69": "score > 5 if score is not None else None",
+        "s70": "upvotesCount * 1.1",
+        "s71": "str(upvotesCount * 1.1)"
+    },
+    "sessions": {
+        "a": "name.upper() if name else None",
+        "b": "name.title() if name else None",
+        "c": "name.lower().split()[::-1] if name else None",
+        "d": "email.split('@')[0].replace('.', '_') if email else None",
+        "e": "record.get('location').split(', ')[-1] if record.get('location') else None",
+        "g": "value > 1000 if value is not None else None",
+        "h": "customData.get('note') if customData else None",
+        "j": "lastPageView.startswith('/dashboard') if lastPageView else None",
+        "k": "str(tags)",
+        "l": "(tags or [''])[0].upper()",
+        "n": "sha256(name or '')",
+        "o": "name.casefold() if name else None",
+        "p": "lang == 'ja' or lang == 'de'",
+        "q": "f'{name} <{email}>'",
+        "r": "str(sessions) + '/' + str(sla)",
+        "s": "int(value or 0) // 100 * 100"
+    },
+    "survey_responses": {
+        "b": "responses.get('q1', '').upper()[:10] if responses else None",
+        "c": "'q1' in (responses or {})",
+        "d": "json.dumps(responses.get('q1')) if responses else None",
+        "e": "str(read) + str(survey_id)[-4:]"
+    },
+    "teams": {
+        "a": "str(members)",
+        "b": "', '.join(members or [])",
+        "c": "members[-1] if members else None",
+        "d": "str(ticketAmount)"
+    },
+    "messages": {
+        "b": "data.get('content') if data else None",
+        "c": "str(attachments)",
+        "d": "channel.get('type') if channel else None"
+    },
+    "surveys": {
+        "b": "name.upper()",
+        "c": "name.lower()",
+        "d": "name.split('–')"
+    }
+}
+MAP_CONFIGS = {
+    "stream maps": {"stream_maps": EVERY_MAP, "stream_map_config": {"salt": "e2e-salt"}},
+    # (meltano-map-transform requires stream_maps; empty, it maps nothing.)
+    "expressions": {"stream_maps": EXPRESSIONS},
+    "flattening": {"stream_maps": {}, "flattening_enabled": True, "flattening_max_depth": 1},
+    "stream maps then flattening": {
+        "stream_maps": {
+            "tickets": {"__filter__": "bugId and bugId % 3 == 0", "whole": "record", "customData": None},
+            "sessions": {"email": "md5(email) if email else None"},
+            "teams": {"__alias__": "'gleap_' + __stream_name__"},
+        },
+        "flattening_enabled": True,
+        "flattening_max_depth": 3,
+    },
+}
+
+
+def singer_summary(text: str) -> dict:
+    """Per stream: its SCHEMA's properties and key properties, its RECORDs (sorted)."""
+    out: dict[str, dict] = {}
+    for line in text.splitlines():
+        m = json.loads(line)
+        if m["type"] == "SCHEMA":
+            e = out.setdefault(m["stream"], {"records": []})
+            e["properties"] = m["schema"].get("properties")
+            e["key_properties"] = m.get("key_properties") or []
+        elif m["type"] == "RECORD":
+            out.setdefault(m["stream"], {"records": []})["records"].append(m["record"])
+    for e in out.values():
+        e["records"].sort(key=lambda r: json.dumps(r, sort_keys=True))
+    return out
+
+
+def first_difference(a: list, b: list) -> str:
+    for x, y in zip(a, b):
+        if x != y:
+            keys = sorted(k for k in set(x) | set(y) if x.get(k, "<absent>") != y.get(k, "<absent>"))
+            return "; ".join(f"{k}: tap {x.get(k, '<absent>')!r:.120} vs mapper {y.get(k, '<absent>')!r:.120}"
+                             for k in keys[:4])
+    return f"{len(a)} records vs {len(b)}"
+
+
+# --------------------------------------------------------------------------
 # The test
 
 
@@ -530,7 +735,8 @@ class E2E:
             defined = {s["name"]: s for s in plugin.get("settings", [])}
             check("plugin: every setting of --about is declared, and no other",
                   set(defined) == set(props), f"{sorted(defined)} vs {sorted(props)}")
-            kinds = {"string": {"string", "date_iso8601"}, "integer": {"integer"}, "boolean": {"boolean"}}
+            kinds = {"string": {"string", "date_iso8601"}, "integer": {"integer"}, "boolean": {"boolean"},
+                     "object": {"object"}}
             bad = [n for n, p in props.items() if n in defined and defined[n].get("kind") not in kinds[p["type"]]]
             check("plugin: every setting's kind fits its type", not bad, f"wrong kind: {bad}")
             secret = sorted(n for n, p in props.items() if p.get("secret"))
@@ -588,6 +794,51 @@ class E2E:
             check("meltano install (source): its tap-gleap runs", v.returncode == 0, v.stdout)
             check("meltano install (source): its tap-gleap is the one just built from this checkout",
                   same_file(exe, self.source_tap), SAME_FILE_HINT)
+
+    # ---- 6. stream maps and flattening against the SDK's mapper
+    def test_stream_maps(self):
+        with step("stream maps and flattening: the tap vs meltano-map-transform (the SDK's mapper) on its plain output"):
+            d = WORK / "maps"
+            d.mkdir(exist_ok=True)
+            base = {"api_key": API_KEY, "project_id": PROJECT, "api_url": self.fake.api_url,
+                    "page_size": 100, "requests_per_minute": 6000, "emit_activate_version_messages": True}
+            (d / "base.json").write_text(json.dumps(base))
+            plain = run(f"{TAP_BIN} --config {d / 'base.json'} > {d / 'plain.jsonl'} 2>{d / 'plain.log'}",
+                        shell=True, check_rc=False)
+            must("maps: the plain sync succeeds", plain.returncode == 0, (d / "plain.log").read_text()[-800:])
+            for name, maps in MAP_CONFIGS.items():
+                slug = name.replace(" ", "-")
+                (d / f"{slug}.json").write_text(json.dumps(maps))
+                tap = run(f"{TAP_BIN} --config {d / 'base.json'} --config {d / f'{slug}.json'} "
+                          f"> {d / f'{slug}-tap.jsonl'} 2>{d / f'{slug}-tap.log'}", shell=True, check_rc=False)
+                ref = run(f"{MAPPER_BIN} --config {d / f'{slug}.json'} < {d / 'plain.jsonl'} "
+                          f"> {d / f'{slug}-mapper.jsonl'} 2>{d / f'{slug}-mapper.log'}", shell=True, check_rc=False)
+                if not (check(f"maps ({name}): the tap with the maps in its config succeeds", tap.returncode == 0,
+                              (d / f"{slug}-tap.log").read_text()[-800:])
+                        and check(f"maps ({name}): meltano-map-transform maps the plain output", ref.returncode == 0,
+                                  (d / f"{slug}-mapper.log").read_text()[-800:])):
+                    continue
+                got = singer_summary((d / f"{slug}-tap.jsonl").read_text())
+                want = singer_summary((d / f"{slug}-mapper.jsonl").read_text())
+                # The SDK's mapper also sends a SCHEMA for a stream mapped to
+                # null (an SDK tap does not, nor does tap-gleap): compare the
+                # streams that carry records.
+                sent = {s for s, e in got.items() if e["records"]}
+                want_sent = {s for s, e in want.items() if e["records"]}
+                check(f"maps ({name}): the same streams ({len(want_sent)})", sent == want_sent,
+                      f"tap {sorted(sent)} vs mapper {sorted(want_sent)}")
+                for s in sorted(sent & want_sent):
+                    g, w = got[s], want[s]
+                    check(f"maps ({name}): {s}: the same {len(w['records'])} RECORDs",
+                          g["records"] == w["records"], first_difference(g["records"], w["records"]))
+                    check(f"maps ({name}): {s}: the same SCHEMA properties",
+                          g.get("properties") == w.get("properties"),
+                          "; ".join(f"{k}: {g['properties'].get(k)} vs {w['properties'].get(k)}"
+                                    for k in sorted(set(g.get("properties") or {}) | set(w.get("properties") or {}))
+                                    if (g.get("properties") or {}).get(k) != (w.get("properties") or {}).get(k))[:600])
+                    check(f"maps ({name}): {s}: the same key properties",
+                          g.get("key_properties") == w.get("key_properties"),
+                          f"{g.get('key_properties')} vs {w.get('key_properties')}")
 
     # ---- runs
     def meltano_run(self, target: str, n: int):
@@ -827,6 +1078,7 @@ export PATH={self.wheel_tap.parent}:{target.parent}:$PATH
             self.test_plugin_definition()
             self.test_install()
             self.start_services()
+            self.test_stream_maps()
             self.test_meltano_install()
             with step("cron recipe, run 1"):
                 self.cron(1)

@@ -14,7 +14,9 @@
 # timed runs of the tap into /dev/null and RUNS of the fetch-only ceiling,
 # replaying those requests with the same page size and keep-alive. Figures
 # are medians. The tap's requests_per_minute is set to 100000 (the fake is
-# unlimited), so the wire is measured, not the limiter.
+# unlimited), so the wire is measured, not the limiter. Then RUNS timed runs
+# of the tap with a typical PII-hashing stream map (MAP, by default the
+# tickets' title and the sessions' email through md5): the CPU a map costs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +24,7 @@ SIZES=${SIZES:-"10000 100000 1000000"}
 RUNS=${RUNS:-3}
 GZIP=${GZIP:-0}
 RATE_SECONDS=${RATE_SECONDS:-120}
+MAP=${MAP:-'{"stream_maps": {"tickets": {"title": "md5(title) if title else None"}, "sessions": {"email": "md5(email) if email else None"}}}'}
 target=${CARGO_TARGET_DIR:-target}
 
 for tool in /usr/bin/time python3 jq curl; do
@@ -87,8 +90,8 @@ PY
 gzip_flag=--no-gzip
 [ "$GZIP" = 1 ] && gzip_flag=
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); fake gzip: $([ "$GZIP" = 1 ] && echo on || echo off); $RUNS runs per figure, medians" >&2
-printf "\n%-9s %9s %7s %7s %8s %10s %7s %8s | %9s %6s %8s | %9s %9s\n" \
-  tickets records wall_s cpu_s us/rec records/s MB/s rss_MB ceiling_s x_ceil ceil_MB fake_cpu_s fake_MB/s
+printf "\n%-9s %9s %7s %7s %8s %10s %7s %8s | %9s %6s %8s | %9s %9s | %9s %10s\n" \
+  tickets records wall_s cpu_s us/rec records/s MB/s rss_MB ceiling_s x_ceil ceil_MB fake_cpu_s fake_MB/s map_cpu_s map_us/rec
 for n in $SIZES; do
   start_fake $gzip_flag --tickets "$n" --sessions $((n / 10)) --messages $((n / 10)) \
     --surveys 10 --responses-per-survey $(((n / 1000) > 1 ? n / 1000 : 1))
@@ -98,21 +101,25 @@ EOF
   # Untimed: the records, the bytes, and the requests to replay.
   read -r bytes _lines records < <(RUST_LOG=info,tap_gleap::client=debug "$tap" --config "$work/config.json" \
     --log-format json 2>"$work/requests.log" | "$helper" --count)
-  walls=() cpus=() rsss=() fcpus=() cwalls=()
+  printf '%s\n' "$MAP" >"$work/map.json"
+  walls=() cpus=() rsss=() fcpus=() cwalls=() mcpus=()
   for _ in $(seq 1 "$RUNS"); do
     read -r w c m f < <(timed /dev/null "$tap" --config "$work/config.json" 2>"$work/tap.log")
     walls+=("$w") cpus+=("$c") rsss+=("$m") fcpus+=("$f")
     read -r w _ _ _ < <(timed "$work/ceiling.txt" "$helper" --log "$work/requests.log" --config "$work/config.json")
     cwalls+=("$w")
+    read -r _ c _ _ < <(timed /dev/null "$tap" --config "$work/config.json" --config "$work/map.json" 2>"$work/tap-map.log")
+    mcpus+=("$c")
   done
   wall=$(printf '%s\n' "${walls[@]}" | median)
   cpu=$(printf '%s\n' "${cpus[@]}" | median)
   rss=$(printf '%s\n' "${rsss[@]}" | median)
   fcpu=$(printf '%s\n' "${fcpus[@]}" | median)
   ceil=$(printf '%s\n' "${cwalls[@]}" | median)
-  awk -v n="$n" -v r="$records" -v w="$wall" -v c="$cpu" -v m="$rss" -v b="$bytes" -v cw="$ceil" -v f="$fcpu" 'BEGIN {
-    printf "%-9d %9d %7.2f %7.2f %8.2f %10.0f %7.0f %8.1f | %9.2f %6.2f %8.0f | %9.2f %9.0f\n",
-      n, r, w, c, c * 1e6 / r, r / w, b / 1e6 / w, m / 1024, cw, w / cw, b / 1e6 / cw, f, b / 1e6 / f }'
+  mcpu=$(printf '%s\n' "${mcpus[@]}" | median)
+  awk -v n="$n" -v r="$records" -v w="$wall" -v c="$cpu" -v m="$rss" -v b="$bytes" -v cw="$ceil" -v f="$fcpu" -v mc="$mcpu" 'BEGIN {
+    printf "%-9d %9d %7.2f %7.2f %8.2f %10.0f %7.0f %8.1f | %9.2f %6.2f %8.0f | %9.2f %9.0f | %9.2f %10.2f\n",
+      n, r, w, c, c * 1e6 / r, r / w, b / 1e6 / w, m / 1024, cw, w / cw, b / 1e6 / cw, f, b / 1e6 / f, mc, mc * 1e6 / r }'
   stop_fake
 done
 cat <<'EOF'
@@ -121,6 +128,7 @@ cat <<'EOF'
   us/rec: CPU microseconds per record; MB/s: Singer output per wall second; rss_MB: the tap's peak RSS
   ceiling_s: the same requests fetched and discarded (fetch_only); x_ceil: wall_s / ceiling_s
   ceil_MB: Singer MB per ceiling second; fake_cpu_s: the fake's CPU during a tap run (wire-limited if close to wall_s)
+  map_cpu_s, map_us/rec: the tap's CPU with the stream map MAP (per record of the sync; the streams MAP names go through the mapper, the others are copied)
 EOF
 
 if [ "$RATE_SECONDS" -gt 0 ]; then

@@ -20,12 +20,21 @@ start=$SECONDS
 venv=.venv-e2e/venv
 work=.venv-e2e/work
 
-echo "==> e2e: Python virtualenv $venv (pinned: e2e/requirements.txt)"
+echo "==> e2e: Python virtualenvs $venv and .venv-e2e/mapper (pinned: e2e/requirements*.txt)"
 if [ ! -x "$venv/bin/python" ] || ! cmp -s e2e/requirements.txt "$venv/.requirements.txt"; then
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r e2e/requirements.txt
   cp e2e/requirements.txt "$venv/.requirements.txt"
+fi
+# The SDK's own mapper, the reference for stream maps and flattening, in a
+# virtualenv of its own (its singer-sdk pins differ from Meltano's).
+mapper_venv=.venv-e2e/mapper
+if [ ! -x "$mapper_venv/bin/meltano-map-transform" ] || ! cmp -s e2e/requirements-mapper.txt "$mapper_venv/.requirements.txt"; then
+  rm -rf "$mapper_venv"
+  python3 -m venv "$mapper_venv"
+  "$mapper_venv/bin/pip" install --quiet --disable-pip-version-check -r e2e/requirements-mapper.txt
+  cp e2e/requirements-mapper.txt "$mapper_venv/.requirements.txt"
 fi
 echo "    ($((SECONDS - start)) s)"
 
@@ -77,5 +86,6 @@ mkdir -p "$work/bin"
 cp "$CARGO_TARGET_DIR/release/tap-gleap" "$CARGO_TARGET_DIR/release/fake-gleap" "$work/bin/"
 # Its last line is the summary, "e2e: N passed, N failed"; exit 1 on a failure.
 TAP_BIN="$work/bin/tap-gleap" FAKE_BIN="$work/bin/fake-gleap" WHEEL="$wheel" E2E_WORK="$work" \
+  MAPPER_BIN="$PWD/$mapper_venv/bin/meltano-map-transform" \
   E2E_SETUP_SECONDS=$setup E2E_BUILD_SECONDS=$build E2E_WHEEL_SECONDS=$wheel_seconds \
   exec "$venv/bin/python" e2e/test_e2e.py

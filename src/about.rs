@@ -11,7 +11,15 @@ pub const NAME: &str = "tap-gleap";
 pub const DESCRIPTION: &str = "Singer tap for Gleap: tickets, sessions, messages, teams, surveys, survey responses and message templates.";
 
 /// Capabilities the tap implements (Meltano reads these).
-pub const CAPABILITIES: &[&str] = &["about", "catalog", "discover", "state", "activate-version"];
+pub const CAPABILITIES: &[&str] = &[
+    "about",
+    "catalog",
+    "discover",
+    "state",
+    "activate-version",
+    "stream-maps",
+    "schema-flattening",
+];
 
 fn setting_schema(kind: Kind) -> Value {
     match kind {
@@ -23,6 +31,7 @@ fn setting_schema(kind: Kind) -> Value {
             json!({"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]})
         }
         Kind::Url => json!({"type": "string", "format": "uri"}),
+        Kind::Object => json!({"type": "object"}),
     }
 }
 
@@ -94,6 +103,7 @@ pub fn about_markdown() -> String {
             Kind::Boolean => "boolean",
             Kind::DateTime => "date or date-time",
             Kind::Url => "URL",
+            Kind::Object => "object",
         };
         md.push_str(&format!(
             "| {} | {kind} | {} | {} | {} | {} |\n",

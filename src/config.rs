@@ -17,10 +17,15 @@ use crate::timefmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     String,
-    Integer { min: i64, max: i64 },
+    Integer {
+        min: i64,
+        max: i64,
+    },
     Boolean,
     DateTime,
     Url,
+    /// A JSON object (from the environment: its JSON text).
+    Object,
 }
 
 pub struct Setting {
@@ -115,17 +120,42 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         description: "Allow a plain http:// api_url that is not loopback (the API key would travel unencrypted).",
     },
+    Setting {
+        name: "stream_maps",
+        kind: Kind::Object,
+        default: None,
+        required: false,
+        secret: false,
+        description: "Stream maps, in the Meltano SDK's syntax: per stream, properties computed by expressions (e.g. \"md5(email)\"), null to drop a property or a whole stream, and __alias__, __source__, __filter__, __else__, __key_properties__.",
+    },
+    Setting {
+        name: "stream_map_config",
+        kind: Kind::Object,
+        default: None,
+        required: false,
+        secret: false,
+        description: "Values that map expressions read as `config` (e.g. a salt: \"md5(config['salt'] + email)\").",
+    },
+    Setting {
+        name: "flattening_enabled",
+        kind: Kind::Boolean,
+        default: Some("false"),
+        required: false,
+        secret: false,
+        description: "Flatten nested objects into top-level properties named parent__child (the Meltano SDK's schema flattening); deeper objects and arrays become JSON strings.",
+    },
+    Setting {
+        name: "flattening_max_depth",
+        kind: Kind::Integer { min: 0, max: 100 },
+        default: None,
+        required: false,
+        secret: false,
+        description: "How many levels of nested objects flattening opens; required when flattening_enabled is true.",
+    },
 ];
 
 /// Keys Meltano or the Meltano SDK may pass to any tap; accepted silently.
-const TOLERATED_KEYS: &[&str] = &[
-    "stream_maps",
-    "stream_map_config",
-    "flattening_enabled",
-    "flattening_max_depth",
-    "batch_config",
-    "faker_config",
-];
+const TOLERATED_KEYS: &[&str] = &["batch_config", "faker_config"];
 
 /// The API key: held apart so that no `{:?}` or log line can show it.
 #[derive(Clone)]
@@ -155,6 +185,9 @@ pub struct Config {
     pub retry_budget: Duration,
     pub emit_activate_version_messages: bool,
     pub allow_insecure_http: bool,
+    /// `stream_maps`, `stream_map_config`, `flattening_*`: checked in full
+    /// against the catalog by `maps::Mapper::new`.
+    pub maps: crate::maps::MapSettings,
 }
 
 /// A raw value and where it came from, so errors can name the file or variable.
@@ -324,6 +357,10 @@ fn validate(merged: Vec<(String, Raw)>, require_credentials: bool) -> Result<Con
         _ => 0,
     };
     let flag = |name: &str| matches!(take(name), Some(Parsed::Bool(true)));
+    let object = |name: &str| match take(name) {
+        Some(Parsed::Object(o)) => Some(o),
+        _ => None,
+    };
 
     let config = Config {
         api_key: ApiKey(text("api_key")),
@@ -339,6 +376,15 @@ fn validate(merged: Vec<(String, Raw)>, require_credentials: bool) -> Result<Con
         retry_budget: Duration::from_secs(int("retry_budget_seconds") as u64),
         emit_activate_version_messages: flag("emit_activate_version_messages"),
         allow_insecure_http: flag("allow_insecure_http"),
+        maps: crate::maps::MapSettings {
+            stream_maps: object("stream_maps"),
+            stream_map_config: object("stream_map_config"),
+            flattening_enabled: flag("flattening_enabled"),
+            flattening_max_depth: match take("flattening_max_depth") {
+                Some(Parsed::Int(i)) => Some(i),
+                _ => None,
+            },
+        },
     };
     check_url_security(
         &config,
@@ -369,6 +415,7 @@ enum Parsed {
     Int(i64),
     Bool(bool),
     Time(DateTime<Utc>),
+    Object(Map<String, Value>),
 }
 
 /// Parses one value. Values from the environment arrive as strings and are
@@ -418,6 +465,14 @@ fn parse_value(s: &Setting, v: &Value, coerce: bool) -> std::result::Result<Pars
                 .map(Parsed::Time)
                 .ok_or_else(|| "an RFC 3339 date or date-time such as \"2024-01-31\" or \"2024-01-31T00:00:00Z\"".into()),
             _ => Err("an RFC 3339 date or date-time string such as \"2024-01-31\"".into()),
+        },
+        Kind::Object => match v {
+            Value::Object(o) => Ok(Parsed::Object(o.clone())),
+            Value::String(t) => match serde_json::from_str::<Value>(t) {
+                Ok(Value::Object(o)) => Ok(Parsed::Object(o)),
+                _ => Err("a JSON object".into()),
+            },
+            _ => Err("a JSON object".into()),
         },
         Kind::Url => match v {
             Value::String(t) => match url::Url::parse(t.trim()) {

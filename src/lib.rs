@@ -10,6 +10,8 @@
 //!   validating JSON scanner); `conform`: records to RECORD lines.
 //! - `output`: the one stdout writer, which orders records before the STATE
 //!   that covers them; `sync`: runs the streams concurrently.
+//! - `maps`: stream maps and schema flattening (the Meltano SDK's), applied
+//!   by the writer when configured.
 //! - `error`: one error type, an exit code per class; `metrics`, `timefmt`.
 
 pub mod about;
@@ -22,6 +24,7 @@ pub mod config;
 pub mod conform;
 pub mod diagnose;
 pub mod error;
+pub mod maps;
 pub mod metrics;
 pub mod output;
 pub mod pager;
@@ -80,6 +83,10 @@ pub fn run(args: Args, stdout: Box<dyn Write + Send>) -> Result<()> {
     }
     let config = config::load(&args.config)?;
     let selected = select(&args)?;
+    // Stream maps are checked against the catalog's streams and properties
+    // here, before any request: a bad map is a config error, not a failure
+    // halfway through a sync.
+    let mapper = maps::Mapper::new(&config.maps, &selected)?;
     let state = match &args.state {
         Some(path) => state::State::load(path)?,
         None => state::State::empty(),
@@ -103,5 +110,5 @@ pub fn run(args: Args, stdout: Box<dyn Write + Send>) -> Result<()> {
     if args.test == Some(TestMode::Api) {
         return runtime.block_on(diagnose::api(&config, &mut stdout));
     }
-    runtime.block_on(sync::sync(config, selected, state, stdout))
+    runtime.block_on(sync::sync(config, selected, state, stdout, mapper))
 }

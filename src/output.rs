@@ -3,6 +3,11 @@
 //! moves the bookmark and prints a STATE, after flushing. So a STATE never
 //! claims a record the output does not hold, and a target that saves the
 //! last STATE it saw can always resume from it.
+//!
+//! With stream maps or flattening configured, each batch goes through the
+//! `Mapper` first (RECORD, SCHEMA and ACTIVATE_VERSION lines; STATE lines
+//! are the writer's own and stay keyed by the tap's stream names). Without,
+//! the lines are written exactly as the streams made them.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -47,6 +52,7 @@ pub fn run_writer(
     cancel: Arc<watch::Sender<bool>>,
     all_stats: Vec<Arc<StreamStats>>,
     line_buffers: &Pool,
+    mapper: Option<crate::maps::Mapper>,
 ) -> Result<Finish, Error> {
     // Small on purpose: a page's lines (hundreds of KB) are larger, so they
     // go to stdout in one write without a copy; STATE lines are buffered.
@@ -54,13 +60,29 @@ pub fn run_writer(
     let mut last_state = LastState::default();
     let mut last_progress = Instant::now();
     let mut result: io::Result<()> = Ok(());
+    // A record a map could not map (`md5(None)`...): the sync stops, what
+    // was written before it stays, with a final STATE that covers it.
+    let mut map_failure: Option<Error> = None;
+    let mut mapped: Vec<u8> = Vec::new();
     while let Some(batch) = rx.blocking_recv() {
-        if result.is_err() {
+        if result.is_err() || map_failure.is_some() {
             continue; // drain, so that senders never block on a dead writer
         }
+        let lines: &[u8] = match &mapper {
+            None => &batch.lines,
+            Some(m) => {
+                mapped.clear();
+                if let Err(e) = m.map_lines(&batch.lines, &mut mapped) {
+                    map_failure = Some(Error::Config(e));
+                    let _ = cancel.send(true);
+                    continue;
+                }
+                &mapped
+            }
+        };
         result = (|| {
-            out.write_all(&batch.lines)?;
-            last_state.followed_by_other_lines |= !batch.lines.is_empty();
+            out.write_all(lines)?;
+            last_state.followed_by_other_lines |= !lines.is_empty();
             if let Some(b) = batch.bookmark {
                 state.set_bookmark(b.def, b.context, &b.value);
                 emit_state(&mut out, &state, &mut last_state)?;
@@ -89,6 +111,7 @@ pub fn run_writer(
         out.flush()
     });
     match finish {
+        Ok(()) if map_failure.is_some() => Err(map_failure.expect("checked")),
         Ok(()) => Ok(Finish::Done),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Finish::BrokenPipe),
         Err(e) => Err(Error::Output(format!("cannot write to stdout: {e}"))),

@@ -145,7 +145,18 @@ impl State {
                     .map(|(k, v)| (k.to_string(), json!(v)))
                     .collect();
                 parts.push(json!({ "context": ctx }));
-                parts.len() - 1
+                // In the stream's own order, whichever partition's walk moved
+                // first: the same state prints the same, run after run.
+                let rank = |p: &Value| {
+                    def.partitions()
+                        .position(|c| p.as_object().is_some_and(|p| context_matches(p, c)))
+                        .unwrap_or(usize::MAX)
+                };
+                parts.sort_by_key(rank);
+                parts
+                    .iter()
+                    .position(|p| p.as_object().is_some_and(|p| context_matches(p, context)))
+                    .expect("just pushed")
             });
             match parts[pos].as_object_mut() {
                 Some(p) => p,

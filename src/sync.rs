@@ -35,6 +35,7 @@ pub async fn sync(
     selected: Vec<Selected>,
     state: State,
     stdout: Box<dyn Write + Send>,
+    mapper: Option<crate::maps::Mapper>,
 ) -> Result<(), Error> {
     let signpost = Utc::now();
     let (cancel_tx, cancel) = Cancel::new();
@@ -53,7 +54,7 @@ pub async fn sync(
         let (state, cancel_tx, stats) = (state.clone(), cancel_tx.clone(), stats.clone());
         let line_buffers = line_buffers.clone();
         tokio::task::spawn_blocking(move || {
-            output::run_writer(rx, state, stdout, cancel_tx, stats, &line_buffers)
+            output::run_writer(rx, state, stdout, cancel_tx, stats, &line_buffers, mapper)
         })
     };
     let signal = Arc::new(AtomicI32::new(0));

@@ -10,6 +10,7 @@ mod connect;
 mod faults;
 mod fuzz;
 mod incremental;
+mod maps;
 mod modes;
 mod reliability;
 mod selection;
