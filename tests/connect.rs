@@ -122,7 +122,7 @@ fn connections_refused_after_a_first_answer_get_the_full_retry_budget() {
         // The listener is dropped here: nothing listens any more.
     });
     let s = Scratch::new();
-    let budget = 5;
+    let budget = 8;
     let cfg = config_at(
         &s,
         &format!("http://{addr}/v3"),
