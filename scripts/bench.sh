@@ -7,6 +7,7 @@
 #   SIZES="100000" RUNS=5 scripts/bench.sh
 #   GZIP=1 scripts/bench.sh               # the fake gzips its answers (as the real API does)
 #   RATE_SECONDS=0 scripts/bench.sh       # skip the rate-limit check
+#   LATENCY_SIZES=0 scripts/bench.sh      # skip the latency rows
 #
 # Each size: the fake starts with N tickets, N/10 sessions, N/10 messages and
 # 10 surveys of N/1000 responses each; one untimed run (into a counter)
@@ -17,6 +18,14 @@
 # unlimited), so the wire is measured, not the limiter. Then RUNS timed runs
 # of the tap with a typical PII-hashing stream map (MAP, by default the
 # tickets' title and the sessions' email through md5): the CPU a map costs.
+#
+# Latency rows (LATENCY_SIZES, default 100000): the fake answers every
+# request after 300 ms plus up to 100 ms of jitter (LATENCY_MS, JITTER_MS)
+# and enforces 1000 requests per rolling minute; the tap runs at its default
+# 900/min, a first sync of N sessions (one stream) and of N tickets (the
+# plain listing beside archived and spam, which the fake hides). The figure
+# that matters is wall / budget: the wall time over the time the 900/min
+# budget needs for the requests made (requests x 60 / 900). Medians of RUNS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +33,9 @@ SIZES=${SIZES:-"10000 100000 1000000"}
 RUNS=${RUNS:-3}
 GZIP=${GZIP:-0}
 RATE_SECONDS=${RATE_SECONDS:-120}
+LATENCY_SIZES=${LATENCY_SIZES:-100000}
+LATENCY_MS=${LATENCY_MS:-300}
+JITTER_MS=${JITTER_MS:-100}
 MAP=${MAP:-'{"stream_maps": {"tickets": {"title": "md5(title) if title else None"}, "sessions": {"email": "md5(email) if email else None"}}}'}
 target=${CARGO_TARGET_DIR:-target}
 
@@ -152,4 +164,50 @@ EOF
     secs = e - s; rpm = r / secs * 60
     printf "rate limit: %d requests in %.1fs = %.0f/min, %.1f%% of the configured 900/min; max_in_window %d (fake limit 1000); 429s %d\n",
       r, secs, rpm, 100 * rpm / 900, m, l }'
+fi
+
+if [ "$LATENCY_SIZES" != 0 ]; then
+  echo >&2
+  echo "==> latency: the fake answers after ${LATENCY_MS} ms + up to ${JITTER_MS} ms and enforces 1000/min; the tap at its default 900/min" >&2
+  printf "\n%-9s %9s %8s %8s %7s %8s %8s %7s %6s\n" stream records requests wall_s budget_s x_budget rss_MB max_60s 429s
+  for n in $LATENCY_SIZES; do
+    for stream in sessions tickets; do
+      other=$((n / 100))
+      case $stream in
+        sessions) data="--tickets $other --sessions $n" ;;
+        tickets) data="--tickets $n --sessions $other" ;;
+      esac
+      walls=() reqs=() rsss=() maxes=() limited=()
+      for _ in $(seq 1 "$RUNS"); do
+        # shellcheck disable=SC2086 # $data is a list of options
+        start_fake --no-gzip --latency-ms "$LATENCY_MS" --latency-jitter-ms "$JITTER_MS" --rate-limit 1000 \
+          $data --messages "$other" --surveys 1 --responses-per-survey 1
+        cat >"$work/config.json" <<EOF
+{"api_key": "fake-api-key", "project_id": "fake-project", "api_url": "$url"}
+EOF
+        read -r w _ m _ < <(timed "$work/latency.jsonl" "$tap" --config "$work/config.json" --select "$stream" 2>"$work/latency.log")
+        stats=$(curl -s "${url%/v3}/_fake/stats")
+        stop_fake
+        records=$(grep -c '"type":"RECORD"' "$work/latency.jsonl")
+        walls+=("$w") rsss+=("$m")
+        reqs+=("$(jq -r .requests <<<"$stats")")
+        maxes+=("$(jq -r .max_in_window <<<"$stats")")
+        limited+=("$(jq -r .rate_limited <<<"$stats")")
+      done
+      wall=$(printf '%s\n' "${walls[@]}" | median)
+      req=$(printf '%s\n' "${reqs[@]}" | median)
+      rss=$(printf '%s\n' "${rsss[@]}" | median)
+      mx=$(printf '%s\n' "${maxes[@]}" | sort -g | tail -n 1)
+      rl=$(printf '%s\n' "${limited[@]}" | sort -g | tail -n 1)
+      awk -v s="$stream" -v r="$records" -v q="$req" -v w="$wall" -v m="$rss" -v x="$mx" -v l="$rl" 'BEGIN {
+        budget = q * 60 / 900
+        printf "%-9s %9d %8d %8.2f %7.2f %8.2f %8.1f %7d %6d\n", s, r, q, w, budget, w / budget, m / 1024, x, l }'
+    done
+  done
+  cat <<'EOF'
+
+  requests: made by the tap (the fake's count); budget_s: requests x 60 / 900, the time the default budget needs for them
+  x_budget: wall_s / budget_s (1.00: every moment of the sync spent at the budget's pace)
+  max_60s: most requests the fake admitted in any rolling 60 s (its limit 1000); 429s: answers over the limit (worst run)
+EOF
 fi

@@ -28,6 +28,8 @@ pub struct Bookmark {
     pub def: &'static StreamDef,
     pub context: Context,
     pub value: String,
+    /// What the walk wrote above `value`, for a resumed run; `None` clears it.
+    pub progress: Option<crate::state::Progress>,
 }
 
 /// A batch for the writer: lines (SCHEMA, RECORDs, ACTIVATE_VERSION) and
@@ -84,7 +86,7 @@ pub fn run_writer(
             out.write_all(lines)?;
             last_state.followed_by_other_lines |= !lines.is_empty();
             if let Some(b) = batch.bookmark {
-                state.set_bookmark(b.def, b.context, &b.value);
+                state.set_bookmark(b.def, b.context, &b.value, b.progress.as_ref());
                 emit_state(&mut out, &state, &mut last_state)?;
             }
             Ok(())

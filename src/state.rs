@@ -83,6 +83,7 @@ impl State {
                 .as_object()
                 .ok_or_else(|| format!("bookmarks.{stream} must be an object"))?;
             check_value(&format!("bookmarks.{stream}"), bm, now)?;
+            check_progress(&format!("bookmarks.{stream}"), bm)?;
             if let Some(parts) = bm.get("partitions") {
                 let parts = parts
                     .as_array()
@@ -92,6 +93,7 @@ impl State {
                         format!("bookmarks.{stream}.partitions[{i}] must be an object")
                     })?;
                     check_value(&format!("bookmarks.{stream}.partitions[{i}]"), p, now)?;
+                    check_progress(&format!("bookmarks.{stream}.partitions[{i}]"), p)?;
                 }
             }
         }
@@ -120,60 +122,89 @@ impl State {
             .and_then(timefmt::parse_instant)
     }
 
-    /// Moves a partition's bookmark. Returns whether the state changed.
-    pub fn set_bookmark(&mut self, def: &StreamDef, context: Context, value: &str) -> bool {
-        let rk = def.replication_key.unwrap_or("updatedAt");
+    /// Where the holder of `context`'s bookmark is, created if missing.
+    fn holder_mut(&mut self, def: &StreamDef, context: Context) -> Option<&mut Map<String, Value>> {
         let bookmarks = self.value.entry("bookmarks").or_insert_with(|| json!({}));
-        let Some(bookmarks) = bookmarks.as_object_mut() else {
-            return false;
-        };
-        let stream = bookmarks.entry(def.name).or_insert_with(|| json!({}));
-        let Some(stream) = stream.as_object_mut() else {
-            return false;
-        };
-        let holder = if def.is_partitioned() {
-            let parts = stream.entry("partitions").or_insert_with(|| json!([]));
-            let Some(parts) = parts.as_array_mut() else {
-                return false;
-            };
-            let pos = parts
+        let stream = bookmarks
+            .as_object_mut()?
+            .entry(def.name)
+            .or_insert_with(|| json!({}))
+            .as_object_mut()?;
+        if !def.is_partitioned() {
+            return Some(stream);
+        }
+        let parts = stream
+            .entry("partitions")
+            .or_insert_with(|| json!([]))
+            .as_array_mut()?;
+        let pos = parts
+            .iter()
+            .position(|p| p.as_object().is_some_and(|p| context_matches(p, context)));
+        let pos = pos.unwrap_or_else(|| {
+            let ctx: Map<String, Value> = context
                 .iter()
-                .position(|p| p.as_object().is_some_and(|p| context_matches(p, context)));
-            let pos = pos.unwrap_or_else(|| {
-                let ctx: Map<String, Value> = context
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), json!(v)))
-                    .collect();
-                parts.push(json!({ "context": ctx }));
-                // In the stream's own order, whichever partition's walk moved
-                // first: the same state prints the same, run after run.
-                let rank = |p: &Value| {
-                    def.partitions()
-                        .position(|c| p.as_object().is_some_and(|p| context_matches(p, c)))
-                        .unwrap_or(usize::MAX)
-                };
-                parts.sort_by_key(rank);
-                parts
-                    .iter()
-                    .position(|p| p.as_object().is_some_and(|p| context_matches(p, context)))
-                    .expect("just pushed")
-            });
-            match parts[pos].as_object_mut() {
-                Some(p) => p,
-                None => return false,
-            }
-        } else {
-            stream
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            parts.push(json!({ "context": ctx }));
+            // In the stream's own order, whichever partition's walk moved
+            // first: the same state prints the same, run after run.
+            let rank = |p: &Value| {
+                def.partitions()
+                    .position(|c| p.as_object().is_some_and(|p| context_matches(p, c)))
+                    .unwrap_or(usize::MAX)
+            };
+            parts.sort_by_key(rank);
+            parts
+                .iter()
+                .position(|p| p.as_object().is_some_and(|p| context_matches(p, context)))
+                .expect("just pushed")
+        });
+        parts[pos].as_object_mut()
+    }
+
+    /// Moves a partition's bookmark, and sets (or, with `None`, clears) the
+    /// progress of its walk above it. Returns whether the state changed.
+    pub fn set_bookmark(
+        &mut self,
+        def: &StreamDef,
+        context: Context,
+        value: &str,
+        progress: Option<&Progress>,
+    ) -> bool {
+        let rk = def.replication_key.unwrap_or("updatedAt");
+        let Some(holder) = self.holder_mut(def, context) else {
+            return false;
         };
         let new = json!(value);
+        let progress = progress.map(Progress::to_value);
         if holder.get("replication_key_value") == Some(&new)
             && holder.get("replication_key") == Some(&json!(rk))
+            && holder.get("progress") == progress.as_ref()
         {
             return false;
         }
         holder.insert("replication_key".into(), json!(rk));
         holder.insert("replication_key_value".into(), new);
+        match progress {
+            Some(p) => holder.insert("progress".into(), p),
+            None => holder.remove("progress"),
+        };
         true
+    }
+
+    /// The progress a previous run left above a partition's bookmark.
+    pub fn progress(&self, def: &StreamDef, context: Context) -> Option<Progress> {
+        let bm = self.stream(def.name)?;
+        let holder = if def.is_partitioned() {
+            bm.get("partitions")?
+                .as_array()?
+                .iter()
+                .filter_map(Value::as_object)
+                .find(|p| context_matches(p, context))?
+        } else {
+            bm
+        };
+        Progress::from_value(holder.get("progress")?).ok()
     }
 
     pub fn to_value(&self) -> Value {
@@ -185,6 +216,66 @@ impl State {
     }
 }
 
+/// How far a walk interrupted above its bookmark got: the ranges of the
+/// replication key, each `[lo, hi)`, whose records were all written, and the
+/// end the walk was heading to. A run resumed from the state reads only
+/// what lies between them (`pager::walk`). Small: a range per slice at most.
+///
+/// ```json
+/// "progress": {"to": "2024-05-01T10:00:00.000Z",
+///              "done": [["2024-03-01T00:00:00.000Z", "2024-03-09T12:00:00.000Z"]]}
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub to_ms: i64,
+    pub done: Vec<(i64, i64)>,
+}
+
+impl Progress {
+    fn to_value(&self) -> Value {
+        let at = |ms: i64| json!(timefmt::format_epoch_ms(ms).unwrap_or_default());
+        json!({
+            "to": at(self.to_ms),
+            "done": self.done.iter().map(|&(lo, hi)| json!([at(lo), at(hi)])).collect::<Vec<_>>(),
+        })
+    }
+
+    fn from_value(v: &Value) -> std::result::Result<Progress, String> {
+        let instant = |v: &Value, what: &str| {
+            v.as_str()
+                .and_then(timefmt::parse_instant)
+                .map(|t| t.timestamp_millis())
+                .ok_or_else(|| format!("{what} must be a date-time string, got {v}"))
+        };
+        let o = v
+            .as_object()
+            .ok_or("must be an object {\"to\": ..., \"done\": [...]}")?;
+        let to_ms = instant(o.get("to").unwrap_or(&Value::Null), "\"to\"")?;
+        let done = o
+            .get("done")
+            .and_then(Value::as_array)
+            .ok_or("\"done\" must be an array of [from, to] pairs")?
+            .iter()
+            .enumerate()
+            .map(|(i, pair)| match pair.as_array().map(Vec::as_slice) {
+                Some([lo, hi]) => {
+                    let (lo, hi) = (
+                        instant(lo, &format!("done[{i}][0]"))?,
+                        instant(hi, &format!("done[{i}][1]"))?,
+                    );
+                    if lo <= hi && hi <= to_ms {
+                        Ok((lo, hi))
+                    } else {
+                        Err(format!("done[{i}] must run forward and end by \"to\""))
+                    }
+                }
+                _ => Err(format!("done[{i}] must be a [from, to] pair")),
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Progress { to_ms, done })
+    }
+}
+
 fn context_matches(p: &Map<String, Value>, context: Context) -> bool {
     let Some(ctx) = p.get("context").and_then(Value::as_object) else {
         return context.is_empty();
@@ -193,6 +284,16 @@ fn context_matches(p: &Map<String, Value>, context: Context) -> bool {
         && context
             .iter()
             .all(|(k, v)| ctx.get(*k).and_then(Value::as_str) == Some(*v))
+}
+
+/// A walk's progress, where there is one, must be readable.
+fn check_progress(at: &str, holder: &Map<String, Value>) -> std::result::Result<(), String> {
+    match holder.get("progress") {
+        None => Ok(()),
+        Some(p) => Progress::from_value(p).map(|_| ()).map_err(|e| {
+            format!("{at}.progress: {e} (or remove it: the run then reads on from the bookmark)")
+        }),
+    }
 }
 
 /// A bookmark must be a date, and not one in the future: the tap never
@@ -235,12 +336,12 @@ mod tests {
         let given = json!({"bookmarks": {"other_tap_stream": {"x": 1}}, "note": "kept"});
         let mut s = State::from_value(given, Utc::now()).unwrap();
         let t = tickets();
-        assert!(s.set_bookmark(t, &[("archived", "true")], "2024-01-02T00:00:00.000Z"));
+        assert!(s.set_bookmark(t, &[("archived", "true")], "2024-01-02T00:00:00.000Z", None));
         assert!(
-            !s.set_bookmark(t, &[("archived", "true")], "2024-01-02T00:00:00.000Z"),
+            !s.set_bookmark(t, &[("archived", "true")], "2024-01-02T00:00:00.000Z", None),
             "unchanged"
         );
-        assert!(s.set_bookmark(t, &[], "2024-01-03T00:00:00.000Z"));
+        assert!(s.set_bookmark(t, &[], "2024-01-03T00:00:00.000Z", None));
         assert_eq!(
             timefmt::format_ms(s.bookmark(t, &[("archived", "true")]).unwrap()),
             "2024-01-02T00:00:00.000Z"

@@ -264,14 +264,16 @@ fn reliability_a_failing_api_is_never_hammered_and_the_next_run_completes() {
                 "{kind}: stopped within the budget ({secs:.1}s)"
             );
             // Backoff doubles from 0.5 s: within 4 s one request is tried at
-            // most ~5 times, and at most 7 streams run at once.
+            // most ~5 times; at most 7 streams run at once (a walk cuts
+            // slices only once its first page came back), beside the one
+            // request that asks the API's clock.
             let requests = server.stats().requests;
             assert!(
-                requests <= 7 * 6,
+                requests <= 8 * 6,
                 "{kind}: {requests} requests in {secs:.1}s is hammering"
             );
             assert!(
-                (requests as f64) / secs < 12.0,
+                (requests as f64) / secs < 16.0,
                 "{kind}: {requests} requests in {secs:.1}s"
             );
             assert!(matches!(

@@ -121,6 +121,7 @@ pub(crate) async fn run(
                 def,
                 context: &[],
                 value: w.bookmark_value(at),
+                progress: None,
             };
             w.send(Vec::new(), 0, Some(bookmark)).await?;
         }

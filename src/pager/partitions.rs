@@ -67,9 +67,16 @@ pub(crate) async fn run(
             parent_id: None,
         };
         let from = from_of(partition);
+        let resume = if incremental {
+            state.progress(def, partition)
+        } else {
+            None
+        };
         tasks.spawn(async move {
             let bookmark = incremental.then_some(partition);
-            let end = walk::run_observed(&mut walker, &target, from, to, bookmark, observer).await;
+            let end =
+                walk::run_observed(&mut walker, &target, from, to, bookmark, observer, resume)
+                    .await;
             (which, end)
         })
     };
@@ -165,6 +172,7 @@ pub(crate) async fn run(
                     def,
                     context: hidden.query,
                     value: w.bookmark_value(at),
+                    progress: None,
                 };
                 w.send(Vec::new(), 0, Some(bookmark)).await?;
             }

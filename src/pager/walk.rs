@@ -39,7 +39,7 @@ use super::{keyset, offset, window, Page, Target, Walker};
 use crate::assumptions::Endpoint;
 use crate::client::{Client, FetchError};
 use crate::output::Bookmark;
-use crate::state::Context;
+use crate::state::{Context, Progress};
 
 /// An end that is the signpost, not known yet when the walk starts (see
 /// `Signpost`): requests go without an upper bound until it is.
@@ -47,6 +47,8 @@ pub(crate) const AT_SIGNPOST: i64 = i64::MAX - 1;
 
 /// The most tasks walking at once, all streams together.
 const MAX_SEATS: usize = 24;
+/// At most this often a STATE only for progress above a bookmark that did not move.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 /// How far ahead a slice is cut, in multiples of the stretch it read, per seat.
 const REACH: i64 = 4;
 /// Pages a slice cut off holds at least: each slice costs about one request
@@ -199,9 +201,55 @@ pub(crate) struct Tracker {
     /// The lowest start of a slice that turned out empty: the records
     /// stopped there (a gap). No slice is cut above it again.
     empty_from: Option<i64>,
+    /// The progress last handed to the writer, and when.
+    sent_progress: Option<Progress>,
+    progress_sent_at: Option<std::time::Instant>,
 }
 
 impl Tracker {
+    /// The ranges above `from` whose records were all written: the written
+    /// part of every slice, never past a tie group not read whole. `to`:
+    /// where the walk ends, for a slice done up to an end still to be the
+    /// signpost.
+    fn written_above(&self, from: i64, to: Option<i64>) -> Vec<(i64, i64)> {
+        let mut out: Vec<(i64, i64)> = Vec::new();
+        for s in &self.slices {
+            let lo = s.lo.unwrap_or(i64::MIN).max(from);
+            let hi = if s.done {
+                match s.end.load(Ordering::Relaxed) {
+                    AT_SIGNPOST | i64::MAX => match to {
+                        Some(to) => to,
+                        None => continue,
+                    },
+                    end => end,
+                }
+            } else {
+                match s.cursor {
+                    Some(c) => c,
+                    None => continue,
+                }
+            };
+            // Never past the newest `updatedAt` read: a record updated from
+            // now on is stamped later than that by the API's clock, so it
+            // cannot land in a range said to be written. A slice's end (the
+            // signpost above all, which lies up to a second past the API's
+            // "now") gives no such promise.
+            let hi = hi.min(self.max_read.unwrap_or(i64::MIN));
+            let hi = match self.held {
+                Some(h) if h >= lo && h < hi => h,
+                _ => hi,
+            };
+            if hi <= lo {
+                continue;
+            }
+            match out.last_mut() {
+                Some(last) if last.1 >= lo => last.1 = last.1.max(hi),
+                _ => out.push((lo, hi)),
+            }
+        }
+        out
+    }
+
     /// Everything below this is written.
     fn watermark(&self) -> Option<i64> {
         let structural = match self.slices.iter().find(|s| !s.done) {
@@ -331,6 +379,8 @@ impl Tracker {
 /// A walk in progress: its target and its slices' tracker.
 pub(crate) struct Walk {
     pub target: Target,
+    /// Where the walk ends, as given (`AT_SIGNPOST`, a value, or none).
+    to: Option<i64>,
     signpost: Arc<super::Signpost>,
     observer: Option<Arc<Observer>>,
     /// The partition whose bookmark this walk moves, if any.
@@ -404,13 +454,41 @@ impl SliceHandle {
             t.empty_from = Some(t.empty_from.map_or(lo, |e| e.min(lo)));
         }
         let bookmark = match (self.walk.bookmark, t.watermark()) {
-            (Some(context), Some(at)) if Some(at) > t.sent.max(t.from) => {
-                t.sent = Some(at);
-                Some(Bookmark {
-                    def: w.def(),
-                    context,
-                    value: w.bookmark_value(at),
-                })
+            (Some(context), Some(at)) => {
+                // Progress above the bookmark, for a run resumed after a
+                // kill: at most every quarter second when the bookmark itself
+                // stays (every page of every slice would be a STATE).
+                let to = match self.walk.to {
+                    Some(AT_SIGNPOST) => self.walk.signpost.try_get().map(|s| s + 1),
+                    to => to.filter(|&t| t != i64::MAX),
+                };
+                let written = t.written_above(at, to);
+                let finished = t.slices.iter().all(|s| s.done);
+                let progress = match (to, written.is_empty() || finished) {
+                    (Some(to_ms), false) => Some(Progress {
+                        to_ms,
+                        done: written,
+                    }),
+                    _ => None,
+                };
+                let moved = Some(at) > t.sent.max(t.from);
+                let due = t
+                    .progress_sent_at
+                    .is_none_or(|s| s.elapsed() >= PROGRESS_EVERY);
+                // Clearing it (the walk is done) is never held back.
+                if moved || (progress != t.sent_progress && (due || progress.is_none())) {
+                    t.sent = t.sent.max(Some(at));
+                    t.progress_sent_at = Some(std::time::Instant::now());
+                    t.sent_progress = progress.clone();
+                    Some(Bookmark {
+                        def: w.def(),
+                        context,
+                        value: w.bookmark_value(t.sent.expect("set above")),
+                        progress,
+                    })
+                } else {
+                    None
+                }
             }
             _ => None,
         };
@@ -487,7 +565,7 @@ pub(crate) async fn run(
     to: Option<i64>,
     bookmark: Option<Context>,
 ) -> Result<WalkEnd, FetchError> {
-    run_observed(w, target, from, to, bookmark, None).await
+    run_observed(w, target, from, to, bookmark, None, None).await
 }
 
 /// What another task may watch of a walk while it runs.
@@ -508,9 +586,11 @@ pub(crate) async fn run_observed(
     to: Option<i64>,
     bookmark: Option<Context>,
     observer: Option<Arc<Observer>>,
+    resume: Option<Progress>,
 ) -> Result<WalkEnd, FetchError> {
     let walk = Arc::new(Walk {
         target: target.clone(),
+        to,
         signpost: w.sh.signpost.clone(),
         observer,
         bookmark,
@@ -524,27 +604,60 @@ pub(crate) async fn run_observed(
             written: 0,
             total: None,
             empty_from: None,
+            sent_progress: None,
+            progress_sent_at: None,
         }),
         progress: Notify::new(),
     });
     let mut lo = from;
     let end = to.unwrap_or(i64::MAX);
+    let mut resume = resume;
     loop {
         w.check_cancelled()?;
         let known = w.client().learned().endpoint(w.def().name);
         let strategy = Strategy::choose(&known);
         {
             let mut t = walk.tracker.lock().await;
-            t.slices = vec![Slice {
-                lo,
-                end: Arc::new(AtomicI64::new(end)),
-                cursor: lo,
-                at: lo,
-                first_seen: lo,
-                records: 0,
-                more: false,
-                done: false,
-            }];
+            // A run resumed after a kill reads only what its last one did
+            // not finish: one slice per gap between the ranges it wrote.
+            // Offset strategies read one range in one pass: all of it.
+            let written = match (resume.take(), strategy) {
+                (Some(p), Strategy::Keyset | Strategy::Windows) => p.done,
+                _ => Vec::new(),
+            };
+            let mut slices = Vec::new();
+            let mut at = lo;
+            for &(a, b) in written.iter().filter(|(_, b)| lo.is_none_or(|lo| *b > lo)) {
+                if at.is_none_or(|at| a > at) {
+                    slices.push((at, a));
+                }
+                at = Some(at.map_or(b, |at| at.max(b)));
+                t.max_read = t.max_read.max(Some(b));
+            }
+            slices.push((at, end));
+            if written.is_empty() {
+                t.max_read = None;
+            } else {
+                tracing::info!(
+                    stream = w.def().name,
+                    "{}: resuming, {} range(s) written by the last run are not read again",
+                    target.path,
+                    written.len()
+                );
+            }
+            t.slices = slices
+                .into_iter()
+                .map(|(lo, end)| Slice {
+                    lo,
+                    end: Arc::new(AtomicI64::new(end)),
+                    cursor: lo,
+                    at: lo,
+                    first_seen: lo,
+                    records: 0,
+                    more: false,
+                    done: false,
+                })
+                .collect();
         }
         let result = match strategy {
             Strategy::Keyset | Strategy::Windows => slices(w, &walk, strategy).await,
@@ -613,8 +726,21 @@ async fn slices(w: &mut Walker, walk: &Arc<Walk>, strategy: Strategy) -> Result<
             r
         });
     };
-    let first = first_handle(walk).await;
-    spawn(&mut tasks, first, w.sh.budget.join(), w.fork());
+    // Every slice there is: one, or one per gap a resumed run left.
+    let handles: Vec<SliceHandle> = {
+        let t = walk.tracker.lock().await;
+        t.slices
+            .iter()
+            .map(|s| SliceHandle {
+                walk: walk.clone(),
+                lo: s.lo,
+                end: s.end.clone(),
+            })
+            .collect()
+    };
+    for handle in handles {
+        spawn(&mut tasks, handle, w.sh.budget.join(), w.fork());
+    }
     let limit = w.limit();
     loop {
         tokio::select! {
