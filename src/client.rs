@@ -25,7 +25,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, DATE, RETRY_AFTER};
 use reqwest::StatusCode;
-use tokio::sync::{watch, Mutex, Notify};
+use tokio::sync::{watch, Mutex, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::assumptions::Learned;
 use crate::config::Config;
@@ -37,6 +37,8 @@ use crate::pool::Pool;
 /// 10,000 messages is a few tens of megabytes; hundreds of MB is a broken
 /// proxy or a runaway field, and holding it would defeat the memory bound.
 const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
+/// Idle connections kept for reuse.
+const MAX_IDLE_CONNECTIONS: usize = 8;
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// With no `Retry-After`, a 429 waits at least this long: the window is 60 s,
@@ -120,12 +122,16 @@ pub struct Client {
     /// moving average: how many requests must be in flight to keep up with
     /// the rate budget.
     latency_us: AtomicU64,
+    /// Time a page takes to conform, microseconds, a moving average.
+    parse_us: AtomicU64,
     requests_per_minute: u32,
     /// Requests under way, and how many may be: unlimited (the limiter
     /// spaces them) until a 429 shows the project's budget is being spent
     /// by others too; then halved, and grown back by one after as many
     /// successes as it allows (additive increase, multiplicative decrease).
     in_flight: AtomicUsize,
+    /// The most requests that were in flight at once.
+    most_in_flight: AtomicUsize,
     allowed: AtomicUsize,
     successes: AtomicUsize,
     slot_freed: Notify,
@@ -179,6 +185,9 @@ impl Client {
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout.min(Duration::from_secs(15)))
             .pool_idle_timeout(Duration::from_secs(60))
+            // Each connection keeps its read buffer (up to ~400 KB): the few
+            // the budget keeps busy are enough to hold on to.
+            .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
             .gzip(true);
         let plain_http = url::Url::parse(&config.api_url).is_ok_and(|u| u.scheme() == "http");
         if plain_http {
@@ -213,8 +222,10 @@ impl Client {
             bodies: Pool::new(1),
             learned: Learned::new(),
             latency_us: AtomicU64::new(0),
+            parse_us: AtomicU64::new(0),
             requests_per_minute: config.requests_per_minute.max(1),
             in_flight: AtomicUsize::new(0),
+            most_in_flight: AtomicUsize::new(0),
             allowed: AtomicUsize::new(usize::MAX),
             successes: AtomicUsize::new(0),
             slot_freed: Notify::new(),
@@ -234,6 +245,7 @@ impl Client {
                     .compare_exchange(n, n + 1, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
                 {
+                    self.most_in_flight.fetch_max(n + 1, Ordering::Relaxed);
                     return Ok(Slot(self));
                 }
                 continue;
@@ -288,6 +300,29 @@ impl Client {
         }
     }
 
+    /// The most requests that were in flight at once so far.
+    pub fn most_in_flight(&self) -> usize {
+        self.most_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Pages a second this process can read and conform, by the time the
+    /// last pages took on its one worker thread (`None` before any).
+    pub fn pages_per_second(&self) -> Option<f64> {
+        match self.parse_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(1e6 / us as f64),
+        }
+    }
+
+    fn note_parse(&self, took: Duration) {
+        let us = took.as_micros().clamp(1, u64::MAX as u128) as u64;
+        let _ = self
+            .parse_us
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if old == 0 { us } else { old - old / 8 + us / 8 })
+            });
+    }
+
     fn note_latency(&self, took: Duration) {
         let us = took.as_micros().clamp(1, u64::MAX as u128) as u64;
         // An average over about the last eight pages.
@@ -305,8 +340,25 @@ impl Client {
         stats: &StreamStats,
         path: &str,
         query: &str,
-        mut parse: impl FnMut(&str) -> Result<T, String>,
+        parse: impl FnMut(&str) -> Result<T, String>,
     ) -> Result<T, FetchError> {
+        self.get_held(stats, path, query, None, parse)
+            .await
+            .map(|(v, _)| v)
+    }
+
+    /// [`Client::get`], holding a permit of `pages` from the moment the
+    /// answer's headers arrive: a page's body and its conformed lines are
+    /// the tap's memory, and the permit, handed back with the value, is
+    /// kept until they are passed on. Waiting for an answer holds none.
+    pub async fn get_held<T>(
+        &self,
+        stats: &StreamStats,
+        path: &str,
+        query: &str,
+        pages: Option<&Arc<Semaphore>>,
+        mut parse: impl FnMut(&str) -> Result<T, String>,
+    ) -> Result<(T, Option<OwnedSemaphorePermit>), FetchError> {
         let url = if query.is_empty() {
             format!("{}{path}", self.base)
         } else {
@@ -341,27 +393,31 @@ impl Client {
                     self.note_remaining(resp.headers()).await;
                     let retry_after = parse_retry_after(resp.headers().get(RETRY_AFTER));
                     match status {
-                        s if s.is_success() => match read_body(resp, self.bodies.take()).await {
-                            Ok(body) => {
-                                metrics::http_timer(
-                                    stats.stream,
-                                    path,
-                                    status.as_u16(),
-                                    started.elapsed(),
-                                );
-                                self.note_latency(started.elapsed());
-                                stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-                                slot.take();
-                                self.note_success();
-                                let parsed = parse(&text(&body));
-                                self.bodies.give(body);
-                                match parsed {
-                                    Ok(v) => return Ok(v),
+                        s if s.is_success() => {
+                            match read_body(resp, self.bodies.take(), pages).await {
+                                Ok((body, permit)) => {
+                                    metrics::http_timer(
+                                        stats.stream,
+                                        path,
+                                        status.as_u16(),
+                                        started.elapsed(),
+                                    );
+                                    self.note_latency(started.elapsed());
+                                    stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                                    slot.take();
+                                    self.note_success();
+                                    let parsing = Instant::now();
+                                    let parsed = parse(&text(&body));
+                                    self.note_parse(parsing.elapsed());
+                                    self.bodies.give(body);
+                                    match parsed {
+                                    Ok(v) => return Ok((v, permit)),
                                     Err(e) => (None, format!("HTTP {} with a body that is not the documented JSON ({e})", status.as_u16())),
                                 }
+                                }
+                                Err(e) => (None, e),
                             }
-                            Err(e) => (None, e),
-                        },
+                        }
                         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                             metrics::http_timer(
                                 stats.stream,
@@ -385,7 +441,10 @@ impl Client {
                                 status.as_u16(),
                                 started.elapsed(),
                             );
-                            let body = read_body(resp, Vec::new()).await.unwrap_or_default();
+                            let body = read_body(resp, Vec::new(), None)
+                                .await
+                                .map(|(b, _)| b)
+                                .unwrap_or_default();
                             return Err(FetchError::BadRequest(format!(
                                 "HTTP {} for GET {path}?{query}: {}",
                                 status.as_u16(),
@@ -413,7 +472,10 @@ impl Client {
                         }
                         s => {
                             metrics::http_timer(stats.stream, path, s.as_u16(), started.elapsed());
-                            let body = read_body(resp, Vec::new()).await.unwrap_or_default();
+                            let body = read_body(resp, Vec::new(), None)
+                                .await
+                                .map(|(b, _)| b)
+                                .unwrap_or_default();
                             return Err(FetchError::Fatal(Error::Api(format!(
                                 "HTTP {} for GET {path}?{query}: {}",
                                 s.as_u16(),
@@ -598,7 +660,20 @@ fn parse_retry_after(v: Option<&HeaderValue>) -> Option<Duration> {
 }
 
 /// Reads the whole body into `buf` (empty, perhaps with capacity to spare).
-async fn read_body(mut resp: reqwest::Response, mut buf: Vec<u8>) -> Result<Vec<u8>, String> {
+async fn read_body(
+    mut resp: reqwest::Response,
+    mut buf: Vec<u8>,
+    pages: Option<&Arc<Semaphore>>,
+) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), String> {
+    let permit = match pages {
+        Some(p) => Some(
+            p.clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| "the page budget is closed".to_string())?,
+        ),
+        None => None,
+    };
     let expected = resp.content_length().unwrap_or(64 * 1024);
     // Exact: a reused buffer must not double past what the page needs.
     buf.reserve_exact(expected.min(MAX_BODY_BYTES as u64) as usize);
@@ -622,7 +697,7 @@ async fn read_body(mut resp: reqwest::Response, mut buf: Vec<u8>) -> Result<Vec<
             }
         }
     }
-    Ok(buf)
+    Ok((buf, permit))
 }
 
 /// A body as text, borrowed when it is valid UTF-8. Bytes that are not

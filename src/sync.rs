@@ -143,6 +143,11 @@ pub async fn sync(
         }
     }
     clock.abort();
+    tracing::info!(
+        "at most {} requests were in flight at once; a page took {:.0} ms on average",
+        client.most_in_flight(),
+        client.latency().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    );
     drop(client);
     let finish = writer
         .await

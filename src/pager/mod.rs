@@ -181,6 +181,9 @@ pub(crate) struct Page {
     /// Elements that are not records with an id: counted as skipped when
     /// the page is written.
     pub without_id: u64,
+    /// The page's place in the memory budget (`Budget::pages`), given back
+    /// once its lines are handed to the writer.
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Page {
@@ -360,53 +363,67 @@ impl Walker {
         let parent_id = target.parent_id.as_deref();
         let line_buffers = &sh.line_buffers;
         let stats = &sh.stats;
-        let page = sh
+        let (mut page, permit) = sh
             .client
-            .get(stats, &target.path, &query.encode(), |body| {
-                let tail = conform::record_tail(&timefmt::format_ms(chrono::Utc::now()), version);
-                let mut out = Page {
-                    lines: {
-                        let mut lines = line_buffers.take();
-                        // RECORD lines are about the size of the body
-                        // (fields dropped, envelopes added). Exact: a
-                        // reused buffer must not double past that.
-                        lines.reserve_exact(body.len());
-                        lines
-                    },
-                    written: 0,
-                    metas: Vec::new(),
-                    len: 0,
-                    total: None,
-                    without_id: 0,
-                };
-                let mut without_id = 0;
-                // Each record is conformed as soon as it is read. Should
-                // the body turn out broken further on, the whole page
-                // (`out`) is dropped and fetched again.
-                let page = scan::each_record(body, def, |record| {
-                    match record.and_then(|r| Some((r, conformer.meta(r)?))) {
-                        Some((record, meta)) => {
-                            if keep(&meta) {
-                                conformer.write_record(record, parent_id, &tail, &mut out.lines);
-                                out.written += 1;
+            .get_held(
+                stats,
+                &target.path,
+                &query.encode(),
+                Some(&sh.budget.pages),
+                |body| {
+                    let tail =
+                        conform::record_tail(&timefmt::format_ms(chrono::Utc::now()), version);
+                    let mut out = Page {
+                        lines: {
+                            let mut lines = line_buffers.take();
+                            // RECORD lines are about the size of the body
+                            // (fields dropped, envelopes added). Exact: a
+                            // reused buffer must not double past that.
+                            lines.reserve_exact(body.len());
+                            lines
+                        },
+                        written: 0,
+                        metas: Vec::new(),
+                        len: 0,
+                        total: None,
+                        without_id: 0,
+                        permit: None,
+                    };
+                    let mut without_id = 0;
+                    // Each record is conformed as soon as it is read. Should
+                    // the body turn out broken further on, the whole page
+                    // (`out`) is dropped and fetched again.
+                    let page = scan::each_record(body, def, |record| {
+                        match record.and_then(|r| Some((r, conformer.meta(r)?))) {
+                            Some((record, meta)) => {
+                                if keep(&meta) {
+                                    conformer.write_record(
+                                        record,
+                                        parent_id,
+                                        &tail,
+                                        &mut out.lines,
+                                    );
+                                    out.written += 1;
+                                }
+                                out.metas.push(meta);
                             }
-                            out.metas.push(meta);
+                            None => without_id += 1,
                         }
-                        None => without_id += 1,
+                    })?;
+                    // A page of nothing but id-less elements (`[{"error": ...}]`)
+                    // is an error body, not an empty last page: retried like one.
+                    if page.len > 0 && out.metas.is_empty() {
+                        return Err("no element of the page is a record with an id".into());
                     }
-                })?;
-                // A page of nothing but id-less elements (`[{"error": ...}]`)
-                // is an error body, not an empty last page: retried like one.
-                if page.len > 0 && out.metas.is_empty() {
-                    return Err("no element of the page is a record with an id".into());
-                }
-                out.len = page.len;
-                out.total = page.total;
-                out.without_id = without_id;
-                conformer.skip_without_id(without_id);
-                Ok(out)
-            })
+                    out.len = page.len;
+                    out.total = page.total;
+                    out.without_id = without_id;
+                    conformer.skip_without_id(without_id);
+                    Ok(out)
+                },
+            )
             .await?;
+        page.permit = permit;
         if let Some(newest) = page.times().max() {
             sh.client.learned().saw(newest);
         }

@@ -173,7 +173,7 @@ async fn newest_first(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchError>
             .skip(offset);
         let end = h.end();
         let already = &recent;
-        let page = w
+        let mut page = w
             .fetch(def, target, &q, |m| {
                 m.updated_ms
                     .is_some_and(|t| h.lo.is_none_or(|lo| t >= lo) && t < end)
@@ -190,6 +190,8 @@ async fn newest_first(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchError>
         }
         if !w.client().learned().endpoint(def.name).sort.holds() && times.first() != times.last() {
             let first = page.metas.first().map(|m| m.id.clone());
+            // No permit is held while probing: the probe may wait for one.
+            page.permit = None;
             if let Err(e) = probe::verify_sort(w, target, &q, first.as_deref(), &times).await {
                 w.discard(page);
                 return Err(e);

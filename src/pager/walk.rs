@@ -45,8 +45,12 @@ use crate::state::{Context, Progress};
 /// `Signpost`): requests go without an upper bound until it is.
 pub(crate) const AT_SIGNPOST: i64 = i64::MAX - 1;
 
+/// Pages held in memory at once (see `Budget::pages`): about 2-4 MB each for
+/// 1000 tickets. The writer, on its own thread, keeps up with far more
+/// than the API can send; these cover the pages being read and conformed.
+const PAGES_IN_MEMORY: usize = 3;
 /// The most tasks walking at once, all streams together.
-const MAX_SEATS: usize = 24;
+const MAX_SEATS: usize = 16;
 /// At most this often a STATE only for progress above a bookmark that did not move.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 /// How far ahead a slice is cut, in multiples of the stretch it read, per seat.
@@ -59,6 +63,11 @@ const MIN_CHUNK_PAGES: f64 = 4.0;
 pub struct Budget {
     active: AtomicUsize,
     max: usize,
+    /// Pages held in memory at once, all streams together: from the moment
+    /// an answer's headers arrive until its lines are handed to the writer.
+    /// Requests waiting for an answer hold none, so a slow API can have
+    /// many more requests in flight than this.
+    pub(crate) pages: Arc<tokio::sync::Semaphore>,
 }
 
 /// A walking task's place in the budget, given back when dropped.
@@ -79,18 +88,26 @@ impl Budget {
         Arc::new(Budget {
             active: AtomicUsize::new(0),
             max: max.max(1),
+            pages: Arc::new(tokio::sync::Semaphore::new(PAGES_IN_MEMORY)),
         })
     }
 
     /// Requests that must be in flight to use the rate budget at the round
-    /// trip measured so far (one more for the page being conformed).
+    /// trip measured so far (one more for the page being conformed). The
+    /// rate is the budget's, or what the one worker thread conforms if that
+    /// is less (an unlimited server): more in flight would only hold pages.
     pub(crate) fn target(&self, client: &Client) -> usize {
         let rtt = client
             .latency()
             .map_or(0.25, |d| d.as_secs_f64())
             .clamp(0.001, 30.0);
-        let needed = (client.rate_per_second() * rtt * 1.2).ceil() as usize + 1;
-        needed.clamp(2, self.max)
+        let rate = client
+            .pages_per_second()
+            .map_or(client.rate_per_second(), |cpu| {
+                cpu.min(client.rate_per_second())
+            });
+        let needed = (rate * rtt * 1.2).ceil() as usize + 1;
+        needed.max(2).min(self.max)
     }
 
     /// A seat, whatever the budget: every walk has at least one task.
@@ -493,6 +510,7 @@ impl SliceHandle {
             _ => None,
         };
         w.send(page.lines, page.written, bookmark).await?;
+        drop(page.permit);
         drop(t);
         self.walk.progress.notify_one();
         if let Some(o) = &self.walk.observer {
@@ -524,6 +542,8 @@ pub(crate) struct Report {
     pub skipped: u64,
     /// The count of matching records the body told (`totalCount`).
     pub total: Option<u64>,
+    /// The page's place in the memory budget, given back once sent.
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// How far the slice has read, before the sort is verified (see `Slice::at`).
     pub at: Option<i64>,
     /// The page may have been cut: the slice has more to read.
@@ -540,6 +560,7 @@ impl Report {
             written: page.written,
             skipped: page.without_id,
             total: page.total,
+            permit: page.permit,
             ..Report::default()
         };
         for m in &page.metas {

@@ -18,7 +18,7 @@
 
 use super::query::{Op, Query};
 use super::walk::{Report, SliceHandle};
-use super::{probe, ties, Walker};
+use super::{probe, ties, Page, Walker};
 use crate::assumptions::{Assumption, Fact};
 use crate::client::FetchError;
 
@@ -64,7 +64,7 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
         if b != i64::MAX {
             q = q.at(rk, Op::Lt, b);
         }
-        let page = w
+        let mut page = w
             .fetch(def, target, &q, |m| {
                 m.updated_ms.is_none_or(|t| t < b.min(h.end()))
             })
@@ -77,12 +77,14 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
                 .note(def.name, Assumption::RangeFilters, Fact::Ignored);
             return Err(FetchError::Replan);
         }
-        if page.len == 0
-            && (c.is_some() || b != i64::MAX)
-            && probe::filters_misread(w, target).await?
-        {
-            w.discard(page);
-            return Err(FetchError::Replan);
+        if page.len == 0 && (c.is_some() || b != i64::MAX) {
+            // No page is held while probing: a held page keeps its place in
+            // the memory budget, which the probe may wait for.
+            let empty = std::mem::replace(&mut page, empty_page());
+            w.discard(empty);
+            if probe::filters_misread(w, target).await? {
+                return Err(FetchError::Replan);
+            }
         }
         let learned = w.client().learned();
         learned.page_served(def.name, page.len);
@@ -156,5 +158,18 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
                 }
             }
         }
+    }
+}
+
+/// A page with nothing in it, standing in for one handed back.
+fn empty_page() -> Page {
+    Page {
+        lines: Vec::new(),
+        written: 0,
+        metas: Vec::new(),
+        len: 0,
+        total: None,
+        without_id: 0,
+        permit: None,
     }
 }
