@@ -57,7 +57,7 @@ const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(250
 const REACH: i64 = 4;
 /// Pages a slice cut off holds at least: each slice costs about one request
 /// more than one walk would (its last, short page).
-const MIN_CHUNK_PAGES: f64 = 4.0;
+const MIN_CHUNK_PAGES: f64 = 2.0;
 
 /// How many walking tasks may run at once, all streams together.
 pub struct Budget {
