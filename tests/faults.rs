@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::util::*;
 
 fn assert_everything(run: &Run, server: &fake_gleap::FakeGleap) {
-    for name in ALL_STREAMS {
+    for name in default_streams() {
         assert_eq!(run.ids(name), fake_ids(server, name), "{name}");
     }
 }

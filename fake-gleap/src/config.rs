@@ -633,6 +633,10 @@ pub struct FakeConfig {
     pub missing_features: Vec<String>,
     /// What a missing feature's endpoints answer: 404 (default) or 403.
     pub missing_status: u16,
+    /// Streams whose endpoints are down: every request answers 503 (an
+    /// outage of one endpoint, while the others work). Names as for
+    /// `missing_features`.
+    pub broken_features: Vec<String>,
     /// updatedAt of base record 0.
     pub base_time: DateTime<Utc>,
     /// updatedAt spacing between consecutive tie groups of base records.
@@ -725,6 +729,7 @@ impl Default for FakeConfig {
             events_per_session: 3,
             missing_features: Vec::new(),
             missing_status: 404,
+            broken_features: Vec::new(),
             base_time: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
             step_ms: 60_000,
             tie_group: 1,
@@ -795,5 +800,10 @@ impl FakeConfig {
     /// Whether the project's plan lacks this stream's feature.
     pub fn is_missing(&self, stream: Stream) -> bool {
         self.missing_features.iter().any(|f| stream.is_feature(f))
+    }
+
+    /// Whether this stream's endpoints are down (`broken_features`).
+    pub fn is_broken(&self, stream: Stream) -> bool {
+        self.broken_features.iter().any(|f| stream.is_feature(f))
     }
 }

@@ -498,6 +498,9 @@ fn route(
     if cfg.is_missing(scope.stream) {
         return Err(missing(cfg));
     }
+    if cfg.is_broken(scope.stream) {
+        return Err(status_fault(Fault::Status503));
+    }
     let cap = cfg.max_limit.map_or(cap, |m| cap.min(m));
     if cfg.over_limit == OverLimit::Refuse && !unpaginated && q.limit.is_some_and(|l| l > cap) {
         return Err(bad_request(&format!("limit must not exceed {cap}")));

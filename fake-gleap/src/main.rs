@@ -70,6 +70,9 @@ struct Cli {
     /// What a missing feature's endpoints answer: 404 or 403.
     #[arg(long, default_value_t = 404)]
     missing_status: u16,
+    /// Streams whose endpoints are down: every request answers 503.
+    #[arg(long, value_name = "STREAM[,STREAM...]", value_delimiter = ',')]
+    broken: Vec<String>,
     /// updatedAt of base record 0 (RFC 3339).
     #[arg(long)]
     base_time: Option<String>,
@@ -229,6 +232,12 @@ fn config(c: &Cli) -> Result<FakeConfig, String> {
             ));
         }
         cfg.missing_features.push(f.to_string());
+    }
+    for f in c.broken.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
+        if !fake_gleap::Stream::ALL.iter().any(|s| s.is_feature(f)) {
+            return Err(format!("--broken: unknown stream {f:?}"));
+        }
+        cfg.broken_features.push(f.to_string());
     }
     if !matches!(c.missing_status, 403 | 404) {
         return Err("--missing-status: 403 or 404".into());
