@@ -232,6 +232,7 @@ fn expected_report(mode: &str) -> Option<(&'static str, &'static str, &'static s
         "no-total-count" => ("/tickets", "`totalCount`", "does not hold (ignored)"),
         "responses-wrapped" => ("/engagement/surveys/", "a bare array, or an object", "an object wrapping the array"),
         "small-lists-unpaginated" => ("/teams", "`skip` pages through", "limit=1 answered"),
+        "plan-lacks-engagement" => ("/engagement/cobrowse", "the project's plan has the feature", "does not hold (unavailable): answered 404"),
         "clock-ahead" => ("every response", "`Date` header", "ahead of this machine"),
         "clock-behind" => ("every response", "`Date` header", "behind this machine"),
         _ => return None,
