@@ -408,3 +408,60 @@ fn a_failing_stream_does_not_stop_the_others_and_the_run_is_partial() {
         assert!(matches!(run.messages.last(), Some(Message::State { .. })));
     }
 }
+
+/// A catalog may choose FULL_TABLE for a per-parent stream: every parent's
+/// list is read, every run, and no bookmark is kept.
+#[test]
+fn a_per_parent_stream_synced_full_table_reads_every_parent_every_run() {
+    let server = start(small_config());
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({}));
+    let cat = catalog_selecting(&cfg, &["ticket_activity_logs"], |e| {
+        e["metadata"][0]["metadata"]["replication-method"] = json!("FULL_TABLE");
+    });
+    let cat = s.write_json("catalog.json", &cat);
+    for _ in 0..2 {
+        server.reset_stats();
+        let run = tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
+        run.assert_ok();
+        assert_complete_streams(&run, &server, &["ticket_activity_logs"]);
+        assert_eq!(
+            per_parent_requests(&server, "/v3/tickets/", "/activity-logs"),
+            60
+        );
+        assert!(run.last_state()["bookmarks"]
+            .get("ticket_activity_logs")
+            .is_none());
+    }
+}
+
+/// A per-parent endpoint the plan lacks: the first parents' lists all
+/// answer 404 (or one answers 403), and the stream is skipped with one
+/// warning after a few requests, not one per parent.
+#[test]
+fn a_missing_per_parent_endpoint_is_skipped_after_a_few_requests() {
+    for status in [404u16, 403] {
+        let server = start(FakeConfig {
+            missing_features: vec!["ticket_activity_logs".into()],
+            missing_status: status,
+            ..small_config()
+        });
+        let s = Scratch::new();
+        let cfg = s.config(&server, json!({}));
+        let run = tap(&[
+            "--config",
+            path_str(&cfg),
+            "--select",
+            &PER_PARENT.join(","),
+        ]);
+        run.assert_ok();
+        let lines = warnings(&run, "stream ticket_activity_logs skipped");
+        assert_eq!(lines.len(), 1, "{status}: {}", run.stderr);
+        let requests = per_parent_requests(&server, "/v3/tickets/", "/activity-logs");
+        assert!(requests <= 3 + 24, "{status}: {requests} requests");
+        assert_complete_streams(&run, &server, &["session_activities", "session_events"]);
+        assert!(run.last_state()["bookmarks"]
+            .get("ticket_activity_logs")
+            .is_none());
+    }
+}

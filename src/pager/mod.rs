@@ -25,14 +25,20 @@
 //! update) is read by [`ties`], splitting it by `createdAt` and `_id`
 //! filters. Tickets hide archived and spam records from a plain listing in
 //! a way the API does not document: [`partitions`] decides from what the
-//! plain listing shows what else to read. Child streams (survey responses)
-//! are listed once per parent: [`children`]. [`walk`] runs a range as
+//! plain listing shows what else to read. Child streams are listed once per
+//! parent ([`children`]): survey responses and help center articles for
+//! every survey or collection; ticket activity logs and contacts'
+//! activities and events only for the parents updated since their bookmark,
+//! found by walking the parent as above for its ids alone. [`walk`] runs a range as
 //! slices walked concurrently under the one rate budget, and turns their
 //! progress into bookmarks; [`probe`] holds the cheap requests that test an
 //! assumption.
 //!
-//! Small lists without a replication key (teams, surveys, templates) are
-//! read by [`offset::offset_walk`], which detects a list shifting under it.
+//! Small lists without a replication key (teams, surveys, templates, team
+//! members, the help center's collections, news, the engagement lists...)
+//! are read by [`offset::offset_walk`], which detects a list shifting under
+//! it; so is each parent's list of a per-parent stream
+//! ([`offset::listing`]).
 
 mod children;
 mod keyset;
