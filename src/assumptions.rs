@@ -52,10 +52,13 @@ pub enum Assumption {
     /// An optional endpoint (help center, news, the engagement lists...)
     /// answers: the project's plan has the feature.
     Feature,
+    /// A new or changed activity log entry, activity or event updates its
+    /// ticket's or contact's `updatedAt` (what per-parent streams read).
+    ChildTouchesParent,
 }
 
 impl Assumption {
-    pub const ALL: [Assumption; 15] = [
+    pub const ALL: [Assumption; 16] = [
         Assumption::SortByUpdatedAt,
         Assumption::RangeFilters,
         Assumption::CreatedAtFilters,
@@ -71,6 +74,7 @@ impl Assumption {
         Assumption::TotalCount,
         Assumption::ResponseShape,
         Assumption::Feature,
+        Assumption::ChildTouchesParent,
     ];
 
     /// What is assumed, in a few words.
@@ -91,6 +95,7 @@ impl Assumption {
             Assumption::TotalCount => "the tickets body carries `totalCount`",
             Assumption::ResponseShape => "a list is a bare array, or an object wrapping one array",
             Assumption::Feature => "an optional endpoint (help center, news, engagement lists, surveys, custom components, activity logs) answers: the project's plan has the feature",
+            Assumption::ChildTouchesParent => "a new or changed activity log entry, activity or event updates its ticket's or contact's `updatedAt`",
         }
     }
 
@@ -111,6 +116,7 @@ impl Assumption {
             Assumption::TotalCount => "its absence",
             Assumption::ResponseShape => "any other body is an error, retried",
             Assumption::Feature => "a 403 or 404 on the stream's listing",
+            Assumption::ChildTouchesParent => "not from the lists: the records of a parent not updated since the bookmark are not read",
         }
     }
 
@@ -132,6 +138,7 @@ impl Assumption {
             Assumption::TotalCount => "progress without percent done",
             Assumption::ResponseShape => "none needed: both shapes are read",
             Assumption::Feature => "skips the stream with one warning naming it and the status; the other streams complete, and the run exits 0 (on tickets, sessions, messages, teams, templates or team members, a 403 or 404 means wrong credentials or `api_url`: the sync stops)",
+            Assumption::ChildTouchesParent => "none by itself: a per-parent stream synced FULL_TABLE (in the catalog) now and then reads every parent's list",
         }
     }
 }
