@@ -460,6 +460,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_stream_with_its_endpoint() {
+        let readme = include_str!("../README.md");
+        for s in STREAMS {
+            let row = format!("| {} | `GET {}`", s.name, s.endpoint());
+            assert!(readme.contains(&row), "README's stream table lacks {row}");
+        }
+    }
+
+    #[test]
     fn names_are_unique_and_core_streams_are_not_optional() {
         let mut names: Vec<&str> = STREAMS.iter().map(|s| s.name).collect();
         names.sort();

@@ -45,10 +45,11 @@ fn sync_until_done(cfg: &Path, s: &Scratch, extra: &[&str], tries: usize) -> Vec
             return runs;
         }
         let r = runs.last().unwrap();
-        assert_eq!(
+        // 7: every stream failed; 9: some did, the others completed.
+        assert!(
+            matches!(r.code, 7 | 9),
+            "only the API error stops a sync: {}: {}",
             r.code,
-            7,
-            "only the API error stops a sync: {}",
             r.error_line()
         );
     }
