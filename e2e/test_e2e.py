@@ -77,6 +77,9 @@ MELTANO = str(VENV_BIN / "meltano")
 
 API_KEY = "e2e-key-3b9f0d"
 PROJECT = "e2e-project"
+# The streams Meltano extracts with meltano/meltano.yml: every stream but the
+# per-parent ones, which its `select` leaves out (as a sync without a catalog
+# does: they cost a request per changed ticket or contact).
 STREAMS = [
     "tickets",
     "sessions",
@@ -85,8 +88,26 @@ STREAMS = [
     "surveys",
     "survey_responses",
     "message_templates",
+    "team_members",
+    "helpcenter_collections",
+    "helpcenter_articles",
+    "helpcenter_redirects",
+    "news",
+    "engagement_banners",
+    "engagement_chat_messages",
+    "engagement_cobrowse",
+    "engagement_emails",
+    "engagement_product_tours",
+    "engagement_push_notifications",
+    "engagement_tooltips",
+    "engagement_whatsapp_messages",
+    "engagement_checklists",
+    "engagement_modals",
+    "custom_components",
 ]
-INCREMENTAL = ["tickets", "sessions", "messages", "survey_responses"]
+# Checked absent from every target (not selected).
+PER_PARENT = ["ticket_activity_logs", "session_activities", "session_events"]
+INCREMENTAL = ["tickets", "sessions", "messages", "survey_responses", "helpcenter_articles"]
 TARGETS = ["target-jsonl", "target-duckdb", "target-postgres"]
 # The fake's data: enough for many pages at page_size 100, with ties
 # (3 records per updatedAt) so that boundaries are real.
@@ -94,6 +115,8 @@ FAKE_ARGS = [
     "--tickets", "1200", "--sessions", "400", "--messages", "1500",
     "--teams", "4", "--surveys", "5", "--responses-per-survey", "40",
     "--message-templates", "6", "--tie-group", "3",
+    "--team-members", "12", "--helpcenter-collections", "6", "--articles-per-collection", "5",
+    "--news", "5", "--engagements-per-kind", "3", "--custom-components", "4",
 ]
 # Between the two runs. bulk_update gives more records one updatedAt than a
 # page holds (the tap's tie path); a deleted template tests ACTIVATE_VERSION.
@@ -104,6 +127,12 @@ MUTATIONS = [
     ("survey_responses", {"update": 8, "create": 6}),
     ("teams", {"update": 1, "create": 1}),
     ("message_templates", {"update": 1, "create": 1, "delete": 1}),
+    ("helpcenter_articles", {"update": 4, "create": 2}),
+    ("news", {"update": 1, "create": 1}),
+    ("engagement_banners", {"update": 1, "create": 1}),
+    ("team_members", {"update": 1, "create": 1}),
+    # Not extracted (not selected): their parents change, nothing else must.
+    ("ticket_activity_logs", {"create": 3}),
 ]
 
 # --------------------------------------------------------------------------
@@ -349,6 +378,23 @@ def sql_rows(target: str, pg: Postgres, stream: str) -> tuple[list[dict], dict[s
     return rows, cols
 
 
+def sql_has_table(target: str, pg: "Postgres", stream: str) -> bool:
+    if target == "target-duckdb":
+        import duckdb
+
+        con = duckdb.connect(str(WORK / "warehouse.duckdb"), read_only=True)
+        try:
+            return bool(con.execute("SELECT count(*) FROM information_schema.tables "
+                                    "WHERE table_schema = 'gleap' AND table_name = ?", [stream.lower()]).fetchone()[0])
+        finally:
+            con.close()
+    import psycopg
+
+    with psycopg.connect(pg.dsn()) as c:
+        return bool(c.execute("SELECT count(*) FROM information_schema.tables "
+                              "WHERE table_schema = 'gleap' AND table_name = %s", [stream]).fetchone()[0])
+
+
 def schema_kinds(stream: str) -> dict[str, str]:
     """Column (lower-cased) → kind, from the tap's schema file."""
     s = json.loads((REPO / "schemas" / f"{stream}.json").read_text())
@@ -558,6 +604,22 @@ EXPRESSIONS = {
         "b": "name.upper()",
         "c": "name.lower()",
         "d": "name.split('–')"
+    },
+    "team_members": {
+        "full": "f'{firstName} {lastName}'",
+        "domain": "email.split('@')[-1] if email else None"
+    },
+    "helpcenter_collections": {
+        "title_en": "title.get('en') if title else None",
+        "langs": "list((title or {}).keys())",
+        "sub": "parent is not None"
+    },
+    "helpcenter_articles": {
+        "title_de": "(title or {}).get('de', '')",
+        "c": "collection_id[-4:]"
+    },
+    "engagement_product_tours": {
+        "first_step": "steps[0].get('title') if steps else None"
     }
 }
 MAP_CONFIGS = {
@@ -897,6 +959,9 @@ class E2E:
 
     def check_jsonl(self, n: int):
         snap = self.snap1 if n == 1 else self.snap2
+        for s in PER_PARENT:
+            check(f"run {n} target-jsonl: {s} not extracted (left out by meltano.yml's select)",
+                  not jsonl_lines(s), f"{len(jsonl_lines(s))} lines")
         for s in STREAMS:
             lines = jsonl_lines(s)
             if n == 1:
@@ -942,6 +1007,13 @@ class E2E:
 
     def check_sql(self, target: str, n: int):
         snap = self.snap1 if n == 1 else self.snap2
+        for s in PER_PARENT:
+            try:
+                present = sql_has_table(target, self.pg, s)
+            except Exception as e:  # noqa: BLE001
+                check(f"run {n} {target}: information_schema readable", False, f"{type(e).__name__}: {e}")
+                break
+            check(f"run {n} {target}: no table gleap.{s} (left out by meltano.yml's select)", not present)
         for s in STREAMS:
             try:
                 rows, cols = sql_rows(target, self.pg, s)
@@ -1059,6 +1131,9 @@ export PATH={self.wheel_tap.parent}:{target.parent}:$PATH
         state = json.loads((d / "state.json").read_text())
         check(f"cron run {n}: state.json holds the bookmarks", set(INCREMENTAL) <= set(state.get("bookmarks", {})),
               json.dumps(state)[:300])
+        for s in PER_PARENT:
+            check(f"cron run {n}: {s} not extracted (not selected by default)",
+                  not (d / "out" / f"{s}.jsonl").exists())
         for s in STREAMS:
             lines = [json.loads(x) for x in (d / "out" / f"{s}.jsonl").read_text().splitlines()]
             ids = [r["id"] for r in lines[before[s]:]]

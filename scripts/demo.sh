@@ -30,7 +30,7 @@ echo "==> fake Gleap API at $(cat "$ready")"
 
 summary() {
   grep -o '"type":"RECORD","stream":"[a-z_]*"' "$1" | sed 's/.*"stream":"\([a-z_]*\)"/\1/' | sort | uniq -c |
-    awk '{printf "    %-18s %8d records\n", $2, $1}'
+    awk '{printf "    %-30s %8d records\n", $2, $1}'
 }
 
 echo "==> full sync: tap-gleap --config sample_config.json > $out/singer.jsonl"
@@ -42,7 +42,7 @@ tail -n 1 "$out/singer.jsonl" >"$out/state.json"
 echo "==> incremental sync from $out/state.json > $out/singer-incremental.jsonl"
 "$bin/tap-gleap" --config sample_config.json --state "$out/state.json" >"$out/singer-incremental.jsonl" 2>"$out/tap-incremental.log"
 summary "$out/singer-incremental.jsonl"
-echo "    (incremental streams: only the records at their bookmarks, as nothing changed between the runs; full-table streams (teams, surveys, message_templates) are read whole on every run)"
+echo "    (incremental streams: only the records at their bookmarks, as nothing changed between the runs; full-table streams (teams, surveys, message templates, team members, the help center, news, the engagement lists...) are read whole on every run; the per-parent streams (ticket activity logs, session activities and events) only with --select or a catalog naming them)"
 tail -n 1 "$out/singer-incremental.jsonl" >"$out/state.json"
 
 echo

@@ -8,7 +8,7 @@ use crate::config::{Kind, SETTINGS};
 use crate::streams::STREAMS;
 
 pub const NAME: &str = "tap-gleap";
-pub const DESCRIPTION: &str = "Singer tap for Gleap: tickets, sessions, messages, teams, surveys, survey responses and message templates.";
+pub const DESCRIPTION: &str = "Singer tap for Gleap: tickets, sessions, messages, teams, team members, surveys and their responses, message templates, the help center, news, the engagement lists, custom components, and (on request) ticket activity logs and contacts' activities and events.";
 
 /// Capabilities the tap implements (Meltano reads these).
 pub const CAPABILITIES: &[&str] = &[
@@ -70,10 +70,13 @@ pub fn about_json() -> Value {
         .map(|s| {
             json!({
                 "name": s.name,
-                "endpoint": format!("GET {}", s.path.replace("{parent_id}", "{survey_id}")),
+                "endpoint": format!("GET {}", s.endpoint()),
                 "key_properties": [s.key],
                 "replication_method": s.default_method.as_singer(),
                 "replication_key": s.replication_key,
+                "selected_by_default": s.selected_by_default(),
+                "optional": s.optional,
+                "requests": s.cost(),
             })
         })
         .collect();
@@ -115,19 +118,26 @@ pub fn about_markdown() -> String {
         ));
     }
     md.push_str("\nEvery setting can also come from the environment as `TAP_GLEAP_<SETTING>` (with `--config ENV`, or no `--config`).\n");
-    md.push_str("\n## Streams\n\n| Stream | Endpoint | Key | Replication |\n|:--|:--|:--|:--|\n");
+    md.push_str("\n## Streams\n\nStreams marked *not by default* are extracted only when a catalog or `--select` names them. A stream marked *optional* is skipped with a warning when the API answers 403 or 404 for it (a feature the project's plan lacks).\n\n| Stream | Endpoint | Key | Replication | Requests |\n|:--|:--|:--|:--|:--|\n");
     for s in STREAMS {
-        let repl = match s.replication_key {
+        let mut repl = match s.replication_key {
             Some(rk) if s.default_method == crate::streams::Method::Incremental => {
                 format!("INCREMENTAL on `{rk}`")
             }
             _ => "FULL_TABLE".to_string(),
         };
+        if !s.selected_by_default() {
+            repl.push_str("; not by default");
+        }
+        if s.optional {
+            repl.push_str("; optional");
+        }
         md.push_str(&format!(
-            "| {} | `GET {}` | `{}` | {repl} |\n",
+            "| {} | `GET {}` | `{}` | {repl} | {} |\n",
             s.name,
-            s.path.replace("{parent_id}", "{survey_id}"),
-            s.key
+            s.endpoint(),
+            s.key,
+            s.cost()
         ));
     }
     md

@@ -49,10 +49,16 @@ pub enum Assumption {
     TotalCount,
     /// Lists are a bare array, or an object wrapping one array.
     ResponseShape,
+    /// An optional endpoint (help center, news, the engagement lists...)
+    /// answers: the project's plan has the feature.
+    Feature,
+    /// A new or changed activity log entry, activity or event updates its
+    /// ticket's or contact's `updatedAt` (what per-parent streams read).
+    ChildTouchesParent,
 }
 
 impl Assumption {
-    pub const ALL: [Assumption; 14] = [
+    pub const ALL: [Assumption; 16] = [
         Assumption::SortByUpdatedAt,
         Assumption::RangeFilters,
         Assumption::CreatedAtFilters,
@@ -67,6 +73,8 @@ impl Assumption {
         Assumption::RetryAfter,
         Assumption::TotalCount,
         Assumption::ResponseShape,
+        Assumption::Feature,
+        Assumption::ChildTouchesParent,
     ];
 
     /// What is assumed, in a few words.
@@ -86,6 +94,8 @@ impl Assumption {
             Assumption::RetryAfter => "a 429 carries `Retry-After`",
             Assumption::TotalCount => "the tickets body carries `totalCount`",
             Assumption::ResponseShape => "a list is a bare array, or an object wrapping one array",
+            Assumption::Feature => "an optional endpoint (help center, news, engagement lists, surveys, custom components, activity logs) answers: the project's plan has the feature",
+            Assumption::ChildTouchesParent => "a new or changed activity log entry, activity or event updates its ticket's or contact's `updatedAt`",
         }
     }
 
@@ -105,6 +115,8 @@ impl Assumption {
             Assumption::RetryAfter => "its absence on a 429",
             Assumption::TotalCount => "its absence",
             Assumption::ResponseShape => "any other body is an error, retried",
+            Assumption::Feature => "a 403 or 404 on the stream's listing",
+            Assumption::ChildTouchesParent => "not from the lists: the records of a parent not updated since the bookmark are not read",
         }
     }
 
@@ -125,6 +137,8 @@ impl Assumption {
             Assumption::RetryAfter => "waits with exponential backoff, at least 2 s",
             Assumption::TotalCount => "progress without percent done",
             Assumption::ResponseShape => "none needed: both shapes are read",
+            Assumption::Feature => "skips the stream with one warning naming it and the status; the other streams complete, and the run exits 0 (on tickets, sessions, messages, teams, templates or team members, a 403 or 404 means wrong credentials or `api_url`: the sync stops)",
+            Assumption::ChildTouchesParent => "none by itself: a per-parent stream synced FULL_TABLE (in the catalog) now and then reads every parent's list",
         }
     }
 }
@@ -142,6 +156,8 @@ pub enum Fact {
     Refused,
     /// The server took it for something else: a filter that matches nothing.
     Misread,
+    /// The endpoint answered 403 or 404: not in the project's plan.
+    Unavailable,
 }
 
 impl Fact {
@@ -151,7 +167,10 @@ impl Fact {
 
     /// Known not to hold.
     pub fn fails(self) -> bool {
-        matches!(self, Fact::Ignored | Fact::Refused | Fact::Misread)
+        matches!(
+            self,
+            Fact::Ignored | Fact::Refused | Fact::Misread | Fact::Unavailable
+        )
     }
 
     fn word(self) -> &'static str {
@@ -161,6 +180,7 @@ impl Fact {
             Fact::Ignored => "does not hold: ignored",
             Fact::Refused => "does not hold: refused (400)",
             Fact::Misread => "does not hold: answers nothing",
+            Fact::Unavailable => "does not hold: answers 403/404",
         }
     }
 }

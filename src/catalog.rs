@@ -50,8 +50,10 @@ pub fn discover() -> Value {
 }
 
 /// The catalog, with only the streams of `--select` (when any) marked
-/// `"selected": true` and the others `false`: every stream is otherwise
-/// `selected-by-default`, as the Meltano SDK has it.
+/// `"selected": true` and the others `false`. Otherwise every stream is
+/// `selected-by-default`, as the Meltano SDK has it, but those that cost a
+/// request per changed parent record (`StreamDef::selected_by_default`),
+/// which say `"selected-by-default": false` and `"selected": false`.
 pub fn discover_only(only: &[String]) -> Value {
     let streams: Vec<Value> = STREAMS
         .iter()
@@ -71,7 +73,13 @@ fn discover_stream(def: &StreamDef) -> Value {
     let schema = schema_of(def);
     let mut root = Map::new();
     root.insert("inclusion".into(), json!("available"));
-    root.insert("selected-by-default".into(), json!(true));
+    root.insert(
+        "selected-by-default".into(),
+        json!(def.selected_by_default()),
+    );
+    if !def.selected_by_default() {
+        root.insert("selected".into(), json!(false));
+    }
     root.insert("table-key-properties".into(), json!([def.key]));
     match def.replication_key {
         Some(rk) => {
@@ -115,16 +123,25 @@ fn discover_stream(def: &StreamDef) -> Value {
     entry
 }
 
-/// Every stream with every field: a sync without a catalog.
+/// The streams selected by default, with every field: a sync without a
+/// catalog (every stream but those costing a request per changed parent).
 pub fn select_all() -> Vec<Selected> {
     select_only(&[])
 }
 
-/// The streams of `--select` (every stream when it is empty) with every field.
+/// The streams of `--select` with every field, whatever their default
+/// (a stream named is a stream wanted); without `--select`, the streams
+/// selected by default.
 pub fn select_only(only: &[String]) -> Vec<Selected> {
     STREAMS
         .iter()
-        .filter(|def| only.is_empty() || only.iter().any(|n| n == def.name))
+        .filter(|def| {
+            if only.is_empty() {
+                def.selected_by_default()
+            } else {
+                only.iter().any(|n| n == def.name)
+            }
+        })
         .map(|def| {
             let schema = schema_of(def);
             Selected {
@@ -330,8 +347,37 @@ mod tests {
     }
 
     #[test]
-    fn the_discovered_catalog_selects_everything_by_default() {
-        assert_eq!(select(&discover(), &[]).unwrap().len(), STREAMS.len());
+    fn the_discovered_catalog_selects_everything_by_default_but_per_parent_streams() {
+        let names = |s: Vec<Selected>| s.iter().map(|s| s.def.name).collect::<Vec<_>>();
+        let by_default = names(select(&discover(), &[]).unwrap());
+        assert_eq!(by_default, names(select_all()));
+        assert_eq!(by_default.len(), STREAMS.len() - 3);
+        for name in [
+            "ticket_activity_logs",
+            "session_activities",
+            "session_events",
+        ] {
+            assert!(!by_default.contains(&name), "{name}");
+            let entry = discover()["streams"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["tap_stream_id"] == name)
+                .unwrap()
+                .clone();
+            assert_eq!(
+                entry["metadata"][0]["metadata"]["selected-by-default"],
+                false
+            );
+            assert_eq!(entry["metadata"][0]["metadata"]["selected"], false);
+            // Named, it is extracted: by --select, or by the catalog.
+            let only = vec![name.to_string()];
+            assert_eq!(names(select(&discover(), &only).unwrap()), [name]);
+            assert_eq!(names(select_only(&only)), [name]);
+            assert_eq!(names(select(&discover_only(&only), &[]).unwrap()), [name]);
+            let cat = with_root(deselect_all(discover()), name, json!({"selected": true}));
+            assert_eq!(names(select(&cat, &[]).unwrap()), [name]);
+        }
     }
 
     #[test]

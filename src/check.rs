@@ -49,7 +49,7 @@ pub async fn connection(
         let (client, selected) = (client.clone(), selected.clone());
         tasks.spawn(async move { (i, one_record(&client, &selected[i]).await) });
     }
-    let mut results: Vec<Option<Result<Vec<u8>, Error>>> = std::iter::repeat_with(|| None)
+    let mut results: Vec<Option<Result<Option<Vec<u8>>, Error>>> = std::iter::repeat_with(|| None)
         .take(selected.len())
         .collect();
     let deadline = tokio::time::Instant::now() + CHECK_DEADLINE;
@@ -74,7 +74,13 @@ pub async fn connection(
             )))
         });
         match result {
-            Ok(line) => {
+            Ok(None) => {
+                tracing::warn!(
+                    stream = sel.def.name,
+                    "connection test: not available (403/404): the project's plan does not include this feature; a sync skips it"
+                );
+            }
+            Ok(Some(line)) => {
                 let found = if line.is_empty() {
                     "reachable, no records"
                 } else {
@@ -104,8 +110,18 @@ pub async fn connection(
     Err(failures.swap_remove(pos).1)
 }
 
-/// The first record of a stream as a RECORD line (empty when there is none).
-async fn one_record(client: &Arc<Client>, sel: &Selected) -> Result<Vec<u8>, Error> {
+/// The first record of a stream as a RECORD line (empty when there is
+/// none); `None` for an optional stream the API answers 403 or 404 for (a
+/// feature the project's plan lacks, which a sync skips).
+async fn one_record(client: &Arc<Client>, sel: &Selected) -> Result<Option<Vec<u8>>, Error> {
+    match first_record(client, sel).await {
+        Ok(line) => Ok(Some(line)),
+        Err(FetchError::NotFound | FetchError::Forbidden(_)) if sel.def.optional => Ok(None),
+        Err(e) => Err(explain(sel.def, e)),
+    }
+}
+
+async fn first_record(client: &Arc<Client>, sel: &Selected) -> Result<Vec<u8>, FetchError> {
     let def = sel.def;
     let stats = StreamStats::new(def.name);
     let (path, parent_id) = match def.parent {
@@ -132,14 +148,14 @@ async fn one_record(client: &Arc<Client>, sel: &Selected) -> Result<Vec<u8>, Err
         })?;
         Ok(line)
     });
-    page.await.map_err(|e| explain(def, e))
+    page.await
 }
 
 async fn first_id(
     client: &Arc<Client>,
     stats: &StreamStats,
     def: &'static StreamDef,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<String>, FetchError> {
     let mut conformer = Conformer::new(def, &[]);
     let id = client.get(stats, def.path, "limit=1", |body| {
         let mut id = None;
@@ -151,7 +167,7 @@ async fn first_id(
         })?;
         Ok(id)
     });
-    id.await.map_err(|e| explain(def, e))
+    id.await
 }
 
 fn explain(def: &StreamDef, e: FetchError) -> Error {
@@ -160,6 +176,7 @@ fn explain(def: &StreamDef, e: FetchError) -> Error {
         FetchError::NotFound => {
             Error::Api(format!("GET {} answered 404: check \"api_url\"", def.path))
         }
+        FetchError::Forbidden(why) => Error::Auth(why),
         FetchError::Cancelled => Error::Interrupted(crate::error::exit::SIGINT),
         FetchError::BadRequest(why) => Error::Api(why),
         FetchError::Replan => Error::Internal("a replan outside a walk".into()),

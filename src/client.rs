@@ -52,8 +52,14 @@ const FIRST_CONTACT_BUDGET: Duration = Duration::from_secs(10);
 /// Why a request did not produce a page.
 #[derive(Debug)]
 pub enum FetchError {
-    /// 404: for a child (a survey deleted mid-sync) the caller skips it.
+    /// 404: for a child (a survey deleted mid-sync) the caller skips it; an
+    /// optional stream's listing (a feature the project's plan lacks) is
+    /// skipped; on any other stream it means a wrong `api_url`.
     NotFound,
+    /// 403: on an optional stream, a feature the project's plan lacks (the
+    /// stream is skipped); on any other, the credentials are refused. The
+    /// text is the credentials message (it never holds the key).
+    Forbidden(String),
     /// 400 or 422: the server refused a parameter. The pager finds out which
     /// (`pager/probe.rs`) and asks without it; the text is the body's start.
     BadRequest(String),
@@ -425,10 +431,17 @@ impl Client {
                                 status.as_u16(),
                                 started.elapsed(),
                             );
-                            return Err(FetchError::Fatal(Error::Auth(format!(
+                            let why = format!(
                                 "the API answered {} for {path}: check the \"api_key\" and \"project_id\" settings (Project Settings > Security > API Key in Gleap)",
                                 status.as_u16()
-                            ))));
+                            );
+                            // A 403 may be a feature the project's plan
+                            // lacks: the stream decides (`sync.rs`).
+                            return Err(if status == StatusCode::FORBIDDEN {
+                                FetchError::Forbidden(why)
+                            } else {
+                                FetchError::Fatal(Error::Auth(why))
+                            });
                         }
                         StatusCode::NOT_FOUND => {
                             metrics::http_timer(stats.stream, path, 404, started.elapsed());

@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::metrics::StreamStats;
 use crate::pager::query::{Op, Query};
 use crate::scan;
-use crate::streams::{self, StreamDef};
+use crate::streams::{self, ParentIds, StreamDef};
 
 /// What one assumption was found to be on one endpoint.
 struct Finding {
@@ -57,9 +57,18 @@ struct Prober {
 
 impl Prober {
     async fn ask(&self, def: &'static StreamDef, path: &str, q: &Query) -> Result<Answer, Error> {
+        let answer = self.ask_raw(def, path, q).await;
+        Self::answer(path, answer)
+    }
+
+    async fn ask_raw(
+        &self,
+        def: &'static StreamDef,
+        path: &str,
+        q: &Query,
+    ) -> Result<Probe, FetchError> {
         let mut conformer = Conformer::new(def, &[]);
-        let answer = self
-            .client
+        self.client
             .get(&self.stats, path, &q.encode(), |body| {
                 let shape = if body.trim_start().starts_with('[') {
                     "array"
@@ -79,18 +88,48 @@ impl Prober {
                     shape,
                 })
             })
-            .await;
+            .await
+    }
+
+    fn answer(path: &str, answer: Result<Probe, FetchError>) -> Result<Answer, Error> {
         match answer {
             Ok(p) => Ok(Answer::Page(p)),
             Err(FetchError::BadRequest(why)) => Ok(Answer::Refused(why)),
             Err(FetchError::NotFound) => Err(Error::Api(format!(
                 "GET {path} answered 404: check \"api_url\""
             ))),
+            Err(FetchError::Forbidden(why)) => Err(Error::Auth(why)),
             Err(FetchError::Fatal(e)) => Err(e),
             Err(FetchError::Cancelled | FetchError::Replan) => {
                 Err(Error::Internal("the diagnosis was interrupted".into()))
             }
         }
+    }
+
+    /// The first request to an endpoint: as [`Prober::ask`], but an optional
+    /// stream's 403 or 404 (a feature the project's plan lacks) is a
+    /// finding, and `None`: there is nothing more to probe there.
+    async fn reach(
+        &mut self,
+        def: &'static StreamDef,
+        path: &str,
+        q: &Query,
+    ) -> Result<Option<Answer>, Error> {
+        if !def.optional {
+            return self.ask(def, path, q).await.map(Some);
+        }
+        let status = match self.ask_raw(def, path, q).await {
+            Err(FetchError::NotFound) => 404,
+            Err(FetchError::Forbidden(_)) => 403,
+            other => return Self::answer(path, other).map(Some),
+        };
+        self.found(
+            path,
+            Assumption::Feature,
+            Fact::Unavailable,
+            format!("answered {status}: stream {} is skipped", def.name),
+        );
+        Ok(None)
     }
 
     fn found(
@@ -115,7 +154,10 @@ impl Prober {
         let shown = path.to_string();
         let limit = def.max_page_size.min(1000) as usize;
         // The plain listing, a full page of it.
-        let (plain, limit) = match self.ask(def, path, &Query::new(&[]).limit(limit)).await? {
+        let Some(first) = self.reach(def, path, &Query::new(&[]).limit(limit)).await? else {
+            return Ok(());
+        };
+        let (plain, limit) = match first {
             Answer::Page(p) => {
                 self.found(
                     &shown,
@@ -421,16 +463,20 @@ pub async fn api(config: &Config, out: &mut dyn Write) -> Result<(), Error> {
         stats: StreamStats::new("diagnosis"),
         findings: Vec::new(),
     };
+    // Streams read by replication key: sort, filters, ties... Per-parent
+    // streams (`ParentIds::ChangedSince`) are not: each parent's list is
+    // read whole, by offset (below).
+    let per_parent = |d: &StreamDef| d.parent.is_some_and(|p| p.ids == ParentIds::ChangedSince);
     for def in streams::STREAMS
         .iter()
-        .filter(|d| d.replication_key.is_some())
+        .filter(|d| d.replication_key.is_some() && !per_parent(d))
     {
         match def.parent {
             None => p.endpoint(def, def.path).await?,
             Some(parent) => {
                 let parent = streams::find(parent.stream).expect("registry parents exist");
-                let Answer::Page(list) = p
-                    .ask(parent, parent.path, &Query::new(&[]).limit(100))
+                let Some(Answer::Page(list)) = p
+                    .reach(parent, parent.path, &Query::new(&[]).limit(100))
                     .await?
                 else {
                     continue;
@@ -440,9 +486,9 @@ pub async fn api(config: &Config, out: &mut dyn Write) -> Result<(), Error> {
                     let path = def.path.replace("{parent_id}", &m.id);
                     let before = p.findings.len();
                     p.endpoint(def, &path).await?;
-                    let tested = p.findings[before..]
-                        .iter()
-                        .any(|f| f.assumption == Assumption::RangeFilters);
+                    let tested = p.findings[before..].iter().any(|f| {
+                        matches!(f.assumption, Assumption::RangeFilters | Assumption::Feature)
+                    });
                     if tested {
                         break;
                     }
@@ -451,12 +497,29 @@ pub async fn api(config: &Config, out: &mut dyn Write) -> Result<(), Error> {
             }
         }
     }
-    // Lists without a replication key are read by offset: `limit` and `skip`.
+    // Lists without a replication key, and each parent's list of a
+    // per-parent stream, are read by offset: `limit` and `skip`.
     for def in streams::STREAMS
         .iter()
-        .filter(|d| d.replication_key.is_none())
+        .filter(|d| d.replication_key.is_none() || per_parent(d))
     {
-        if let Answer::Page(one) = p.ask(def, def.path, &Query::new(&[]).limit(1)).await? {
+        let path = match def.parent {
+            None => def.path.to_string(),
+            Some(parent) => {
+                let parent = streams::find(parent.stream).expect("registry parents exist");
+                let Answer::Page(list) = p
+                    .ask(parent, parent.path, &Query::new(&[]).limit(1))
+                    .await?
+                else {
+                    continue;
+                };
+                let Some(m) = list.metas.first() else {
+                    continue;
+                };
+                def.path.replace("{parent_id}", &m.id)
+            }
+        };
+        if let Some(Answer::Page(one)) = p.reach(def, &path, &Query::new(&[]).limit(1)).await? {
             let (fact, seen) = if one.len > 1 {
                 (
                     Fact::Ignored,
@@ -471,7 +534,7 @@ pub async fn api(config: &Config, out: &mut dyn Write) -> Result<(), Error> {
                     format!("limit=1 answered with {} record(s)", one.len),
                 )
             };
-            p.found(def.path, Assumption::Skip, fact, seen);
+            p.found(&path, Assumption::Skip, fact, seen);
         }
     }
     let learned = client.learned();
@@ -516,6 +579,7 @@ pub async fn api(config: &Config, out: &mut dyn Write) -> Result<(), Error> {
             Fact::Ignored => "does not hold (ignored)".to_string(),
             Fact::Refused => "does not hold (refused)".to_string(),
             Fact::Misread => "does not hold (matches nothing)".to_string(),
+            Fact::Unavailable => "does not hold (unavailable)".to_string(),
         };
         let does = match (f.fact, f.assumption, &f.does) {
             (_, _, Some(does)) => does.as_str(),

@@ -15,6 +15,9 @@ pub mod exit {
     pub const AUTH: i32 = 6;
     pub const API: i32 = 7;
     pub const OUTPUT: i32 = 8;
+    /// Some streams failed (past their retries, or on an unusable answer)
+    /// while the others completed: a partial run.
+    pub const PARTIAL: i32 = 9;
     /// 128 + signal number, as shells report a process killed by a signal.
     pub const SIGINT: i32 = 130;
     pub const SIGTERM: i32 = 143;
@@ -35,6 +38,9 @@ pub enum Error {
     Api(String),
     /// Writing to stdout failed for a reason other than a closed pipe.
     Output(String),
+    /// Some streams failed, the others completed: names each failed stream
+    /// and why.
+    Partial(String),
     /// Stopped by SIGINT/SIGTERM after flushing records and a final STATE.
     Interrupted(i32),
     /// Anything else: a bug, or the machine misbehaving.
@@ -50,6 +56,7 @@ impl Error {
             Error::Auth(_) => exit::AUTH,
             Error::Api(_) => exit::API,
             Error::Output(_) => exit::OUTPUT,
+            Error::Partial(_) => exit::PARTIAL,
             Error::Interrupted(code) => *code,
             Error::Internal(_) => exit::INTERNAL,
         }
@@ -65,6 +72,7 @@ impl fmt::Display for Error {
             Error::Auth(m) => write!(f, "authentication failed: {m}"),
             Error::Api(m) => write!(f, "Gleap API error: {m}"),
             Error::Output(m) => write!(f, "output error: {m}"),
+            Error::Partial(m) => write!(f, "partial run: {m}"),
             Error::Interrupted(code) => {
                 let sig = if *code == exit::SIGINT {
                     "SIGINT"

@@ -21,7 +21,7 @@ use crate::output::{self, Finish};
 use crate::pager::{Budget, Signpost, StreamRun};
 use crate::pool::Pool;
 use crate::state::State;
-use crate::streams::Method;
+use crate::streams::{Method, StreamDef};
 
 /// Pages queued between the stream tasks and the writer. The writer is
 /// faster than conforming, so a page waiting beside the one being written
@@ -64,7 +64,6 @@ pub async fn sync(
     let start_ms = config.start_date.map(|t| t.timestamp_millis());
     let mut tasks = JoinSet::new();
     let budget = Budget::new();
-    let mut failure: Option<Error> = None;
     // The API's clock, asked while the streams start (see `Signpost`).
     let signpost_ms = Signpost::new(signpost.timestamp_millis());
     let clock = {
@@ -96,48 +95,29 @@ pub async fn sync(
         };
         let state = state.clone();
         tasks.spawn(async move {
-            let name = sel.def.name;
-            (name, run.run(&sel, &state, start_ms).await)
+            let def = sel.def;
+            (def, run.run(&sel, &state, start_ms).await)
         });
     }
     drop(tx);
 
+    let mut outcome = Outcome::default();
     while let Some(joined) = tasks.join_next().await {
-        let (name, result) = match joined {
+        let (def, result) = match joined {
             Ok(r) => r,
-            Err(e) => (
-                "?",
-                Err(FetchError::Fatal(Error::Internal(format!(
-                    "a stream task failed: {e}"
-                )))),
-            ),
+            Err(e) => {
+                // A stream's task panicked: that stream failed, the others go on.
+                outcome
+                    .failed
+                    .push(("?", Error::Internal(format!("a stream task failed: {e}"))));
+                continue;
+            }
         };
-        match result {
-            Ok(()) | Err(FetchError::Cancelled) => {}
-            Err(FetchError::BadRequest(why)) => {
-                record_failure(&mut failure, Error::Api(why));
-                let _ = cancel_tx.send(true);
-            }
-            Err(FetchError::Replan) => {
-                record_failure(
-                    &mut failure,
-                    Error::Internal(format!("stream {name}: a walk's replan escaped the pager")),
-                );
-                let _ = cancel_tx.send(true);
-            }
-            Err(FetchError::NotFound) => {
-                record_failure(
-                    &mut failure,
-                    Error::Api(format!(
-                        "stream {name}: the endpoint answered 404: check \"api_url\""
-                    )),
-                );
-                let _ = cancel_tx.send(true);
-            }
-            Err(FetchError::Fatal(e)) => {
-                record_failure(&mut failure, e);
-                // Stop the other streams too: what they read so far is still
-                // written, with a STATE covering it.
+        match outcome.judge(def, result) {
+            Verdict::Ok => {}
+            Verdict::StopAll => {
+                // What the other streams read so far is still written, with
+                // a STATE covering it.
                 let _ = cancel_tx.send(true);
             }
         }
@@ -153,7 +133,7 @@ pub async fn sync(
         .await
         .map_err(|e| Error::Internal(format!("the writer failed: {e}")))??;
     signal_task.abort();
-    if let Some(e) = failure {
+    if let Some(e) = outcome.result() {
         return Err(e);
     }
     if let Finish::BrokenPipe = finish {
@@ -197,13 +177,121 @@ async fn api_clock(
     Some(date + 999)
 }
 
-/// Keeps the most telling error: an authentication failure explains the rest.
-fn record_failure(slot: &mut Option<Error>, e: Error) {
-    match slot {
-        None => *slot = Some(e),
-        Some(Error::Auth(_)) => {}
-        Some(_) if matches!(e, Error::Auth(_)) => *slot = Some(e),
-        Some(_) => {}
+/// How the streams ended.
+#[derive(Default)]
+struct Outcome {
+    /// An error that stopped every stream (refused credentials, a wrong
+    /// `api_url`): the run's error.
+    stop: Option<Error>,
+    /// Streams that failed on their own (past their retries, an unusable
+    /// answer): the others went on.
+    failed: Vec<(&'static str, Error)>,
+    /// Streams that completed.
+    completed: usize,
+    /// Optional streams skipped: a feature the project's plan lacks.
+    skipped: usize,
+}
+
+enum Verdict {
+    Ok,
+    /// Stop every stream.
+    StopAll,
+}
+
+impl Outcome {
+    fn judge(&mut self, def: &'static StreamDef, result: Result<(), FetchError>) -> Verdict {
+        let name = def.name;
+        let failed = |e: Error| {
+            tracing::error!(
+                stream = name,
+                "stream {name} failed: {e}; the other streams go on"
+            );
+            e
+        };
+        let error = match result {
+            Ok(()) => {
+                self.completed += 1;
+                return Verdict::Ok;
+            }
+            Err(FetchError::Cancelled) => return Verdict::Ok,
+            Err(FetchError::NotFound) if def.optional => {
+                self.skip(def, 404);
+                return Verdict::Ok;
+            }
+            Err(FetchError::Forbidden(_)) if def.optional => {
+                self.skip(def, 403);
+                return Verdict::Ok;
+            }
+            // On a stream every plan has, a 404 is a wrong `api_url` and a
+            // 403 refused credentials: nothing else can work either.
+            Err(FetchError::NotFound) => {
+                return self.stop_all(Error::Api(format!(
+                    "stream {name}: the endpoint answered 404: check \"api_url\""
+                )))
+            }
+            Err(FetchError::Forbidden(why)) => return self.stop_all(Error::Auth(why)),
+            Err(FetchError::Fatal(e @ Error::Auth(_))) => return self.stop_all(e),
+            Err(FetchError::Fatal(e)) => failed(e),
+            Err(FetchError::BadRequest(why)) => failed(Error::Api(why)),
+            Err(FetchError::Replan) => failed(Error::Internal(format!(
+                "stream {name}: a walk's replan escaped the pager"
+            ))),
+        };
+        self.failed.push((name, error));
+        Verdict::Ok
+    }
+
+    /// An optional stream the project's plan lacks: one warning, and the
+    /// run goes on (and may exit 0).
+    fn skip(&mut self, def: &StreamDef, status: u16) {
+        self.skipped += 1;
+        tracing::warn!(
+            stream = def.name,
+            "stream {} skipped: the API answered {status} for it (GET {}): the project's plan does not include this feature, or the key may not read it; the other streams go on",
+            def.name,
+            def.endpoint()
+        );
+    }
+
+    /// Keeps the most telling error: an authentication failure explains the rest.
+    fn stop_all(&mut self, e: Error) -> Verdict {
+        match &self.stop {
+            None => self.stop = Some(e),
+            Some(Error::Auth(_)) => {}
+            Some(_) if matches!(e, Error::Auth(_)) => self.stop = Some(e),
+            Some(_) => {}
+        }
+        Verdict::StopAll
+    }
+
+    /// The run's error, if any: what stopped everything; else, when streams
+    /// failed, the failure itself if none completed, or a partial run
+    /// naming them.
+    fn result(mut self) -> Option<Error> {
+        if let Some(e) = self.stop {
+            return Some(e);
+        }
+        if self.failed.is_empty() {
+            return None;
+        }
+        if self.completed == 0 {
+            return Some(self.failed.swap_remove(0).1);
+        }
+        let failed: Vec<String> = self
+            .failed
+            .iter()
+            .map(|(name, e)| format!("{name} ({e})"))
+            .collect();
+        let skipped = match self.skipped {
+            0 => String::new(),
+            n => format!(", {n} skipped (not in the project's plan)"),
+        };
+        Some(Error::Partial(format!(
+            "{} stream(s) failed: {}; {} completed{skipped}. The last STATE covers every record written: the next run resumes from it",
+            failed.len(),
+            failed.join("; "),
+            self.completed
+        )))
     }
 }
 

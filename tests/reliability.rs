@@ -45,10 +45,11 @@ fn sync_until_done(cfg: &Path, s: &Scratch, extra: &[&str], tries: usize) -> Vec
             return runs;
         }
         let r = runs.last().unwrap();
-        assert_eq!(
+        // 7: every stream failed; 9: some did, the others completed.
+        assert!(
+            matches!(r.code, 7 | 9),
+            "only the API error stops a sync: {}: {}",
             r.code,
-            7,
-            "only the API error stops a sync: {}",
             r.error_line()
         );
     }
@@ -264,16 +265,16 @@ fn reliability_a_failing_api_is_never_hammered_and_the_next_run_completes() {
                 "{kind}: stopped within the budget ({secs:.1}s)"
             );
             // Backoff doubles from 0.5 s: within 4 s one request is tried at
-            // most ~5 times; at most 7 streams run at once (a walk cuts
-            // slices only once its first page came back), beside the one
-            // request that asks the API's clock.
+            // most ~5 times, by each stream (they fail on their own), beside
+            // the one request that asks the API's clock.
             let requests = server.stats().requests;
+            let streams = default_streams().len() as u64;
             assert!(
-                requests <= 8 * 6,
+                requests <= (streams + 1) * 6,
                 "{kind}: {requests} requests in {secs:.1}s is hammering"
             );
             assert!(
-                (requests as f64) / secs < 16.0,
+                (requests as f64) / secs < 1.7 * (streams + 1) as f64,
                 "{kind}: {requests} requests in {secs:.1}s"
             );
             assert!(matches!(
@@ -544,7 +545,7 @@ pub(crate) fn kill_chain(
     let mut all: Vec<Run> = Vec::new();
     let mut state: Option<Value> = None;
     let mut stats = ChainStats::default();
-    let expected_lines: u64 = ALL_STREAMS
+    let expected_lines: u64 = default_streams()
         .iter()
         .map(|n| server.snapshot(stream(n)).len() as u64)
         .sum::<u64>()
@@ -579,7 +580,8 @@ pub(crate) fn kill_chain(
         match run.code {
             -1 => stats.kills += 1,
             0 => {}
-            7 => stats.api_errors += 1,
+            // 9: a stream failed past its retries, the others completed.
+            7 | 9 => stats.api_errors += 1,
             c => panic!("run {i} ({kill:?}) exited {c}: {}", run.error_line()),
         }
         assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
@@ -619,7 +621,8 @@ pub(crate) fn kill_chain(
         all.push(run);
         match code {
             0 => break,
-            7 => stats.api_errors += 1,
+            // 9: a stream failed past its retries, the others completed.
+            7 | 9 => stats.api_errors += 1,
             c => panic!("final run exited {c}: {}", all.last().unwrap().error_line()),
         }
         assert!(i < 19, "no run completed");

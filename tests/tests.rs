@@ -14,4 +14,5 @@ mod maps;
 mod modes;
 mod reliability;
 mod selection;
+mod streams;
 mod sync;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-/// The seven list streams the fake serves.
+/// The list streams the fake serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stream {
     Tickets,
@@ -17,10 +17,32 @@ pub enum Stream {
     Surveys,
     SurveyResponses,
     MessageTemplates,
+    TeamMembers,
+    HelpcenterCollections,
+    HelpcenterArticles,
+    HelpcenterRedirects,
+    News,
+    EngagementBanners,
+    EngagementChatMessages,
+    EngagementCobrowse,
+    EngagementEmails,
+    EngagementProductTours,
+    EngagementPushNotifications,
+    EngagementTooltips,
+    EngagementWhatsappMessages,
+    EngagementChecklists,
+    EngagementModals,
+    CustomComponents,
+    TicketActivityLogs,
+    SessionActivities,
+    SessionEvents,
 }
 
+/// How many streams there are: the size of per-stream arrays.
+pub(crate) const STREAM_COUNT: usize = 26;
+
 impl Stream {
-    pub const ALL: [Stream; 7] = [
+    pub const ALL: [Stream; STREAM_COUNT] = [
         Stream::Tickets,
         Stream::Sessions,
         Stream::Messages,
@@ -28,6 +50,39 @@ impl Stream {
         Stream::Surveys,
         Stream::SurveyResponses,
         Stream::MessageTemplates,
+        Stream::TeamMembers,
+        Stream::HelpcenterCollections,
+        Stream::HelpcenterArticles,
+        Stream::HelpcenterRedirects,
+        Stream::News,
+        Stream::EngagementBanners,
+        Stream::EngagementChatMessages,
+        Stream::EngagementCobrowse,
+        Stream::EngagementEmails,
+        Stream::EngagementProductTours,
+        Stream::EngagementPushNotifications,
+        Stream::EngagementTooltips,
+        Stream::EngagementWhatsappMessages,
+        Stream::EngagementChecklists,
+        Stream::EngagementModals,
+        Stream::CustomComponents,
+        Stream::TicketActivityLogs,
+        Stream::SessionActivities,
+        Stream::SessionEvents,
+    ];
+
+    /// The engagement lists (`/engagement/<kind>`), one stream per kind.
+    pub const ENGAGEMENT: [Stream; 10] = [
+        Stream::EngagementBanners,
+        Stream::EngagementChatMessages,
+        Stream::EngagementCobrowse,
+        Stream::EngagementEmails,
+        Stream::EngagementProductTours,
+        Stream::EngagementPushNotifications,
+        Stream::EngagementTooltips,
+        Stream::EngagementWhatsappMessages,
+        Stream::EngagementChecklists,
+        Stream::EngagementModals,
     ];
 
     /// The stream's name as used by the tap and the control plane.
@@ -40,7 +95,112 @@ impl Stream {
             Stream::Surveys => "surveys",
             Stream::SurveyResponses => "survey_responses",
             Stream::MessageTemplates => "message_templates",
+            Stream::TeamMembers => "team_members",
+            Stream::HelpcenterCollections => "helpcenter_collections",
+            Stream::HelpcenterArticles => "helpcenter_articles",
+            Stream::HelpcenterRedirects => "helpcenter_redirects",
+            Stream::News => "news",
+            Stream::EngagementBanners => "engagement_banners",
+            Stream::EngagementChatMessages => "engagement_chat_messages",
+            Stream::EngagementCobrowse => "engagement_cobrowse",
+            Stream::EngagementEmails => "engagement_emails",
+            Stream::EngagementProductTours => "engagement_product_tours",
+            Stream::EngagementPushNotifications => "engagement_push_notifications",
+            Stream::EngagementTooltips => "engagement_tooltips",
+            Stream::EngagementWhatsappMessages => "engagement_whatsapp_messages",
+            Stream::EngagementChecklists => "engagement_checklists",
+            Stream::EngagementModals => "engagement_modals",
+            Stream::CustomComponents => "custom_components",
+            Stream::TicketActivityLogs => "ticket_activity_logs",
+            Stream::SessionActivities => "session_activities",
+            Stream::SessionEvents => "session_events",
         }
+    }
+
+    /// The API path of a stream that is one list (`None` for child streams,
+    /// listed once per parent: see [`Stream::child_path`]).
+    pub fn path(self) -> Option<&'static str> {
+        Some(match self {
+            Stream::Tickets => "/tickets",
+            Stream::Sessions => "/sessions",
+            Stream::Messages => "/messages",
+            Stream::Teams => "/teams",
+            Stream::Surveys => "/engagement/surveys",
+            Stream::MessageTemplates => "/message-templates",
+            Stream::TeamMembers => "/projects/users",
+            Stream::HelpcenterCollections => "/helpcenter/collections/all",
+            Stream::HelpcenterRedirects => "/helpcenter-redirect",
+            Stream::News => "/engagement/news",
+            Stream::EngagementBanners => "/engagement/banners",
+            Stream::EngagementChatMessages => "/engagement/chat-messages",
+            Stream::EngagementCobrowse => "/engagement/cobrowse",
+            Stream::EngagementEmails => "/engagement/emails",
+            Stream::EngagementProductTours => "/engagement/product-tours",
+            Stream::EngagementPushNotifications => "/engagement/push-notifications",
+            Stream::EngagementTooltips => "/engagement/tooltips",
+            Stream::EngagementWhatsappMessages => "/engagement/whatsapp-messages",
+            Stream::EngagementChecklists => "/engagement/checklists",
+            Stream::EngagementModals => "/engagement/modals",
+            Stream::CustomComponents => "/custom-components",
+            Stream::SurveyResponses
+            | Stream::HelpcenterArticles
+            | Stream::TicketActivityLogs
+            | Stream::SessionActivities
+            | Stream::SessionEvents => return None,
+        })
+    }
+
+    /// A child stream's path around its parent's id: `(prefix, suffix)`,
+    /// e.g. `("/tickets/", "/activity-logs")`.
+    pub fn child_path(self) -> Option<(&'static str, &'static str)> {
+        Some(match self {
+            Stream::SurveyResponses => ("/engagement/surveys/", "/responses"),
+            Stream::HelpcenterArticles => ("/helpcenter/collections/", "/articles"),
+            Stream::TicketActivityLogs => ("/tickets/", "/activity-logs"),
+            Stream::SessionActivities => ("/sessions/", "/activities"),
+            Stream::SessionEvents => ("/sessions/", "/events"),
+            _ => return None,
+        })
+    }
+
+    /// The stream whose records a child stream's records belong to.
+    pub fn parent(self) -> Option<Stream> {
+        match self {
+            Stream::SurveyResponses => Some(Stream::Surveys),
+            Stream::HelpcenterArticles => Some(Stream::HelpcenterCollections),
+            Stream::TicketActivityLogs => Some(Stream::Tickets),
+            Stream::SessionActivities | Stream::SessionEvents => Some(Stream::Sessions),
+            _ => None,
+        }
+    }
+
+    /// Child streams a tap reads only for parents updated since its
+    /// bookmark: a change to such a record bumps its parent's `updatedAt`,
+    /// as a ticket's activity or a contact's event does in Gleap.
+    pub fn touches_parent(self) -> bool {
+        matches!(
+            self,
+            Stream::TicketActivityLogs | Stream::SessionActivities | Stream::SessionEvents
+        )
+    }
+
+    /// Whether the records carry `updatedAt` (session activities and events
+    /// carry only `createdAt`: they never change).
+    pub fn has_updated_at(self) -> bool {
+        !matches!(self, Stream::SessionActivities | Stream::SessionEvents)
+    }
+
+    /// Whether the endpoint's shape is undocumented (an array, or an object
+    /// wrapping one): it follows `FakeConfig::responses_shape`.
+    pub fn shape_undocumented(self) -> bool {
+        matches!(self, Stream::SurveyResponses | Stream::TicketActivityLogs)
+            || Stream::ENGAGEMENT.contains(&self)
+    }
+
+    /// Small lists that `unpaginated_small_lists` serves whole.
+    pub fn is_small_list(self) -> bool {
+        self.path().is_some()
+            && !matches!(self, Stream::Tickets | Stream::Sessions | Stream::Messages)
     }
 
     /// Position in per-stream arrays.
@@ -58,8 +218,31 @@ impl Stream {
     pub fn is_incremental(self) -> bool {
         matches!(
             self,
-            Stream::Tickets | Stream::Sessions | Stream::Messages | Stream::SurveyResponses
+            Stream::Tickets
+                | Stream::Sessions
+                | Stream::Messages
+                | Stream::SurveyResponses
+                | Stream::HelpcenterArticles
+                | Stream::TicketActivityLogs
+                | Stream::SessionActivities
+                | Stream::SessionEvents
         )
+    }
+
+    /// Whether `feature` (a `FakeConfig::missing_features` entry) names this
+    /// stream: its name (`_` or `-`), or a group: `engagement` (the ten
+    /// engagement lists), `helpcenter` (collections, articles, redirects).
+    pub fn is_feature(self, feature: &str) -> bool {
+        let f = feature.trim().replace('-', "_");
+        f == self.name()
+            || (f == "engagement" && Stream::ENGAGEMENT.contains(&self))
+            || (f == "helpcenter"
+                && matches!(
+                    self,
+                    Stream::HelpcenterCollections
+                        | Stream::HelpcenterArticles
+                        | Stream::HelpcenterRedirects
+                ))
     }
 }
 
@@ -430,6 +613,30 @@ pub struct FakeConfig {
     pub surveys: u64,
     pub responses_per_survey: u64,
     pub message_templates: u64,
+    /// Team members (`GET /projects/users`): the users that tickets'
+    /// `processingUser`, teams' `members` and messages' `user` name.
+    pub team_members: u64,
+    pub helpcenter_collections: u64,
+    pub articles_per_collection: u64,
+    pub helpcenter_redirects: u64,
+    pub news: u64,
+    /// Records of each of the ten engagement lists.
+    pub engagements_per_kind: u64,
+    pub custom_components: u64,
+    pub activity_logs_per_ticket: u64,
+    pub activities_per_session: u64,
+    pub events_per_session: u64,
+    /// Features the project's plan lacks: their endpoints answer
+    /// `missing_status` (and the snapshot holds none of their records, which
+    /// no client can reach). Stream names (`engagement_cobrowse`, `-` or
+    /// `_`) or groups: `engagement`, `helpcenter`.
+    pub missing_features: Vec<String>,
+    /// What a missing feature's endpoints answer: 404 (default) or 403.
+    pub missing_status: u16,
+    /// Streams whose endpoints are down: every request answers 503 (an
+    /// outage of one endpoint, while the others work). Names as for
+    /// `missing_features`.
+    pub broken_features: Vec<String>,
     /// updatedAt of base record 0.
     pub base_time: DateTime<Utc>,
     /// updatedAt spacing between consecutive tie groups of base records.
@@ -510,6 +717,19 @@ impl Default for FakeConfig {
             surveys: 5,
             responses_per_survey: 20,
             message_templates: 6,
+            team_members: 8,
+            helpcenter_collections: 4,
+            articles_per_collection: 3,
+            helpcenter_redirects: 3,
+            news: 4,
+            engagements_per_kind: 2,
+            custom_components: 3,
+            activity_logs_per_ticket: 2,
+            activities_per_session: 2,
+            events_per_session: 3,
+            missing_features: Vec::new(),
+            missing_status: 404,
+            broken_features: Vec::new(),
             base_time: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
             step_ms: 60_000,
             tie_group: 1,
@@ -551,8 +771,39 @@ impl FakeConfig {
             Stream::Messages => self.messages,
             Stream::Teams => self.teams,
             Stream::Surveys => self.surveys,
-            Stream::SurveyResponses => self.surveys.saturating_mul(self.responses_per_survey),
             Stream::MessageTemplates => self.message_templates,
+            Stream::TeamMembers => self.team_members,
+            Stream::HelpcenterCollections => self.helpcenter_collections,
+            Stream::HelpcenterRedirects => self.helpcenter_redirects,
+            Stream::News => self.news,
+            Stream::CustomComponents => self.custom_components,
+            s if Stream::ENGAGEMENT.contains(&s) => self.engagements_per_kind,
+            s => {
+                let parent = s.parent().expect("every other stream is a child");
+                self.base_count(parent).saturating_mul(self.per_parent(s))
+            }
         }
+    }
+
+    /// Base records of a child stream per parent record (0 for other streams).
+    pub fn per_parent(&self, stream: Stream) -> u64 {
+        match stream {
+            Stream::SurveyResponses => self.responses_per_survey,
+            Stream::HelpcenterArticles => self.articles_per_collection,
+            Stream::TicketActivityLogs => self.activity_logs_per_ticket,
+            Stream::SessionActivities => self.activities_per_session,
+            Stream::SessionEvents => self.events_per_session,
+            _ => 0,
+        }
+    }
+
+    /// Whether the project's plan lacks this stream's feature.
+    pub fn is_missing(&self, stream: Stream) -> bool {
+        self.missing_features.iter().any(|f| stream.is_feature(f))
+    }
+
+    /// Whether this stream's endpoints are down (`broken_features`).
+    pub fn is_broken(&self, stream: Stream) -> bool {
+        self.broken_features.iter().any(|f| stream.is_feature(f))
     }
 }

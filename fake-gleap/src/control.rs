@@ -81,7 +81,7 @@ fn inner(sh: &Shared, method: &Method, rest: &str, query: &str) -> Result<Respon
             let s: Stream = r["/snapshot/".len()..]
                 .parse()
                 .map_err(|e: String| bad(&e))?;
-            let snap = sh.store.lock().snapshot(&sh.gen, s);
+            let snap = sh.snapshot(s);
             let mut out = Vec::with_capacity(snap.len() * 80);
             for rec in snap {
                 serde_json::to_writer(&mut out, &rec).expect("serializable");

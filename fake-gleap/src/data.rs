@@ -7,13 +7,13 @@
 
 use std::sync::{LazyLock, OnceLock};
 
-use crate::config::{FakeConfig, Stream};
+use crate::config::{FakeConfig, Stream, STREAM_COUNT};
 use crate::render::Json;
 
 const DAY_MS: i64 = 86_400_000;
-/// ObjectId stream codes for documents that are referenced but not listed.
-const CODE_USERS: u8 = 0x10;
-const CODE_COMMENTS: u8 = 0x11;
+/// ObjectId stream code for documents that are referenced but not listed
+/// (a ticket's `latestComment`); above every stream's code.
+const CODE_COMMENTS: u8 = 0x70;
 /// Block size for the ticket class prefix counts (see `Gen::count_classes`).
 const BLOCK: u64 = 1024;
 
@@ -67,10 +67,11 @@ pub(crate) struct RecMeta {
     pub version: u32,
     pub updated_ms: i64,
     pub created_ms: i64,
-    /// Survey index of a survey response.
-    pub survey: Option<u64>,
-    /// createdAt of that survey (its id encodes it).
-    pub survey_created_ms: i64,
+    /// Index of the parent record of a child stream's record (a survey
+    /// response's survey, an activity log's ticket...).
+    pub parent: Option<u64>,
+    /// createdAt of that parent (its id encodes it).
+    pub parent_created_ms: i64,
 }
 
 /// How an odd record (`odd_records`) encodes its dates.
@@ -91,8 +92,9 @@ pub(crate) struct Gen {
     pub tie_created: bool,
     pub odd_records: bool,
     pub project_id: String,
-    pub base: [u64; 7],
-    pub rps: u64,
+    pub base: [u64; STREAM_COUNT],
+    /// Base records per parent, of each child stream.
+    pub per_parent: [u64; STREAM_COUNT],
     class_prefix: OnceLock<Vec<[u32; 4]>>,
 }
 
@@ -100,9 +102,11 @@ pub(crate) type Id = [u8; 24];
 
 impl Gen {
     pub fn new(cfg: &FakeConfig) -> Self {
-        let mut base = [0; 7];
+        let mut base = [0; STREAM_COUNT];
+        let mut per_parent = [0; STREAM_COUNT];
         for s in Stream::ALL {
             base[s.idx()] = cfg.base_count(s);
+            per_parent[s.idx()] = cfg.per_parent(s);
         }
         Gen {
             seed: cfg.seed,
@@ -113,7 +117,7 @@ impl Gen {
             odd_records: cfg.odd_records,
             project_id: cfg.project_id.clone(),
             base,
-            rps: cfg.responses_per_survey,
+            per_parent,
             class_prefix: OnceLock::new(),
         }
     }
@@ -142,15 +146,51 @@ impl Gen {
         (self.base_ms - 30 * DAY_MS + spread).min(self.base_updated(i))
     }
 
+    /// Base records of a child stream per parent record.
+    pub fn per_parent(&self, s: Stream) -> u64 {
+        self.per_parent[s.idx()]
+    }
+
+    /// The index whose place in time base record `i` of `s` takes. A
+    /// survey response's is its own (they spread over time like the other
+    /// streams); the other child streams' records are as old as their parent
+    /// (its last change added them: a ticket's activity logs, a contact's
+    /// events), so that they never lie ahead of it.
+    fn time_index(&self, s: Stream, i: u64) -> u64 {
+        match self.per_parent(s) {
+            0 => i,
+            _ if s == Stream::SurveyResponses => i,
+            per => i / per,
+        }
+    }
+
     pub fn base_meta(&self, stream: Stream, i: u64) -> RecMeta {
+        let per = self.per_parent(stream);
+        let parent = (stream.parent().is_some() && per > 0).then(|| i / per);
+        let t = self.time_index(stream, i);
         RecMeta {
             stream,
             index: i,
             version: 0,
-            updated_ms: self.base_updated(i),
-            created_ms: self.base_created(i),
-            survey: (stream == Stream::SurveyResponses && self.rps > 0).then(|| i / self.rps),
-            survey_created_ms: i.checked_div(self.rps).map_or(0, |s| self.base_created(s)),
+            updated_ms: self.base_updated(t),
+            created_ms: self.base_created(t),
+            parent,
+            parent_created_ms: parent.map_or(0, |p| self.base_created(p)),
+        }
+    }
+
+    /// The id of a child record's parent.
+    pub fn parent_id(m: &RecMeta) -> Option<Id> {
+        let parent = m.stream.parent()?;
+        Some(Gen::id(parent.code(), m.parent?, m.parent_created_ms))
+    }
+
+    /// How many users (team members) references draw from: the team
+    /// members listed, or (when none are) 16 that are named but not listed.
+    fn users(&self) -> u64 {
+        match self.base_count(Stream::TeamMembers) {
+            0 => FIRST.len() as u64,
+            n => n,
         }
     }
 
@@ -161,8 +201,9 @@ impl Gen {
         for s in Stream::ALL {
             let n = self.base_count(s);
             if n > 0 {
-                u = u.max(self.base_updated(n - 1));
-                c = c.max(self.base_created(n - 1));
+                let t = self.time_index(s, n - 1);
+                u = u.max(self.base_updated(t));
+                c = c.max(self.base_created(t));
             }
         }
         (u, c)
@@ -205,15 +246,16 @@ impl Gen {
     }
 
     pub fn base_id(&self, stream: Stream, i: u64) -> Id {
-        Gen::id(stream.code(), i, self.base_created(i))
+        Gen::id(
+            stream.code(),
+            i,
+            self.base_created(self.time_index(stream, i)),
+        )
     }
 
+    /// User `u`: team member `u` (`GET /projects/users`).
     fn user_id(&self, u: u64) -> Id {
-        Gen::id(
-            CODE_USERS,
-            u,
-            self.base_ms - 400 * DAY_MS + u as i64 * 3_600_000,
-        )
+        self.base_id(Stream::TeamMembers, u)
     }
 
     /// Archived / spam class of a ticket: bit 0 archived, bit 1 spam. A
@@ -326,6 +368,17 @@ impl Gen {
             Stream::Surveys => c.survey(m),
             Stream::SurveyResponses => c.response(m),
             Stream::MessageTemplates => c.template(m),
+            Stream::TeamMembers => c.team_member(m),
+            Stream::HelpcenterCollections => c.collection(m),
+            Stream::HelpcenterArticles => c.article(m),
+            Stream::HelpcenterRedirects => c.redirect(m),
+            Stream::News => c.outbound(m),
+            Stream::CustomComponents => c.custom_component(m),
+            Stream::TicketActivityLogs => c.activity_log(m),
+            Stream::SessionActivities => c.session_activity(m),
+            Stream::SessionEvents => c.session_event(m),
+            s if Stream::ENGAGEMENT.contains(&s) => c.outbound(m),
+            _ => unreachable!("every stream renders"),
         }
         if populate {
             // Fields no schema names: the API may add them at any time.
@@ -502,6 +555,36 @@ const TEAM_NAMES: &[&str] = &[
 const ASSIGN: &[&str] = &["random", "balanced", "manual", "circular"];
 const SURVEY_TYPES: &[&str] = &["SURVEY", "NPS", "CSAT", "CES"];
 const SURVEY_STATUS: &[&str] = &["active", "draft", "paused", "archived"];
+const ROLES: &[&str] = &["owner", "admin", "manager", "agent", "agent", "agent"];
+const COLLECTIONS: &[(&str, &str)] = &[
+    ("Getting started", "Erste Schritte"),
+    ("Billing & invoices", "Abrechnung & Rechnungen"),
+    ("Integrations", "Integrationen"),
+    ("Troubleshooting", "Fehlerbehebung"),
+    ("Mobile apps", "Mobile Apps"),
+    ("Security \"and\" privacy", "Sicherheit & Datenschutz"),
+];
+const OUTBOUND_STATUS: &[&str] = &["live", "live", "draft", "paused", "ended"];
+const AUDIENCES: &[&str] = &["all", "users", "leads", "segment"];
+const FREQUENCY: &[&str] = &["once", "recurring", "everytime"];
+const MATCH_TYPES: &[&str] = &["exact", "prefix", "regex"];
+const COMPONENT_TYPES: &[&str] = &["button", "form", "card", "iframe"];
+const ACTIVITY_LOG_TYPES: &[&str] = &[
+    "STATUS_CHANGED",
+    "ASSIGNED",
+    "PRIORITY_CHANGED",
+    "TAG_ADDED",
+    "COMMENT_ADDED",
+    "MERGED",
+];
+const SESSION_ACTIVITY_TYPES: &[&str] = &["PAGE_VIEW", "FEEDBACK", "CONVERSATION", "EMAIL_OPENED"];
+const EVENTS: &[&str] = &[
+    "signed_up",
+    "purchased",
+    "invited_member",
+    "exported_csv",
+    "upgraded",
+];
 
 struct Ctx<'a> {
     g: &'a Gen,
@@ -611,7 +694,7 @@ impl Ctx<'_> {
     /// A user reference: bare id, populated object, null, or missing.
     fn user_ref(&mut self, key: &str, pct_id: u64, pct_pop: u64, pct_null: u64) {
         let x = self.r.below(100);
-        let u = self.r.below(FIRST.len() as u64);
+        let u = self.r.below(self.g.users());
         if x < pct_id && !self.populate {
             let id = self.g.user_id(u);
             self.kid(key, &id);
@@ -1184,7 +1267,7 @@ impl Ctx<'_> {
         self.w.key("members");
         self.w.begin_arr();
         for _ in 0..1 + self.r.below(5) {
-            let u = self.r.below(FIRST.len() as u64);
+            let u = self.r.below(self.g.users());
             let id = self.g.user_id(u);
             self.w.ascii_str(&id);
         }
@@ -1237,16 +1320,7 @@ impl Ctx<'_> {
     }
 
     fn response(&mut self, m: &RecMeta) {
-        match m.survey {
-            Some(s) => {
-                let sid = Gen::id(Stream::Surveys.code(), s, m.survey_created_ms);
-                self.kid("survey", &sid);
-            }
-            None => {
-                self.w.key("survey");
-                self.w.null();
-            }
-        }
+        self.parent_ref("survey", m);
         self.stream_ref("session", Stream::Sessions, 70, 20, 10);
         self.timestamps(m);
         self.w.key("responses");
@@ -1270,6 +1344,347 @@ impl Ctx<'_> {
         self.w.key("content");
         self.doc();
         self.timestamps(m);
+    }
+
+    /// The parent's id under `key` (a survey response's `survey`, an
+    /// activity log's `ticket`...).
+    fn parent_ref(&mut self, key: &str, m: &RecMeta) {
+        match Gen::parent_id(m) {
+            Some(id) => self.kid(key, &id),
+            None => {
+                self.w.key(key);
+                self.w.null();
+            }
+        }
+    }
+
+    fn project(&mut self) {
+        let g = self.g;
+        self.kstr("project", &g.project_id);
+    }
+
+    /// A language map: `{"en": ..., "de": ...}` (German now and then).
+    fn lang_map(&mut self, key: &str, en: &[&str], de: &[&str]) {
+        self.w.key(key);
+        self.w.begin_obj();
+        self.w.key("en");
+        self.w.str_parts(en);
+        if self.r.pct(60) {
+            self.w.key("de");
+            self.w.str_parts(de);
+        }
+        self.w.end_obj();
+    }
+
+    /// Team member `m.index`: the user tickets, teams and messages name.
+    fn team_member(&mut self, m: &RecMeta) {
+        let u = m.index as usize;
+        self.w.key("email");
+        self.w.str_parts(&[
+            &FIRST_EMAIL[u % FIRST.len()],
+            ".",
+            &LAST_EMAIL[u % LAST.len()],
+            "@example.com",
+        ]);
+        self.kstr("firstName", FIRST[u % FIRST.len()]);
+        self.kstr("lastName", LAST[u % LAST.len()]);
+        self.w.key("profileImageUrl");
+        if self.r.pct(40) {
+            self.w.null();
+        } else {
+            self.w.str_parts(&[
+                "https://cdn.example.com/team/",
+                itoa::Buffer::new().format(m.index),
+                ".png",
+            ]);
+        }
+        let role = if u == 0 { "owner" } else { *self.r.pick(ROLES) };
+        self.kstr("role", role);
+        self.kbool("online", 40);
+        self.opt_date("lastSeen", m.updated_ms, 10, 10);
+        let lang = *self.r.pick(LANGS);
+        self.kstr("language", lang);
+        self.timestamps(m);
+    }
+
+    fn collection(&mut self, m: &RecMeta) {
+        let (en, de) = COLLECTIONS[m.index as usize % COLLECTIONS.len()];
+        let mut b = itoa::Buffer::new();
+        let n = if m.index as usize >= COLLECTIONS.len() {
+            b.format(m.index)
+        } else {
+            ""
+        };
+        let sep = if n.is_empty() { "" } else { " " };
+        self.lang_map("title", &[en, sep, n], &[de, sep, n]);
+        self.lang_map(
+            "description",
+            &["Everything about ", en],
+            &["Alles über ", de],
+        );
+        // Every third collection after the first two is a sub-collection.
+        self.w.key("parent");
+        if m.index >= 2 && m.index % 3 == 2 {
+            let id = self
+                .g
+                .base_id(Stream::HelpcenterCollections, self.r.below(m.index));
+            self.w.ascii_str(&id);
+        } else {
+            self.w.null();
+        }
+        self.w.key("iconUrl");
+        self.w.str_parts(&[
+            "https://cdn.example.com/icons/",
+            itoa::Buffer::new().format(m.index % 7),
+            ".svg",
+        ]);
+        self.w.key("position");
+        self.w.u64(m.index);
+        self.kbool("hidden", 10);
+        self.project();
+        self.timestamps(m);
+        self.w.key("__v");
+        self.w.u64(0);
+    }
+
+    fn article(&mut self, m: &RecMeta) {
+        let subject = *self.r.pick(SUBJECTS);
+        let problem = *self.r.pick(PROBLEMS);
+        self.lang_map(
+            "title",
+            &["How to fix: ", subject, " ", problem],
+            &["So geht's: ", subject],
+        );
+        self.lang_map(
+            "description",
+            &["What to do when the ", subject, " ", problem],
+            &["Was tun, wenn ", subject, " ", problem],
+        );
+        self.w.key("content");
+        self.w.begin_obj();
+        self.w.key("en");
+        self.doc();
+        self.w.end_obj();
+        self.w.key("plainContent");
+        self.w.begin_obj();
+        self.w.key("en");
+        self.text(3);
+        self.w.end_obj();
+        self.kbool("isDraft", 15);
+        self.tags("tags");
+        self.parent_ref("helpcenterCollection", m);
+        self.user_ref("author", 60, 30, 10);
+        self.kint("upvotes", 40);
+        self.project();
+        self.timestamps(m);
+        self.w.key("__v");
+        self.w.u64(m.version as u64);
+    }
+
+    fn redirect(&mut self, m: &RecMeta) {
+        let mut b = itoa::Buffer::new();
+        let n = b.format(m.index);
+        self.w.key("oldUrl");
+        self.w.str_parts(&["/docs/old-page-", n, "?ref=\"legacy\""]);
+        self.w.key("newUrl");
+        self.w.str_parts(&["/help/articles/", n]);
+        let mt = *self.r.pick(MATCH_TYPES);
+        self.kstr("matchType", mt);
+        self.project();
+        self.timestamps(m);
+    }
+
+    /// An outbound document: news, or one of the engagement lists (their
+    /// shapes are undocumented; this is what Gleap's outbound model holds).
+    fn outbound(&mut self, m: &RecMeta) {
+        let kind = match m.stream {
+            Stream::News => "NEWS",
+            Stream::EngagementBanners => "BANNER",
+            Stream::EngagementChatMessages => "MESSAGE",
+            Stream::EngagementCobrowse => "COBROWSE",
+            Stream::EngagementEmails => "EMAIL",
+            Stream::EngagementProductTours => "PRODUCT_TOUR",
+            Stream::EngagementPushNotifications => "PUSH_NOTIFICATION",
+            Stream::EngagementTooltips => "TOOLTIP",
+            Stream::EngagementWhatsappMessages => "WHATSAPP_MESSAGE",
+            Stream::EngagementChecklists => "CHECKLIST",
+            _ => "MODAL",
+        };
+        self.w.key("name");
+        self.w
+            .str_parts(&[kind, " #", itoa::Buffer::new().format(m.index + 1)]);
+        self.kstr("type", kind);
+        let status = *self.r.pick(OUTBOUND_STATUS);
+        self.kstr("status", status);
+        let s = *self.r.pick(SUBJECTS);
+        self.lang_map("subject", &["News: ", s], &["Neu: ", s]);
+        self.w.key("message");
+        self.w.begin_obj();
+        self.w.key("en");
+        self.doc();
+        self.w.end_obj();
+        self.user_ref("sender", 50, 40, 10);
+        let audience = *self.r.pick(AUDIENCES);
+        self.kstr("targetAudience", audience);
+        let frequency = *self.r.pick(FREQUENCY);
+        self.kstr("frequencyType", frequency);
+        self.w.key("trigger");
+        self.w.begin_obj();
+        let ev = *self.r.pick(EVENTS);
+        self.kstr("event", ev);
+        self.w.key("delaySeconds");
+        self.w.u64(self.r.below(120));
+        self.w.end_obj();
+        self.w.key("config");
+        self.w.begin_obj();
+        let placement = if self.r.pct(50) { "top" } else { "bottom" };
+        self.kstr("placement", placement);
+        self.w.key("dismissable");
+        self.w.bool(self.r.pct(70));
+        self.w.end_obj();
+        if matches!(
+            m.stream,
+            Stream::EngagementProductTours
+                | Stream::EngagementChecklists
+                | Stream::EngagementTooltips
+        ) {
+            self.w.key("steps");
+            self.w.begin_arr();
+            for k in 0..1 + self.r.below(4) {
+                self.w.begin_obj();
+                self.w.key("title");
+                self.w
+                    .str_parts(&["Step ", itoa::Buffer::new().format(k + 1)]);
+                self.kstr("selector", "#app > .sidebar [data-tour=\"next\"]");
+                self.w.end_obj();
+            }
+            self.w.end_arr();
+        }
+        if m.stream == Stream::News {
+            self.w.key("coverImageUrl");
+            self.w.str_parts(&[
+                "https://cdn.example.com/news/",
+                itoa::Buffer::new().format(m.index),
+                ".jpg",
+            ]);
+        }
+        let sent = status != "draft";
+        self.w.key("sent");
+        self.w.bool(sent);
+        self.w.key("sentAt");
+        if sent {
+            self.w.date(m.created_ms + DAY_MS);
+        } else {
+            self.w.null();
+        }
+        self.kbool("hidden", 5);
+        self.w.key("stats");
+        self.w.begin_obj();
+        let sent_n = self.r.below(5000);
+        self.w.key("sent");
+        self.w.u64(sent_n);
+        self.w.key("opened");
+        self.w.u64(self.r.below(sent_n + 1));
+        self.w.end_obj();
+        self.project();
+        self.timestamps(m);
+        self.w.key("__v");
+        self.w.u64(0);
+    }
+
+    fn custom_component(&mut self, m: &RecMeta) {
+        self.w.key("name");
+        self.w
+            .str_parts(&["Component ", itoa::Buffer::new().format(m.index + 1)]);
+        let t = *self.r.pick(COMPONENT_TYPES);
+        self.kstr("type", t);
+        self.w.key("description");
+        self.text(1);
+        self.kstr(
+            "html",
+            "<div class=\"cta\">\n  <button>Book a demo</button>\n</div>",
+        );
+        self.w.key("config");
+        self.w.begin_obj();
+        self.kstr("color", "#485bff");
+        self.w.key("width");
+        self.w.u64(200 + self.r.below(400));
+        self.w.end_obj();
+        self.project();
+        self.timestamps(m);
+    }
+
+    fn activity_log(&mut self, m: &RecMeta) {
+        self.parent_ref("ticket", m);
+        let t = *self.r.pick(ACTIVITY_LOG_TYPES);
+        self.kstr("type", t);
+        self.user_ref("user", 50, 30, 20);
+        self.w.key("data");
+        self.w.begin_obj();
+        match t {
+            "STATUS_CHANGED" => {
+                let (a, b) = (*self.r.pick(TICKET_STATUS), *self.r.pick(TICKET_STATUS));
+                self.kstr("from", a);
+                self.kstr("to", b);
+            }
+            "PRIORITY_CHANGED" => {
+                let (a, b) = (*self.r.pick(PRIORITY), *self.r.pick(PRIORITY));
+                self.kstr("from", a);
+                self.kstr("to", b);
+            }
+            "TAG_ADDED" => {
+                let tag = *self.r.pick(TAGS);
+                self.kstr("tag", tag);
+            }
+            _ => {
+                self.w.key("note");
+                self.text(1);
+            }
+        }
+        self.w.end_obj();
+        self.project();
+        self.timestamps(m);
+    }
+
+    /// A contact's activity: immutable, so it carries `createdAt` only.
+    fn session_activity(&mut self, m: &RecMeta) {
+        self.parent_ref("session", m);
+        let t = *self.r.pick(SESSION_ACTIVITY_TYPES);
+        self.kstr("type", t);
+        self.w.key("name");
+        if t == "PAGE_VIEW" {
+            self.w.str_parts(&[
+                "/dashboard/projects/",
+                itoa::Buffer::new().format(self.r.below(500)),
+            ]);
+        } else {
+            self.title();
+        }
+        self.w.key("data");
+        self.w.begin_obj();
+        let b = *self
+            .r
+            .pick(&["Chrome 120.0", "Safari 17.2", "Firefox 121.0"]);
+        self.kstr("browser", b);
+        self.w.key("durationMs");
+        self.w.u64(self.r.below(60_000));
+        self.w.end_obj();
+        self.date("createdAt", m.created_ms);
+    }
+
+    /// A contact's tracked event: immutable, so it carries `createdAt` only.
+    fn session_event(&mut self, m: &RecMeta) {
+        self.parent_ref("session", m);
+        let ev = *self.r.pick(EVENTS);
+        self.kstr("name", ev);
+        self.w.key("data");
+        self.w.begin_obj();
+        let p = *self.r.pick(PLANS);
+        self.kstr("plan", p);
+        self.w.key("amount");
+        self.w.tenths(self.r.below(100_000) as i64);
+        self.w.end_obj();
+        self.date("createdAt", m.created_ms);
     }
 }
 

@@ -87,6 +87,18 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// What a client can reach of `stream` (see `Store::snapshot`): nothing
+    /// of a feature the plan lacks, nor of a child of one.
+    pub fn snapshot(&self, stream: Stream) -> Vec<crate::store::RecordRef> {
+        let cfg = &self.cfg;
+        if cfg.is_missing(stream) || stream.parent().is_some_and(|p| cfg.is_missing(p)) {
+            return Vec::new();
+        }
+        self.store.lock().snapshot(&self.gen, stream)
+    }
+}
+
 pub(crate) fn router(sh: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(sh)
 }
@@ -434,42 +446,61 @@ fn route(
         stream: s,
         lo: 0,
         hi: gen.base_count(s),
-        survey: None,
+        parent: None,
     };
-    let (scope, cap, unpaginated) = match p {
-        "/v3/tickets" => (whole(Stream::Tickets), 1000, false),
-        "/v3/sessions" => (whole(Stream::Sessions), 1000, false),
-        "/v3/messages" => (whole(Stream::Messages), 10_000, false),
-        "/v3/teams" => (whole(Stream::Teams), 1000, small),
-        "/v3/engagement/surveys" => (whole(Stream::Surveys), 1000, small),
-        "/v3/message-templates" => (whole(Stream::MessageTemplates), 1000, small),
-        _ => {
-            let id = p
-                .strip_prefix("/v3/engagement/surveys/")
-                .and_then(|r| r.strip_suffix("/responses"))
+    let api_path = p.strip_prefix("/v3").ok_or_else(not_found)?;
+    let listed = Stream::ALL.into_iter().find(|s| s.path() == Some(api_path));
+    let (scope, cap, unpaginated) = match listed {
+        Some(s) => {
+            let cap = match s {
+                Stream::Messages => 10_000,
+                _ => 1000,
+            };
+            (whole(s), cap, small && s.is_small_list())
+        }
+        None => {
+            // A child listing: `<prefix><parent id><suffix>`.
+            let (child, id) = Stream::ALL
+                .into_iter()
+                .find_map(|s| {
+                    let (prefix, suffix) = s.child_path()?;
+                    let id = api_path.strip_prefix(prefix)?.strip_suffix(suffix)?;
+                    (!id.is_empty() && !id.contains('/')).then_some((s, id))
+                })
                 .ok_or_else(not_found)?;
-            let s = sh
+            let parent = child.parent().expect("child streams have a parent");
+            if cfg.is_missing(parent) {
+                return Err(missing(cfg));
+            }
+            let pi = sh
                 .store
                 .lock()
-                .lookup(gen, Stream::Surveys, id)
+                .lookup(gen, parent, id)
                 .ok_or_else(not_found)?;
-            let (lo, hi) = if s < gen.base_count(Stream::Surveys) {
-                (s * gen.rps, (s + 1) * gen.rps)
+            let per = gen.per_parent(child);
+            let (lo, hi) = if pi < gen.base_count(parent) {
+                (pi * per, (pi + 1) * per)
             } else {
                 (0, 0)
             };
             (
                 Scope {
-                    stream: Stream::SurveyResponses,
+                    stream: child,
                     lo,
                     hi,
-                    survey: Some(s),
+                    parent: Some(pi),
                 },
                 1000,
                 false,
             )
         }
     };
+    if cfg.is_missing(scope.stream) {
+        return Err(missing(cfg));
+    }
+    if cfg.is_broken(scope.stream) {
+        return Err(status_fault(Fault::Status503));
+    }
     let cap = cfg.max_limit.map_or(cap, |m| cap.min(m));
     if cfg.over_limit == OverLimit::Refuse && !unpaginated && q.limit.is_some_and(|l| l > cap) {
         return Err(bad_request(&format!("limit must not exceed {cap}")));
@@ -536,7 +567,7 @@ fn route(
         ignore_filters: cfg.ignore_filters,
         shuffle: (cfg.tie_order == TieOrder::Shuffled)
             .then(|| mix(cfg.seed ^ seq.wrapping_mul(0x9e37))),
-        count_total: scope.stream == Stream::Tickets,
+        count_total: matches!(scope.stream, Stream::Tickets | Stream::CustomComponents),
         // Newest first, in the order of the cursor (`_id <`): the same as
         // createdAt descending with ties by id, which a shuffle cannot break.
         default_sort: messages_paginated.then(|| ("_id".to_string(), true)),
@@ -580,7 +611,19 @@ fn route(
             }
             w.end_obj();
         }
-        Stream::SurveyResponses => match &cfg.responses_shape {
+        // `{totalCount, data}` when asked `withCount=true` (documented),
+        // and wherever undocumented shapes come wrapped.
+        Stream::CustomComponents
+            if q.with_count || cfg.responses_shape != ResponsesShape::Array =>
+        {
+            w.begin_obj();
+            w.key("totalCount");
+            w.u64(page.total);
+            w.key("data");
+            items(&mut w, &page.metas);
+            w.end_obj();
+        }
+        s if s.shape_undocumented() => match &cfg.responses_shape {
             ResponsesShape::Array => items(&mut w, &page.metas),
             ResponsesShape::Wrapped(k) => {
                 w.begin_obj();
@@ -592,6 +635,17 @@ fn route(
         _ => items(&mut w, &page.metas),
     }
     Ok(w.into_bytes())
+}
+
+/// A feature the project's plan lacks (`FakeConfig::missing_features`).
+fn missing(cfg: &FakeConfig) -> Response {
+    match StatusCode::from_u16(cfg.missing_status) {
+        Ok(StatusCode::FORBIDDEN) => json_error(
+            StatusCode::FORBIDDEN,
+            "Your plan does not include this feature",
+        ),
+        _ => json_error(StatusCode::NOT_FOUND, "Not Found"),
+    }
 }
 
 /// Renders a page body without HTTP (no auth, faults or rate limit).

@@ -264,9 +264,10 @@ impl FakeGleap {
     }
 
     /// Every record the API currently holds (all tickets, archived and spam
-    /// included), sorted by id.
+    /// included), sorted by id: what a client can reach. A feature the
+    /// project's plan lacks (`FakeConfig::missing_features`) holds nothing.
     pub fn snapshot(&self, stream: Stream) -> Vec<RecordRef> {
-        self.shared.store.lock().snapshot(&self.shared.gen, stream)
+        self.shared.snapshot(stream)
     }
 
     pub fn stats(&self) -> Stats {
@@ -331,22 +332,21 @@ mod tests {
                     pages.push((p.into(), format!("limit=1000&skip={skip}")));
                 }
             }
-            for p in [
-                "/v3/teams",
-                "/v3/engagement/surveys",
-                "/v3/message-templates",
-            ] {
-                pages.push((p.into(), String::new()));
+            for st in Stream::ALL.into_iter().filter(|s| s.is_small_list()) {
+                pages.push((format!("/v3{}", st.path().unwrap()), String::new()));
             }
-            for s in 0..7 {
-                let id = sh.gen.base_id(Stream::Surveys, s);
-                pages.push((
-                    format!(
-                        "/v3/engagement/surveys/{}/responses",
-                        std::str::from_utf8(&id).unwrap()
-                    ),
-                    String::new(),
-                ));
+            for child in Stream::ALL {
+                let (Some((prefix, suffix)), Some(parent)) = (child.child_path(), child.parent())
+                else {
+                    continue;
+                };
+                for i in 0..sh.gen.base_count(parent) {
+                    let id = sh.gen.base_id(parent, i);
+                    pages.push((
+                        format!("/v3{prefix}{}{suffix}", std::str::from_utf8(&id).unwrap()),
+                        String::new(),
+                    ));
+                }
             }
             let mut records = 0;
             let mut odd_seen = 0;
@@ -355,23 +355,115 @@ mod tests {
                 assert_eq!(body, http::route_public(&sh2, p, q).unwrap(), "{p}?{q}");
                 let v: serde_json::Value =
                     serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{p}?{q}: {e}"));
-                let items = v.get("tickets").unwrap_or(&v).as_array().unwrap().clone();
+                let items = v
+                    .get("tickets")
+                    .or_else(|| v.get("data"))
+                    .unwrap_or(&v)
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{p}: {v}"))
+                    .clone();
                 records += items.len();
                 odd_seen += items
                     .iter()
                     .filter(|r| {
-                        !r["updatedAt"].is_string()
+                        !(r["updatedAt"].is_string() || r["updatedAt"].is_null())
+                            || !r["createdAt"].is_string()
                             || r.get("id").is_none()
                             || r.get("legacyRef").is_some()
                     })
                     .count();
             }
-            assert_eq!(records, 3000 + 1500 + 2500 + 12 + 7 + 9 + 7 * 30);
+            let want: u64 = Stream::ALL.iter().map(|&st| cfg.base_count(st)).sum();
+            assert_eq!(records as u64, want);
+            assert!(want > 3000 + 1500 + 2500 + 12 + 7 + 9 + 7 * 30);
             if odd {
                 assert!(odd_seen > 50, "{odd_seen}");
             } else {
                 assert_eq!(odd_seen, 0);
             }
+        }
+    }
+
+    /// A feature the plan lacks answers 404 (or 403) on its endpoints, and
+    /// the snapshot holds none of its records (nor of its children).
+    #[test]
+    fn missing_features_answer_404_or_403_and_hold_nothing() {
+        for status in [404u16, 403] {
+            let cfg = FakeConfig {
+                missing_features: vec!["engagement-cobrowse".into(), "helpcenter".into()],
+                missing_status: status,
+                ..FakeConfig::default()
+            };
+            let sh = Shared::new(cfg.clone());
+            for p in ["/v3/engagement/cobrowse", "/v3/helpcenter/collections/all"] {
+                assert_eq!(http::route_public(&sh, p, ""), Err(status), "{p}");
+            }
+            let id = sh.gen.base_id(Stream::HelpcenterCollections, 0);
+            let articles = format!(
+                "/v3/helpcenter/collections/{}/articles",
+                std::str::from_utf8(&id).unwrap()
+            );
+            assert_eq!(http::route_public(&sh, &articles, ""), Err(status));
+            assert!(http::route_public(&sh, "/v3/engagement/banners", "").is_ok());
+            for st in [
+                Stream::EngagementCobrowse,
+                Stream::HelpcenterCollections,
+                Stream::HelpcenterArticles,
+                Stream::HelpcenterRedirects,
+            ] {
+                assert!(sh.snapshot(st).is_empty(), "{st}");
+            }
+            assert_eq!(sh.snapshot(Stream::EngagementBanners).len(), 2);
+        }
+    }
+
+    /// A new activity log, activity or event stamps its parent (the ticket,
+    /// the contact) with its time, as Gleap's do: a tap reading only the
+    /// parents updated since its bookmark finds it.
+    #[test]
+    fn children_that_touch_their_parent_stamp_it() {
+        let sh = Shared::new(FakeConfig {
+            tickets: 20,
+            sessions: 10,
+            ..FakeConfig::default()
+        });
+        for (child, parent) in [
+            (Stream::TicketActivityLogs, Stream::Tickets),
+            (Stream::SessionEvents, Stream::Sessions),
+        ] {
+            let before: std::collections::BTreeMap<String, String> = sh
+                .snapshot(parent)
+                .into_iter()
+                .map(|r| (r.id, r.updated_at))
+                .collect();
+            let ids = sh.store.lock().create(&sh.gen, child, 1);
+            let rec = sh
+                .snapshot(child)
+                .into_iter()
+                .find(|r| r.id == ids[0])
+                .unwrap();
+            let pid = rec.parent_id.unwrap();
+            let after = sh
+                .snapshot(parent)
+                .into_iter()
+                .find(|r| r.id == pid)
+                .unwrap();
+            assert!(after.updated_at > before[&pid], "{child}: parent stamped");
+        }
+        // Events never change: an update is a no-op.
+        assert!(sh
+            .store
+            .lock()
+            .update(&sh.gen, Stream::SessionEvents, 3, false)
+            .is_empty());
+        // Children are as old as their parent, never ahead of it.
+        for r in sh.snapshot(Stream::TicketActivityLogs) {
+            let parent = sh
+                .snapshot(Stream::Tickets)
+                .into_iter()
+                .find(|t| Some(&t.id) == r.parent_id.as_ref())
+                .unwrap();
+            assert!(r.updated_at <= parent.updated_at);
         }
     }
 

@@ -41,6 +41,38 @@ struct Cli {
     responses_per_survey: u64,
     #[arg(long, default_value_t = 6)]
     message_templates: u64,
+    #[arg(long, default_value_t = 8)]
+    team_members: u64,
+    #[arg(long, default_value_t = 4)]
+    helpcenter_collections: u64,
+    #[arg(long, default_value_t = 3)]
+    articles_per_collection: u64,
+    #[arg(long, default_value_t = 3)]
+    helpcenter_redirects: u64,
+    #[arg(long, default_value_t = 4)]
+    news: u64,
+    /// Records of each of the ten engagement lists.
+    #[arg(long, default_value_t = 2)]
+    engagements_per_kind: u64,
+    #[arg(long, default_value_t = 3)]
+    custom_components: u64,
+    #[arg(long, default_value_t = 2)]
+    activity_logs_per_ticket: u64,
+    #[arg(long, default_value_t = 2)]
+    activities_per_session: u64,
+    #[arg(long, default_value_t = 3)]
+    events_per_session: u64,
+    /// Features the project's plan lacks: their endpoints answer
+    /// --missing-status. Stream names (engagement_cobrowse, news,
+    /// ticket_activity_logs, ...) or groups: engagement, helpcenter.
+    #[arg(long, value_name = "FEATURE[,FEATURE...]", value_delimiter = ',')]
+    missing: Vec<String>,
+    /// What a missing feature's endpoints answer: 404 or 403.
+    #[arg(long, default_value_t = 404)]
+    missing_status: u16,
+    /// Streams whose endpoints are down: every request answers 503.
+    #[arg(long, value_name = "STREAM[,STREAM...]", value_delimiter = ',')]
+    broken: Vec<String>,
     /// updatedAt of base record 0 (RFC 3339).
     #[arg(long)]
     base_time: Option<String>,
@@ -163,6 +195,17 @@ fn config(c: &Cli) -> Result<FakeConfig, String> {
         surveys: c.surveys,
         responses_per_survey: c.responses_per_survey,
         message_templates: c.message_templates,
+        team_members: c.team_members,
+        helpcenter_collections: c.helpcenter_collections,
+        articles_per_collection: c.articles_per_collection,
+        helpcenter_redirects: c.helpcenter_redirects,
+        news: c.news,
+        engagements_per_kind: c.engagements_per_kind,
+        custom_components: c.custom_components,
+        activity_logs_per_ticket: c.activity_logs_per_ticket,
+        activities_per_session: c.activities_per_session,
+        events_per_session: c.events_per_session,
+        missing_status: c.missing_status,
         step_ms: c.step_ms,
         tie_group: c.tie_group.max(1),
         latency: Duration::from_millis(c.latency_ms),
@@ -182,6 +225,23 @@ fn config(c: &Cli) -> Result<FakeConfig, String> {
         clock_offset_ms: c.clock_offset_ms,
         ..FakeConfig::default()
     };
+    for f in c.missing.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
+        if !fake_gleap::Stream::ALL.iter().any(|s| s.is_feature(f)) {
+            return Err(format!(
+                "--missing: unknown feature {f:?}: a stream name (see /_fake/snapshot/<stream>) or engagement, helpcenter"
+            ));
+        }
+        cfg.missing_features.push(f.to_string());
+    }
+    for f in c.broken.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
+        if !fake_gleap::Stream::ALL.iter().any(|s| s.is_feature(f)) {
+            return Err(format!("--broken: unknown stream {f:?}"));
+        }
+        cfg.broken_features.push(f.to_string());
+    }
+    if !matches!(c.missing_status, 403 | 404) {
+        return Err("--missing-status: 403 or 404".into());
+    }
     if let Some(t) = &c.base_time {
         cfg.base_time = chrono::DateTime::parse_from_rfc3339(t)
             .map_err(|e| format!("--base-time: {e}"))?

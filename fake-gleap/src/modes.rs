@@ -2,8 +2,10 @@
 //! real API where Gleap's docs are silent, played by changing one unknown of
 //! a [`FakeConfig`] (a few change two where that is the realistic case).
 //!
-//! Every mode still lets a correct client get every record: a test can loop
-//! over [`MODES`], apply each to its config and demand no loss. A mode
+//! Every mode still lets a correct client get every record it can reach (a
+//! feature the plan lacks holds nothing a client could reach: the fake's
+//! snapshot leaves it out): a test can loop over [`MODES`], apply each to
+//! its config and demand no loss. A mode
 //! changes only behaviour, never the data (counts, seed, times), except that
 //! the tie modes make sure tie groups exist and the rate-limit-header modes
 //! install a small rate limit where none is set, so they are never no-ops.
@@ -47,6 +49,14 @@ fn test_rate_limit() -> RateLimit {
         ..RateLimit::default()
     }
 }
+
+/// What `plan-lacks-engagement` leaves out.
+const PLAN_LACKS: [&str; 4] = [
+    "engagement_cobrowse",
+    "engagement_whatsapp_messages",
+    "engagement_product_tours",
+    "engagement_checklists",
+];
 
 /// Every named mode.
 pub const MODES: &[ServerMode] = &[
@@ -178,7 +188,7 @@ pub const MODES: &[ServerMode] = &[
     },
     ServerMode {
         name: "responses-wrapped",
-        about: "survey responses come as {\"data\": [...]} instead of a bare array",
+        about: "lists of undocumented shape (survey responses, activity logs, the engagement lists) come as {\"data\": [...]}; custom components as {totalCount, data}",
         apply: |c| c.responses_shape = ResponsesShape::Wrapped("data".into()),
     },
     ServerMode {
@@ -192,6 +202,17 @@ pub const MODES: &[ServerMode] = &[
         name: "small-lists-unpaginated",
         about: "teams, surveys and message templates ignore limit and skip: the whole list every time",
         apply: |c| c.unpaginated_small_lists = true,
+    },
+    ServerMode {
+        name: "plan-lacks-engagement",
+        about: "a plan without co-browsing, WhatsApp, product tours and checklists: those engagement lists answer 404",
+        apply: |c| {
+            for f in PLAN_LACKS {
+                if !c.missing_features.iter().any(|m| m == f) {
+                    c.missing_features.push(f.to_string());
+                }
+            }
+        },
     },
     ServerMode {
         name: "clock-ahead",

@@ -77,6 +77,11 @@ pub(crate) struct Query {
     /// applied even where range filters are ignored.
     pub cursor: Vec<RangeFilter>,
     pub ignore_archived: bool,
+    /// `withCount=true` (`/custom-components`): `{totalCount, data}`.
+    pub with_count: bool,
+    /// `withoutChangelogs=true` (`/engagement/news`): accepted; the fake's
+    /// news are no changelogs.
+    pub without_changelogs: bool,
 }
 
 /// Percent-decodes `s`; `+` becomes a space. Invalid escapes are kept.
@@ -209,6 +214,8 @@ pub(crate) fn parse(raw: &str, enc: EncodedOperators) -> Result<Query, String> {
             "paginated" => q.paginated = parse_bool(&value),
             "before" => q.before = Some(value).filter(|v| !v.is_empty()),
             "ignoreArchived" => q.ignore_archived = parse_bool(&value),
+            "withCount" => q.with_count = parse_bool(&value),
+            "withoutChangelogs" => q.without_changelogs = parse_bool(&value),
             "" => {}
             _ => {
                 let vals = value.split(',').map(str::to_string).collect();

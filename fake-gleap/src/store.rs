@@ -17,7 +17,7 @@ use std::ops::Bound;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{ArchivedDefault, Stream};
+use crate::config::{ArchivedDefault, Stream, STREAM_COUNT};
 use crate::data::{Gen, RecMeta, Rng};
 use crate::query::{is_date_field, parse_date, Op, Query, RangeFilter};
 use crate::render::{iso, Json};
@@ -29,6 +29,10 @@ pub struct RecordRef {
     #[serde(rename = "updatedAt")]
     pub updated_at: String,
     pub survey_id: Option<String>,
+    /// A child stream's record: its parent's id (a survey response's survey,
+    /// an activity log's ticket, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -37,8 +41,8 @@ pub(crate) struct Entry {
     pub created_ms: i64,
     pub version: u32,
     pub deleted: bool,
-    pub survey: Option<u64>,
-    pub survey_created_ms: i64,
+    pub parent: Option<u64>,
+    pub parent_created_ms: i64,
 }
 
 impl Entry {
@@ -49,8 +53,8 @@ impl Entry {
             version: self.version,
             updated_ms: self.updated_ms,
             created_ms: self.created_ms,
-            survey: self.survey,
-            survey_created_ms: self.survey_created_ms,
+            parent: self.parent,
+            parent_created_ms: self.parent_created_ms,
         }
     }
 }
@@ -89,7 +93,7 @@ impl Store {
     pub fn new(gen: &Gen) -> Self {
         let (u, c) = gen.max_base_times();
         Store {
-            ov: (0..7).map(|_| Overlay::default()).collect(),
+            ov: (0..STREAM_COUNT).map(|_| Overlay::default()).collect(),
             max_issued_ms: u,
             max_created_ms: c,
             clock_offset_ms: 0,
@@ -121,8 +125,13 @@ impl Store {
         gen.base_count(s) + self.ov[s.idx()].created
     }
 
-    fn survey_live(&self, gen: &Gen, survey: Option<u64>) -> bool {
-        survey.is_some_and(|sv| self.meta(gen, Stream::Surveys, sv).is_some())
+    /// Whether a child record's parent is live (a record of any other
+    /// stream has none, and is reachable).
+    fn parent_live(&self, gen: &Gen, m: &RecMeta) -> bool {
+        match m.stream.parent() {
+            None => true,
+            Some(p) => m.parent.is_some_and(|i| self.meta(gen, p, i).is_some()),
+        }
     }
 
     fn pick_live(&mut self, gen: &Gen, s: Stream, taken: &HashSet<u64>) -> Option<u64> {
@@ -132,7 +141,7 @@ impl Store {
         }
         for _ in 0..64 {
             let i = self.rng.below(n);
-            if !taken.contains(&i) && self.meta(gen, s, i).is_some() {
+            if !taken.contains(&i) && self.reachable(gen, s, i) {
                 return Some(i);
             }
         }
@@ -140,7 +149,13 @@ impl Store {
         let start = self.rng.below(n);
         (0..n)
             .map(|k| (start + k) % n)
-            .find(|&i| !taken.contains(&i) && self.meta(gen, s, i).is_some())
+            .find(|&i| !taken.contains(&i) && self.reachable(gen, s, i))
+    }
+
+    /// A live record whose parent (if any) is live too.
+    fn reachable(&self, gen: &Gen, s: Stream, i: u64) -> bool {
+        self.meta(gen, s, i)
+            .is_some_and(|m| self.parent_live(gen, &m))
     }
 
     fn next_ts(&mut self) -> i64 {
@@ -161,7 +176,11 @@ impl Store {
 
     /// Gives `n` random live records a new updatedAt: each its own
     /// (increasing) one, or with `bulk` all the same one.
+    /// Records without `updatedAt` (`Stream::has_updated_at`) never change.
     pub fn update(&mut self, gen: &Gen, s: Stream, n: u64, bulk: bool) -> Vec<String> {
+        if !s.has_updated_at() {
+            return Vec::new();
+        }
         let mut taken = HashSet::new();
         let mut out = Vec::new();
         let bulk_ts = if bulk { Some(self.next_ts()) } else { None };
@@ -178,7 +197,7 @@ impl Store {
 
     /// Gives the live record with this id a new updatedAt.
     pub fn update_id(&mut self, gen: &Gen, s: Stream, id: &str) -> bool {
-        let Some(i) = self.lookup(gen, s, id) else {
+        let Some(i) = self.lookup(gen, s, id).filter(|_| s.has_updated_at()) else {
             return false;
         };
         let ts = self.next_ts();
@@ -186,7 +205,9 @@ impl Store {
         true
     }
 
-    /// A new version of live record `i`, stamped `ts`; returns its id.
+    /// A new version of live record `i`, stamped `ts`; returns its id. A
+    /// record whose changes show on its parent (`Stream::touches_parent`)
+    /// gives the parent that stamp too.
     fn touch(&mut self, gen: &Gen, s: Stream, i: u64, ts: i64) -> String {
         let m = self.meta(gen, s, i).expect("live");
         let e = Entry {
@@ -194,29 +215,38 @@ impl Store {
             created_ms: m.created_ms,
             version: m.version + 1,
             deleted: false,
-            survey: m.survey,
-            survey_created_ms: m.survey_created_ms,
+            parent: m.parent,
+            parent_created_ms: m.parent_created_ms,
         };
         self.put(s, i, e);
+        self.touch_parent(gen, &m, ts);
         id_string(&e.meta(s, i))
+    }
+
+    /// A change to `m` shows on its parent when `Stream::touches_parent`:
+    /// the parent gets the stamp `ts` (its `updatedAt`).
+    fn touch_parent(&mut self, gen: &Gen, m: &RecMeta, ts: i64) {
+        if !m.stream.touches_parent() {
+            return;
+        }
+        let (Some(p), Some(pi)) = (m.stream.parent(), m.parent) else {
+            return;
+        };
+        if self.meta(gen, p, pi).is_some() {
+            self.touch(gen, p, pi, ts);
+        }
     }
 
     /// Creates `n` records with ids greater than every existing id.
     pub fn create(&mut self, gen: &Gen, s: Stream, n: u64) -> Vec<String> {
         let mut out = Vec::new();
         for _ in 0..n {
-            let (survey, survey_created_ms) = if s == Stream::SurveyResponses {
-                match self.pick_live(gen, Stream::Surveys, &HashSet::new()) {
-                    Some(sv) => (
-                        Some(sv),
-                        self.meta(gen, Stream::Surveys, sv)
-                            .expect("live")
-                            .created_ms,
-                    ),
+            let (parent, parent_created_ms) = match s.parent() {
+                Some(p) => match self.pick_live(gen, p, &HashSet::new()) {
+                    Some(pi) => (Some(pi), self.meta(gen, p, pi).expect("live").created_ms),
                     None => break,
-                }
-            } else {
-                (None, 0)
+                },
+                None => (None, 0),
             };
             let ts = self.next_ts();
             let created = self.now_ms().max(self.max_created_ms).min(ts);
@@ -228,10 +258,11 @@ impl Store {
                 created_ms: created,
                 version: 0,
                 deleted: false,
-                survey,
-                survey_created_ms,
+                parent,
+                parent_created_ms,
             };
             self.put(s, i, e);
+            self.touch_parent(gen, &e.meta(s, i), ts);
             out.push(id_string(&e.meta(s, i)));
         }
         out
@@ -244,8 +275,8 @@ impl Store {
             updated_ms: m.updated_ms,
             created_ms: m.created_ms,
             version: m.version,
-            survey: m.survey,
-            survey_created_ms: m.survey_created_ms,
+            parent: m.parent,
+            parent_created_ms: m.parent_created_ms,
         };
         self.put(s, i, e);
         Some(id_string(&m))
@@ -270,24 +301,29 @@ impl Store {
         }
     }
 
-    /// Every live record of a stream, sorted by id. Responses of deleted
-    /// surveys are unreachable through the API and so left out.
+    /// Every live record of a stream, sorted by id. Records of a child
+    /// stream whose parent was deleted (responses of a deleted survey) are
+    /// unreachable through the API and so left out. `updated_at` is the
+    /// record's `updatedAt`, or its `createdAt` where it carries no
+    /// `updatedAt` (`Stream::has_updated_at`).
     pub fn snapshot(&self, gen: &Gen, s: Stream) -> Vec<RecordRef> {
         let ov = &self.ov[s.idx()];
         let mut out = Vec::new();
         let mut push = |m: RecMeta| {
-            if s == Stream::SurveyResponses && !self.survey_live(gen, m.survey) {
+            if !self.parent_live(gen, &m) {
                 return;
             }
+            let parent_id =
+                Gen::parent_id(&m).map(|id| String::from_utf8(id.to_vec()).expect("ascii id"));
             out.push(RecordRef {
                 id: id_string(&m),
-                updated_at: iso(m.updated_ms),
-                survey_id: m.survey.map(|sv| {
-                    String::from_utf8(
-                        Gen::id(Stream::Surveys.code(), sv, m.survey_created_ms).to_vec(),
-                    )
-                    .unwrap()
+                updated_at: iso(if s.has_updated_at() {
+                    m.updated_ms
+                } else {
+                    m.created_ms
                 }),
+                survey_id: parent_id.clone().filter(|_| s == Stream::SurveyResponses),
+                parent_id,
             });
         };
         for i in 0..gen.base_count(s) {
@@ -313,8 +349,8 @@ pub(crate) struct Scope {
     /// Base index range.
     pub lo: u64,
     pub hi: u64,
-    /// For survey responses: only records of this survey.
-    pub survey: Option<u64>,
+    /// For a child stream: only the records of this parent.
+    pub parent: Option<u64>,
 }
 
 pub(crate) struct ListOpts {
@@ -505,7 +541,7 @@ pub(crate) fn list(
     let ov = &store.ov[scope.stream.idx()];
     let class_ok =
         |m: &RecMeta| mask == 0xf || mask & (1 << gen.ticket_class(m.index, m.version)) != 0;
-    let in_scope = |e: &Entry| scope.survey.is_none() || e.survey == scope.survey;
+    let in_scope = |e: &Entry| scope.parent.is_none() || e.parent == scope.parent;
 
     if let (Some((kind, desc)), true, true) = (sort_kind, exact.is_empty(), other_ranges.is_empty())
     {

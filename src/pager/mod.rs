@@ -25,14 +25,20 @@
 //! update) is read by [`ties`], splitting it by `createdAt` and `_id`
 //! filters. Tickets hide archived and spam records from a plain listing in
 //! a way the API does not document: [`partitions`] decides from what the
-//! plain listing shows what else to read. Child streams (survey responses)
-//! are listed once per parent: [`children`]. [`walk`] runs a range as
+//! plain listing shows what else to read. Child streams are listed once per
+//! parent ([`children`]): survey responses and help center articles for
+//! every survey or collection; ticket activity logs and contacts'
+//! activities and events only for the parents updated since their bookmark,
+//! found by walking the parent as above for its ids alone. [`walk`] runs a range as
 //! slices walked concurrently under the one rate budget, and turns their
 //! progress into bookmarks; [`probe`] holds the cheap requests that test an
 //! assumption.
 //!
-//! Small lists without a replication key (teams, surveys, templates) are
-//! read by [`offset::offset_walk`], which detects a list shifting under it.
+//! Small lists without a replication key (teams, surveys, templates, team
+//! members, the help center's collections, news, the engagement lists...)
+//! are read by [`offset::offset_walk`], which detects a list shifting under
+//! it; so is each parent's list of a per-parent stream
+//! ([`offset::listing`]).
 
 mod children;
 mod keyset;
@@ -150,6 +156,10 @@ pub(crate) struct Shared {
     version: Option<i64>,
     pub cancel: Cancel,
     pub budget: Arc<Budget>,
+    /// A walk of a parent stream for its ids (`children`): each kept
+    /// record becomes its id and a line break in the page's lines, no
+    /// RECORD; `tx` goes to the child stream's walks, not to the writer.
+    ids_only: bool,
 }
 
 /// One task's handle on its stream: the shared parts, and its own conformer.
@@ -215,6 +225,7 @@ impl StreamRun {
                 version: self.version,
                 cancel: self.cancel,
                 budget: self.budget,
+                ids_only: false,
             }),
             conformer: self.conformer,
         };
@@ -231,9 +242,26 @@ impl StreamRun {
             };
             children::run(&mut w, from, incremental).await?;
         } else if def.replication_key.is_some() {
-            let walked = partitions::run(&mut w, state, start_date, incremental).await?;
+            let from_of = |context: Context| {
+                if incremental {
+                    later(
+                        state.bookmark(def, context).map(|t| t.timestamp_millis()),
+                        start_date,
+                    )
+                } else {
+                    None
+                }
+            };
+            let progress_of = |context: Context| {
+                if incremental {
+                    state.progress(def, context)
+                } else {
+                    None
+                }
+            };
+            let walked = partitions::run(&mut w, &from_of, &progress_of, incremental, true).await?;
             if !incremental && def.is_partitioned() {
-                catch_up_moves(&mut w, &walked).await?;
+                catch_up_moves(&mut w, &walked.hiding).await?;
             }
         } else {
             let target = Target {
@@ -294,6 +322,29 @@ async fn catch_up_moves(w: &mut Walker, partitions: &[Context]) -> Result<(), Fe
 }
 
 impl Walker {
+    /// A handle on `parent` (a child stream's parent) that walks it for its
+    /// ids: nothing is written for it; its pages come to `tx` as ids, one a
+    /// line, with the requests counted for this stream.
+    pub fn parent_ids(&self, parent: &'static StreamDef, tx: mpsc::Sender<Batch>) -> Walker {
+        let sh = &self.sh;
+        Walker {
+            sh: Arc::new(Shared {
+                def: parent,
+                client: sh.client.clone(),
+                tx,
+                line_buffers: sh.line_buffers.clone(),
+                stats: sh.stats.clone(),
+                page_size: sh.page_size,
+                signpost: sh.signpost.clone(),
+                version: None,
+                cancel: sh.cancel.clone(),
+                budget: sh.budget.clone(),
+                ids_only: true,
+            }),
+            conformer: Conformer::new(parent, &[]),
+        }
+    }
+
     /// Another handle on the same stream, for a task of its own.
     pub fn fork(&self) -> Walker {
         Walker {
@@ -360,6 +411,7 @@ impl Walker {
     ) -> Result<Page, FetchError> {
         let Walker { sh, conformer } = self;
         let version = sh.version;
+        let ids_only = sh.ids_only;
         let parent_id = target.parent_id.as_deref();
         let line_buffers = &sh.line_buffers;
         let stats = &sh.stats;
@@ -397,12 +449,17 @@ impl Walker {
                         match record.and_then(|r| Some((r, conformer.meta(r)?))) {
                             Some((record, meta)) => {
                                 if keep(&meta) {
-                                    conformer.write_record(
-                                        record,
-                                        parent_id,
-                                        &tail,
-                                        &mut out.lines,
-                                    );
+                                    if ids_only {
+                                        out.lines.extend_from_slice(meta.id.as_bytes());
+                                        out.lines.push(b'\n');
+                                    } else {
+                                        conformer.write_record(
+                                            record,
+                                            parent_id,
+                                            &tail,
+                                            &mut out.lines,
+                                        );
+                                    }
                                     out.written += 1;
                                 }
                                 out.metas.push(meta);
@@ -476,8 +533,10 @@ impl Walker {
             return Ok(());
         }
         // Counted when handed over, so the stream's summary (logged before
-        // the writer has caught up) is complete.
-        self.sh.stats.records.fetch_add(records, Ordering::Relaxed);
+        // the writer has caught up) is complete. A parent's ids are no records.
+        if !self.sh.ids_only {
+            self.sh.stats.records.fetch_add(records, Ordering::Relaxed);
+        }
         let batch = Batch { lines, bookmark };
         // The writer only goes away when stdout is closed: stop quietly.
         self.sh

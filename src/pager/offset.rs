@@ -42,7 +42,18 @@ pub(crate) async fn offset_walk(
     target: &Target,
     emit: bool,
 ) -> Result<Vec<String>, FetchError> {
-    walk_all(w, def, target, if emit { Emit::Plain } else { Emit::No }).await
+    let emit = if emit { Emit::Plain } else { Emit::No };
+    walk_all(w, def, target, emit, false).await
+}
+
+/// One parent's whole list of a per-parent child stream (a ticket's
+/// activity logs), written: [`offset_walk`], except that a page too short
+/// to have been cut (`Endpoint::maybe_cut`: shorter than `limit`, and than
+/// any plausible cap or the longest page the endpoint served) ends it. A
+/// parent's list is mostly a handful of records: one request, not two.
+pub(crate) async fn listing(w: &mut Walker, target: &Target) -> Result<(), FetchError> {
+    let def = w.def();
+    walk_all(w, def, target, Emit::Plain, true).await.map(drop)
 }
 
 /// Where an offset walk's records go.
@@ -59,6 +70,7 @@ async fn walk_all(
     def: &'static StreamDef,
     target: &Target,
     emit: Emit<'_>,
+    short_ends: bool,
 ) -> Result<Vec<String>, FetchError> {
     let mut seen: HashSet<String> = HashSet::new();
     let mut order: Vec<String> = Vec::new();
@@ -127,6 +139,14 @@ async fn walk_all(
         if len == 0 || new == 0 || len > limit {
             break;
         }
+        if short_ends {
+            let learned = w.client().learned();
+            let cut = learned.endpoint(def.name).maybe_cut(len, limit);
+            learned.page_served(def.name, len);
+            if !cut {
+                break;
+            }
+        }
         skip = skip - overlap + len;
     }
     Ok(order)
@@ -143,7 +163,7 @@ pub(crate) async fn bounded(
     if newest_first {
         self::newest_first(w, h).await?;
     } else {
-        walk_all(w, def, &h.walk.target, Emit::Slice(h)).await?;
+        walk_all(w, def, &h.walk.target, Emit::Slice(h), false).await?;
     }
     h.report(
         w,

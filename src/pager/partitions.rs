@@ -21,6 +21,11 @@
 //! Each kind has its own bookmark. A kind the plain listing covered takes
 //! the plain listing's bookmark, so that a later run that has to read it
 //! starts from there, not from the beginning.
+//!
+//! A per-parent child stream (`ParentIds::ChangedSince`: a ticket's
+//! activity logs) walks its parent the same way, for the ids of the
+//! parents updated since its own bookmark: every partition from that one
+//! bookmark, none moved (`bookmarks` false).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,34 +33,38 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 use super::walk::{self, Observer, WalkEnd};
-use super::{later, Target, Walker};
+use super::{Target, Walker};
 use crate::client::FetchError;
 use crate::output::Bookmark;
-use crate::state::{Context, State};
+use crate::state::{Context, Progress};
 
 /// What a walk's task returns: which walk (`None`: the plain listing).
 type Finished = (Option<usize>, Result<WalkEnd, FetchError>);
 
-/// Walks the stream; returns the partitions that hold records the plain
-/// listing does not (with the plain listing first).
+/// What the partitions' walks read, together.
+pub(crate) struct Walked {
+    /// The partitions that hold records the plain listing does not (the
+    /// plain listing first).
+    pub hiding: Vec<Context>,
+    /// The newest `updatedAt` read by any walk.
+    pub max_seen: Option<i64>,
+    /// A tie group some walk could not read whole: no bookmark may pass it.
+    pub held: Option<i64>,
+}
+
+/// Walks the stream, each partition from `from_of(partition)` (up to the
+/// signpost when `incremental`, else to the end), moving the partitions'
+/// bookmarks when `bookmarks`, and reading only what `progress_of` (the
+/// state's `progress`) says a killed run left.
 pub(crate) async fn run(
     w: &mut Walker,
-    state: &State,
-    start_date: Option<i64>,
+    from_of: &(dyn Fn(Context) -> Option<i64> + Sync),
+    progress_of: &(dyn Fn(Context) -> Option<Progress> + Sync),
     incremental: bool,
-) -> Result<Vec<Context>, FetchError> {
+    bookmarks: bool,
+) -> Result<Walked, FetchError> {
     let def = w.def();
     let to = incremental.then_some(walk::AT_SIGNPOST);
-    let from_of = |context: Context| {
-        if incremental {
-            later(
-                state.bookmark(def, context).map(|t| t.timestamp_millis()),
-                start_date,
-            )
-        } else {
-            None
-        }
-    };
     let spawn = |tasks: &mut JoinSet<Finished>,
                  which: Option<usize>,
                  partition: Context,
@@ -67,13 +76,13 @@ pub(crate) async fn run(
             parent_id: None,
         };
         let from = from_of(partition);
-        let resume = if incremental {
-            state.progress(def, partition)
+        let resume = if incremental && bookmarks {
+            progress_of(partition)
         } else {
             None
         };
         tasks.spawn(async move {
-            let bookmark = incremental.then_some(partition);
+            let bookmark = (incremental && bookmarks).then_some(partition);
             let end =
                 walk::run_observed(&mut walker, &target, from, to, bookmark, observer, resume)
                     .await;
@@ -86,7 +95,11 @@ pub(crate) async fn run(
     spawn(&mut tasks, None, plain, Some(observer.clone()), w.fork());
     if def.hidden.is_empty() {
         return match tasks.join_next().await {
-            Some(Ok((_, end))) => end.map(|_| vec![plain]),
+            Some(Ok((_, end))) => end.map(|end| Walked {
+                hiding: vec![plain],
+                max_seen: end.max_seen,
+                held: end.held,
+            }),
             _ => Err(task_failed()),
         };
     }
@@ -143,6 +156,14 @@ pub(crate) async fn run(
     }
     let shown_end = plain_end.ok_or_else(task_failed)?;
     let mut hiding = vec![plain];
+    let (mut max_seen, mut held) = (shown_end.max_seen, shown_end.held);
+    for end in ends.iter().flatten() {
+        max_seen = max_seen.max(end.max_seen);
+        held = match (held, end.held) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
     for (i, hidden) in def.hidden.iter().enumerate() {
         let bit = 1u8 << i;
         if shown_end.flags & bit == 0 {
@@ -166,7 +187,7 @@ pub(crate) async fn run(
             "the plain listing includes records with {} true: they are not read on their own",
             hidden.flag
         );
-        if let (true, Some(at)) = (incremental, shown_end.bookmark) {
+        if let (true, true, Some(at)) = (incremental, bookmarks, shown_end.bookmark) {
             if Some(at) > from_of(hidden.query) {
                 let bookmark = Bookmark {
                     def,
@@ -178,7 +199,11 @@ pub(crate) async fn run(
             }
         }
     }
-    Ok(hiding)
+    Ok(Walked {
+        hiding,
+        max_seen,
+        held,
+    })
 }
 
 fn task_failed() -> FetchError {
