@@ -72,8 +72,8 @@ pub struct Meta {
     pub id: String,
     /// The replication key as epoch milliseconds, when the record has a valid one.
     pub updated_ms: Option<i64>,
-    /// `createdAt`, epoch milliseconds: splits a group of records that share
-    /// one `updatedAt` (`pager/ties.rs`).
+    /// `createdAt`, epoch milliseconds, when the conformer `wants_created`:
+    /// splits a group of records that share one `updatedAt` (`pager/ties.rs`).
     pub created_ms: Option<i64>,
     /// Bit `i` set when the record's `StreamDef::hidden[i].flag` is `true`
     /// (an archived or spam ticket).
@@ -149,8 +149,11 @@ pub struct Conformer {
     key_at: usize,
     replication_key_at: usize,
     created_at: usize,
-    /// Fields whose `true` marks a record a plain listing may hide.
-    flag_fields: Vec<&'static str>,
+    /// Whether `meta` reads `createdAt` (only a tie group's reading needs it).
+    pub wants_created: bool,
+    /// Fields whose `true` marks a record a plain listing may hide, and
+    /// where each was in the last record.
+    flag_fields: Vec<(&'static str, usize)>,
     /// The parent id field of a child stream, written into every record.
     child_field: Option<&'static str>,
     /// `"<child_field>":`
@@ -218,7 +221,8 @@ impl Conformer {
             key_at: 0,
             replication_key_at: 0,
             created_at: 0,
-            flag_fields: def.hidden.iter().map(|h| h.flag).collect(),
+            wants_created: false,
+            flag_fields: def.hidden.iter().map(|h| (h.flag, 0)).collect(),
             child_field,
             child_key_json,
         }
@@ -319,15 +323,19 @@ impl Conformer {
                 record
                     .get_near(rk, &mut self.replication_key_at)
                     .and_then(instant_ms),
-                record
-                    .get_near("createdAt", &mut self.created_at)
-                    .and_then(instant_ms),
+                if self.wants_created {
+                    record
+                        .get_near("createdAt", &mut self.created_at)
+                        .and_then(instant_ms)
+                } else {
+                    None
+                },
             ),
             None => (None, None),
         };
         let mut flags = 0;
-        for (i, f) in self.flag_fields.iter().enumerate() {
-            if record.get(f) == Some("true") {
+        for (i, (f, at)) in self.flag_fields.iter_mut().enumerate() {
+            if record.get_near(f, at) == Some("true") {
                 flags |= 1 << i;
             }
         }

@@ -68,6 +68,7 @@ impl Prober {
         q: &Query,
     ) -> Result<Probe, FetchError> {
         let mut conformer = Conformer::new(def, &[]);
+        conformer.wants_created = true;
         self.client
             .get(&self.stats, path, &q.encode(), |body| {
                 let shape = if body.trim_start().starts_with('[') {

@@ -104,19 +104,22 @@ impl State {
         self.value.get("bookmarks")?.get(name)?.as_object()
     }
 
+    /// The object holding a partition's bookmark, if the state has one.
+    fn holder(&self, def: &StreamDef, context: Context) -> Option<&Map<String, Value>> {
+        let bm = self.stream(def.name)?;
+        if !def.is_partitioned() {
+            return Some(bm);
+        }
+        bm.get("partitions")?
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_object)
+            .find(|p| context_matches(p, context))
+    }
+
     /// Where an incremental partition resumes: its bookmark, if any.
     pub fn bookmark(&self, def: &StreamDef, context: Context) -> Option<DateTime<Utc>> {
-        let bm = self.stream(def.name)?;
-        let holder = if def.is_partitioned() {
-            bm.get("partitions")?
-                .as_array()?
-                .iter()
-                .filter_map(Value::as_object)
-                .find(|p| context_matches(p, context))?
-        } else {
-            bm
-        };
-        holder
+        self.holder(def, context)?
             .get("replication_key_value")?
             .as_str()
             .and_then(timefmt::parse_instant)
@@ -194,17 +197,7 @@ impl State {
 
     /// The progress a previous run left above a partition's bookmark.
     pub fn progress(&self, def: &StreamDef, context: Context) -> Option<Progress> {
-        let bm = self.stream(def.name)?;
-        let holder = if def.is_partitioned() {
-            bm.get("partitions")?
-                .as_array()?
-                .iter()
-                .filter_map(Value::as_object)
-                .find(|p| context_matches(p, context))?
-        } else {
-            bm
-        };
-        Progress::from_value(holder.get("progress")?).ok()
+        Progress::from_value(self.holder(def, context)?.get("progress")?).ok()
     }
 
     pub fn to_value(&self) -> Value {

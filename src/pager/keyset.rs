@@ -46,15 +46,7 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
         w.check_cancelled()?;
         let end = h.end();
         if lower.is_some_and(|(v, inclusive)| v >= end || (!inclusive && v + 1 >= end)) {
-            return h
-                .report(
-                    w,
-                    Report {
-                        done: true,
-                        ..Report::default()
-                    },
-                )
-                .await;
+            return h.finish(w).await;
         }
         let mut q = Query::new(target.partition).sort(rk, false).limit(limit);
         if let Some((v, inclusive)) = lower {
@@ -98,15 +90,7 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
             if (lower.is_some() || end != i64::MAX) && probe::filters_misread(w, target).await? {
                 return Err(FetchError::Replan);
             }
-            return h
-                .report(
-                    w,
-                    Report {
-                        done: true,
-                        ..Report::default()
-                    },
-                )
-                .await;
+            return h.finish(w).await;
         }
         let learned = w.client().learned();
         learned.page_served(def.name, page.len);

@@ -165,14 +165,7 @@ pub(crate) async fn bounded(
     } else {
         walk_all(w, def, &h.walk.target, Emit::Slice(h), false).await?;
     }
-    h.report(
-        w,
-        Report {
-            done: true,
-            ..Report::default()
-        },
-    )
-    .await
+    h.finish(w).await
 }
 
 async fn newest_first(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchError> {

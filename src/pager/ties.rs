@@ -174,12 +174,38 @@ pub(crate) async fn read(
     let rk = def
         .replication_key
         .expect("tie groups exist on replication keys");
-    let target = &h.walk.target;
     tracing::info!(
         stream = def.name,
         "more than a page of records share {rk} {}: reading them in parts",
         super::query::fmt_ms(at)
     );
+    w.conformer.wants_created = true;
+    let read = split_and_read(w, h, at, written).await;
+    w.conformer.wants_created = false;
+    let complete = read?;
+    if !complete {
+        tracing::warn!(
+            stream = def.name,
+            "the records sharing {rk} {} could not be proven read whole (the API's order changes from request to request): what was read is written, and the bookmark stays before them so the next run reads them again",
+            super::query::fmt_ms(at)
+        );
+        h.hold(at).await;
+    }
+    Ok(complete)
+}
+
+/// The regions of the group, read until each comes back whole.
+async fn split_and_read(
+    w: &mut Walker,
+    h: &SliceHandle,
+    at: i64,
+    written: &HashSet<String>,
+) -> Result<bool, FetchError> {
+    let def = w.def();
+    let rk = def
+        .replication_key
+        .expect("tie groups exist on replication keys");
+    let target = &h.walk.target;
     let base = || {
         Query::new(target.partition)
             .at(rk, Op::Ge, at)
@@ -250,14 +276,6 @@ pub(crate) async fn read(
         // not grow with the group.
         regions.extend(region.split(&page.metas).into_iter().rev());
         w.discard(page);
-    }
-    if !complete {
-        tracing::warn!(
-            stream = def.name,
-            "the records sharing {rk} {} could not be proven read whole (the API's order changes from request to request): what was read is written, and the bookmark stays before them so the next run reads them again",
-            super::query::fmt_ms(at)
-        );
-        h.hold(at).await;
     }
     Ok(complete)
 }

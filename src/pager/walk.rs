@@ -521,6 +521,18 @@ impl SliceHandle {
         Ok(())
     }
 
+    /// The slice has read its whole range.
+    pub async fn finish(&self, w: &Walker) -> Result<(), FetchError> {
+        self.report(
+            w,
+            Report {
+                done: true,
+                ..Report::default()
+            },
+        )
+        .await
+    }
+
     /// A group of records at `at` could not be proven complete: the
     /// bookmark stays at or before it, so the next run reads it again.
     pub async fn hold(&self, at: i64) {

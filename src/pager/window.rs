@@ -42,15 +42,7 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
         w.check_cancelled()?;
         let end = h.end();
         if c.is_some_and(|c| c >= end) {
-            return h
-                .report(
-                    w,
-                    Report {
-                        done: true,
-                        ..Report::default()
-                    },
-                )
-                .await;
+            return h.finish(w).await;
         }
         let b = match (next_end.take(), c, width) {
             (Some(b), _, _) => b.min(end),
