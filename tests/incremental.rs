@@ -561,3 +561,78 @@ fn a_backfill_killed_midway_resumes_where_each_slice_stopped() {
         "a finished walk leaves no progress behind"
     );
 }
+
+/// A state written by tap-gleap 0.1 kept tickets in four partitions
+/// (`{}`, `{"archived": "true"}`, `{"isSpam": "true"}`, both), which lose
+/// archived tickets on a server that counts `archived=true` only beside
+/// `ignoreArchived=true`. Resumed from such a state, the plain listing keeps
+/// its bookmark and the hidden kinds are read once from the start: every
+/// ticket arrives.
+#[test]
+fn a_state_written_by_the_previous_version_resumes_without_loss() {
+    let server = start(FakeConfig {
+        archived_default: fake_gleap::ArchivedDefault::WebApp,
+        tickets: 400,
+        ..small_config()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({"page_size": 50}));
+    let bookmark = "2024-01-01T03:00:00.000Z";
+    let part = |ctx: serde_json::Value| json!({"context": ctx, "replication_key": "updatedAt", "replication_key_value": bookmark});
+    let old = json!({"bookmarks": {"tickets": {"partitions": [
+        part(json!({})),
+        part(json!({"archived": "true"})),
+        part(json!({"isSpam": "true"})),
+        part(json!({"archived": "true", "isSpam": "true"})),
+    ]}}});
+    let run = tap(&[
+        "--config",
+        path_str(&cfg),
+        "--select",
+        "tickets",
+        "--state",
+        path_str(&s.write_json("old-state.json", &old)),
+    ]);
+    run.assert_ok();
+    // What 0.1 would have read before its bookmark is not read again,
+    // except the kinds it may have missed: every archived and spam ticket.
+    let got = run.ids("tickets");
+    for r in server.snapshot(stream("tickets")) {
+        if r.updated_at.as_str() >= bookmark {
+            assert!(got.contains(&r.id), "ticket {} after the bookmark", r.id);
+        }
+    }
+    // Every archived or spam ticket, as a full sync tells which they are.
+    let full = tap(&["--config", path_str(&cfg), "--select", "tickets"]);
+    full.assert_ok();
+    let hidden: Vec<String> = full
+        .records("tickets")
+        .iter()
+        .filter(|r| r["archived"] == json!(true) || r["isSpam"] == json!(true))
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(hidden.len() > 10, "the fake has archived and spam tickets");
+    for id in &hidden {
+        assert!(got.contains(id), "archived or spam ticket {id}");
+    }
+    let plain_before = run
+        .records("tickets")
+        .iter()
+        .filter(|r| {
+            r["updatedAt"].as_str().unwrap() < bookmark
+                && r["archived"] != json!(true)
+                && r["isSpam"] != json!(true)
+        })
+        .count();
+    assert_eq!(plain_before, 0, "the plain listing resumes at its bookmark");
+    let state = run.last_state();
+    let parts = state["bookmarks"]["tickets"]["partitions"]
+        .as_array()
+        .unwrap();
+    assert!(
+        parts
+            .iter()
+            .any(|p| p["context"] == json!({"ignoreArchived": "true", "archived": "true"})),
+        "the new partitions have bookmarks: {state}"
+    );
+}
