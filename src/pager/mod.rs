@@ -6,8 +6,9 @@
 //! `updatedAt` order and shifts everything after it one place back, so the
 //! next `skip` jumps over one record that never changed. So incremental
 //! streams are walked by the replication key, `updatedAt`, over a range
-//! `[from, signpost]` (the signpost: the moment the sync started; a record
-//! updated later moves past it and belongs to the next run).
+//! `[from, signpost]` (the signpost: the moment the sync started, on the
+//! API's clock; a record updated later moves past it and belongs to the
+//! next run).
 //!
 //! How a range is walked depends on what the server honours, which the
 //! walks find out as they go (`assumptions.rs` holds what was learned):
@@ -16,10 +17,10 @@
 //! - [`window`]: the filters work but the sort does not: windows of
 //!   `updatedAt`, each small enough to come back whole in one page, which
 //!   makes the order irrelevant.
-//! - [`offset::newest_first`]: the sort works but the filters do not:
-//!   `sort=-updatedAt` by offset, down to the bookmark.
-//! - [`offset::everything`]: neither: every record by offset, keeping
-//!   those in range.
+//! - [`offset::bounded`], newest first: the sort works but the filters do
+//!   not: `sort=-updatedAt` by offset, down to the bookmark.
+//! - [`offset::bounded`], everything: neither: every record by offset,
+//!   keeping those in range.
 //!
 //! A group of more than a page of records sharing one `updatedAt` (a bulk
 //! update) is read by [`ties`], splitting it by `createdAt` and `_id`
@@ -40,6 +41,7 @@
 //! it; so is each parent's list of a per-parent stream
 //! ([`offset::listing`]).
 
+mod budget;
 mod children;
 mod keyset;
 mod offset;
@@ -47,6 +49,7 @@ mod partitions;
 pub(crate) mod probe;
 pub(crate) mod query;
 mod ties;
+mod tracker;
 mod walk;
 mod window;
 
@@ -67,7 +70,7 @@ use crate::state::{Context, State};
 use crate::streams::{Method, StreamDef};
 use crate::timefmt;
 
-pub use walk::Budget;
+pub use budget::Budget;
 
 /// Rounds of a full-table pass that re-read records moving between partitions.
 const MAX_CATCH_UP_ROUNDS: usize = 3;

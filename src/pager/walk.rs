@@ -6,12 +6,13 @@
 //! trip of a few hundred milliseconds or more. One walk, one page at a
 //! time, uses a fraction of the budget. So a range `[from, to)` is split
 //! into slices, each walked by its own task with the strategy of the whole
-//! walk (keyset or windows), all under the one rate limiter. A slice that
-//! finishes gives its seat to a new one cut from the slice with the most
-//! left ([`Tracker::split`]): the half above the midpoint of what is left of
-//! it. How many run at once across the whole process is the [`Budget`]:
-//! about `rate × round trip`, the requests that must be in flight to keep
-//! the limiter busy, and no more (each holds a page of memory).
+//! walk (keyset or windows), all under the one rate limiter. When a seat is
+//! free, the slice with the most left is cut into pieces placed by the
+//! density it read, if it would otherwise hold the walk up
+//! (`tracker.rs`). How many run at once across the whole process is the
+//! [`Budget`](super::Budget): about `rate × round trip`, the requests that
+//! must be in flight to keep the limiter busy, and no more; how many pages
+//! sit in memory meanwhile is bounded apart (`budget.rs`).
 //!
 //! **Bookmarks.** Every slice reports after each page how far it has read
 //! (`cursor`: every record of the slice below it is written). The walk's
@@ -23,21 +24,28 @@
 //! to the writer with the page that reaches it, under the tracker's lock,
 //! so it never overtakes the records it covers.
 //!
+//! **Resuming.** Above the bookmark, the ranges other slices finished are
+//! handed to the writer too (`Progress`, at most every 250 ms when the
+//! bookmark itself stays): a run resumed after a kill starts one slice per
+//! gap between them.
+//!
 //! **Replans.** A slice that finds an assumption failing (`FetchError::Replan`)
 //! stops every slice; the walk starts again from its watermark with the
 //! strategy that fits what is now known. Bookmarks sent before stay true:
 //! a keyset bookmark is sent only once the sort was verified, and its
 //! safety never depends on the filters.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinSet;
 
+use super::budget::Seat;
+use super::tracker::{Pace, Slice, Tracker};
 use super::{keyset, offset, window, Page, Target, Walker};
 use crate::assumptions::Endpoint;
-use crate::client::{Client, FetchError};
+use crate::client::FetchError;
 use crate::output::Bookmark;
 use crate::state::{Context, Progress};
 
@@ -45,88 +53,8 @@ use crate::state::{Context, Progress};
 /// `Signpost`): requests go without an upper bound until it is.
 pub(crate) const AT_SIGNPOST: i64 = i64::MAX - 1;
 
-/// Pages held in memory at once (see `Budget::pages`): about 2-4 MB each for
-/// 1000 tickets. The writer, on its own thread, keeps up with far more
-/// than the API can send; these cover the pages being read and conformed.
-const PAGES_IN_MEMORY: usize = 3;
-/// The most tasks walking at once, all streams together.
-const MAX_SEATS: usize = 16;
 /// At most this often a STATE only for progress above a bookmark that did not move.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-/// How far ahead a slice is cut, in multiples of the stretch it read, per seat.
-const REACH: i64 = 4;
-/// Pages a slice cut off holds at least: each slice costs about one request
-/// more than one walk would (its last, short page).
-const MIN_CHUNK_PAGES: f64 = 2.0;
-
-/// How many walking tasks may run at once, all streams together.
-pub struct Budget {
-    active: AtomicUsize,
-    max: usize,
-    /// Pages held in memory at once, all streams together: from the moment
-    /// an answer's headers arrive until its lines are handed to the writer.
-    /// Requests waiting for an answer hold none, so a slow API can have
-    /// many more requests in flight than this.
-    pub(crate) pages: Arc<tokio::sync::Semaphore>,
-}
-
-/// A walking task's place in the budget, given back when dropped.
-pub(crate) struct Seat(Arc<Budget>);
-
-impl Drop for Seat {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Budget {
-    pub fn new() -> Arc<Budget> {
-        Budget::with_max(MAX_SEATS)
-    }
-
-    pub fn with_max(max: usize) -> Arc<Budget> {
-        Arc::new(Budget {
-            active: AtomicUsize::new(0),
-            max: max.max(1),
-            pages: Arc::new(tokio::sync::Semaphore::new(PAGES_IN_MEMORY)),
-        })
-    }
-
-    /// Requests that must be in flight to use the rate budget at the round
-    /// trip measured so far (one more for the page being conformed). The
-    /// rate is the budget's, or what the one worker thread conforms if that
-    /// is less (an unlimited server): more in flight would only hold pages.
-    pub(crate) fn target(&self, client: &Client) -> usize {
-        let rtt = client
-            .latency()
-            .map_or(0.25, |d| d.as_secs_f64())
-            .clamp(0.001, 30.0);
-        let rate = client
-            .pages_per_second()
-            .map_or(client.rate_per_second(), |cpu| {
-                cpu.min(client.rate_per_second())
-            });
-        let needed = (rate * rtt * 1.2).ceil() as usize + 1;
-        needed.max(2).min(self.max)
-    }
-
-    /// A seat, whatever the budget: every walk has at least one task.
-    pub(crate) fn join(self: &Arc<Budget>) -> Seat {
-        self.active.fetch_add(1, Ordering::Relaxed);
-        Seat(self.clone())
-    }
-
-    /// A seat for one more task, if the budget has room.
-    pub(crate) fn try_join(self: &Arc<Budget>, client: &Client) -> Option<Seat> {
-        let target = self.target(client);
-        self.active
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < target).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Seat(self.clone()))
-    }
-}
 
 /// What a walk read.
 #[derive(Debug, Default, Clone, Copy)]
@@ -159,237 +87,6 @@ impl Strategy {
             (true, false) => Strategy::NewestFirst,
             (true, true) => Strategy::Everything,
         }
-    }
-}
-
-/// One slice of a walk.
-struct Slice {
-    /// Lower bound (inclusive); `None`: from the beginning.
-    lo: Option<i64>,
-    /// Upper bound (exclusive, `i64::MAX`: none). Lowered when the slice is split.
-    end: Arc<AtomicI64>,
-    /// Every record of the slice below this is written.
-    cursor: Option<i64>,
-    /// How far the slice has read, trusted or not (a keyset slice before the
-    /// sort is verified): where it may be cut.
-    at: Option<i64>,
-    /// Where the slice's first record was (`lo` when it has one).
-    first_seen: Option<i64>,
-    records: u64,
-    /// Its last page may have been cut: there is more to read.
-    more: bool,
-    done: bool,
-}
-
-impl Slice {
-    fn end(&self) -> i64 {
-        match self.end.load(Ordering::Relaxed) {
-            // Not known yet: cut nothing above what was read.
-            AT_SIGNPOST => i64::MAX,
-            end => end,
-        }
-    }
-}
-
-/// How fast the walk can go: what a cut is weighed against.
-#[derive(Clone, Copy)]
-struct Pace {
-    /// Tasks the budget keeps walking.
-    seats: usize,
-    /// Requests per second the rate budget allows.
-    rate: f64,
-    /// Seconds a page takes, request to last byte.
-    rtt: f64,
-}
-
-/// The shared state of one walk's slices.
-pub(crate) struct Tracker {
-    slices: Vec<Slice>,
-    /// The walk's lower bound: no bookmark goes below it.
-    from: Option<i64>,
-    max_read: Option<i64>,
-    sent: Option<i64>,
-    held: Option<i64>,
-    flags: u8,
-    written: u64,
-    /// Records in the whole range, as the first page of the walk's first
-    /// slice counted them (`totalCount`), where the API tells.
-    total: Option<u64>,
-    /// The lowest start of a slice that turned out empty: the records
-    /// stopped there (a gap). No slice is cut above it again.
-    empty_from: Option<i64>,
-    /// The progress last handed to the writer, and when.
-    sent_progress: Option<Progress>,
-    progress_sent_at: Option<std::time::Instant>,
-}
-
-impl Tracker {
-    /// The ranges above `from` whose records were all written: the written
-    /// part of every slice, never past a tie group not read whole. `to`:
-    /// where the walk ends, for a slice done up to an end still to be the
-    /// signpost.
-    fn written_above(&self, from: i64, to: Option<i64>) -> Vec<(i64, i64)> {
-        let mut out: Vec<(i64, i64)> = Vec::new();
-        for s in &self.slices {
-            let lo = s.lo.unwrap_or(i64::MIN).max(from);
-            let hi = if s.done {
-                match s.end.load(Ordering::Relaxed) {
-                    AT_SIGNPOST | i64::MAX => match to {
-                        Some(to) => to,
-                        None => continue,
-                    },
-                    end => end,
-                }
-            } else {
-                match s.cursor {
-                    Some(c) => c,
-                    None => continue,
-                }
-            };
-            // Never past the newest `updatedAt` read: a record updated from
-            // now on is stamped later than that by the API's clock, so it
-            // cannot land in a range said to be written. A slice's end (the
-            // signpost above all, which lies up to a second past the API's
-            // "now") gives no such promise.
-            let hi = hi.min(self.max_read.unwrap_or(i64::MIN));
-            let hi = match self.held {
-                Some(h) if h >= lo && h < hi => h,
-                _ => hi,
-            };
-            if hi <= lo {
-                continue;
-            }
-            match out.last_mut() {
-                Some(last) if last.1 >= lo => last.1 = last.1.max(hi),
-                _ => out.push((lo, hi)),
-            }
-        }
-        out
-    }
-
-    /// Everything below this is written.
-    fn watermark(&self) -> Option<i64> {
-        let structural = match self.slices.iter().find(|s| !s.done) {
-            Some(s) => s.cursor.or(s.lo)?,
-            None => self.max_read?,
-        };
-        let mut w = structural.min(self.max_read?);
-        if let Some(h) = self.held {
-            w = w.min(h);
-        }
-        Some(w.max(self.from.unwrap_or(i64::MIN)))
-    }
-
-    /// Cuts the slice with the most left into up to `seats + 1` pieces of
-    /// an equal share of what is left (among `target` seats, at least
-    /// `MIN_CHUNK_PAGES` pages), by its density so far, the last piece
-    /// keeping whatever lies above; returns the new pieces' indices. As the
-    /// walk nears its end the shares shrink, so that the last pages are
-    /// read by several slices at once, not one after another.
-    ///
-    /// Cuts are placed by density, not by halving time: where records crowd
-    /// near the cursor and a long empty stretch follows (a project quiet for
-    /// years, a few records updated just now), halving would only cut empty
-    /// slices. Without a total to bound the guess, no cut goes further
-    /// ahead than a few times the stretch already read, and none into a
-    /// stretch a slice found empty. `ceiling` caps the cuts: no slice starts
-    /// above the API's clock.
-    fn split(&mut self, limit: usize, ceiling: i64, seats: usize, pace: Pace) -> Vec<usize> {
-        let target = pace.seats;
-        let mut best: Option<(usize, i64, i64, f64, f64)> = None;
-        let mut left_in_all = 0.0;
-        for (i, s) in self.slices.iter().enumerate() {
-            // Only a slice that read records and has more: a fresh one has
-            // nothing to judge its density by, and may be empty.
-            let (Some(at), false, true) = (s.at.or(s.cursor), s.done, s.more && s.records > 0)
-            else {
-                continue;
-            };
-            let start = s.first_seen.or(s.lo).unwrap_or(at);
-            let covered = (at - start).max(1);
-            let mut end = s.end().min(ceiling);
-            if self.total.is_none() {
-                let reach = covered.saturating_mul(REACH * target.max(1) as i64);
-                end = end.min(at.saturating_add(reach));
-            }
-            if let Some(empty) = self.empty_from.filter(|&e| e > at) {
-                end = end.min(empty);
-            }
-            let density = s.records as f64 / covered as f64;
-            let left = density * (end - at).max(0) as f64;
-            left_in_all += left;
-            if best.is_none_or(|(.., l, _)| left > l) {
-                best = Some((i, at, end, left, density));
-            }
-        }
-        let Some((i, cursor, end, mut left, density)) = best else {
-            return Vec::new();
-        };
-        if let Some(total) = self.total {
-            let unread = total.saturating_sub(self.written) as f64;
-            left_in_all = left_in_all.min(unread);
-            left = left.min(unread);
-        }
-        // The time the rest of the walk needs at the rate budget, and the
-        // time this slice alone needs, a page per round trip: a slice is cut
-        // only when it would hold the walk up, into pieces that each finish
-        // in about that time (every piece costs a request more).
-        let pages_left = left_in_all / limit as f64;
-        let rest_s = pages_left / pace.rate;
-        let slice_s = left / limit as f64 * pace.rtt;
-        if slice_s < rest_s {
-            return Vec::new();
-        }
-        let chunk_pages = (rest_s / pace.rtt)
-            .max(pages_left / target.max(1) as f64)
-            .max(MIN_CHUNK_PAGES);
-        let chunk_records = chunk_pages * limit as f64;
-        if left < 2.0 * chunk_records {
-            return Vec::new();
-        }
-        // Pieces as wide as `chunk_records` at the density read so far; as
-        // many as the records left fill, and seats allow.
-        let chunk_ms = (chunk_records / density.max(f64::MIN_POSITIVE)).clamp(1.0, 1e15) as i64;
-        let cuts = ((left / chunk_records) as usize)
-            .saturating_sub(1)
-            .min(((end - cursor) / chunk_ms).max(0) as usize)
-            .min(seats);
-        // Raw: an end still to be the signpost stays so.
-        let old_end = self.slices[i].end.load(Ordering::Relaxed);
-        let mut added = Vec::new();
-        for k in 0..cuts {
-            let lo = cursor + (k as i64 + 1) * chunk_ms;
-            let hi = if k + 1 == cuts {
-                old_end
-            } else {
-                cursor + (k as i64 + 2) * chunk_ms
-            };
-            if k == 0 {
-                self.slices[i].end.store(lo, Ordering::Relaxed);
-            }
-            self.slices.insert(
-                i + 1 + k,
-                Slice {
-                    lo: Some(lo),
-                    end: Arc::new(AtomicI64::new(hi)),
-                    cursor: Some(lo),
-                    at: Some(lo),
-                    first_seen: Some(lo),
-                    records: 0,
-                    more: false,
-                    done: false,
-                },
-            );
-            added.push(i + 1 + k);
-        }
-        added
-    }
-
-    fn index_of(&self, end: &Arc<AtomicI64>) -> usize {
-        self.slices
-            .iter()
-            .position(|s| Arc::ptr_eq(&s.end, end))
-            .expect("a reporting slice is tracked")
     }
 }
 

@@ -1,0 +1,252 @@
+//! The slices of one walk: where each stands, the watermark below which
+//! everything is written, the ranges above it a resumed run need not read,
+//! and where to cut a slice in two (see `walk.rs`).
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use super::walk::AT_SIGNPOST;
+use crate::state::Progress;
+
+/// How far ahead a slice is cut, in multiples of the stretch it read, per seat.
+const REACH: i64 = 4;
+/// Pages a slice cut off holds at least: each slice costs about one request
+/// more than one walk would (its last, short page).
+const MIN_CHUNK_PAGES: f64 = 2.0;
+
+/// One slice of a walk.
+pub(super) struct Slice {
+    /// Lower bound (inclusive); `None`: from the beginning.
+    pub(super) lo: Option<i64>,
+    /// Upper bound (exclusive, `i64::MAX`: none). Lowered when the slice is split.
+    pub(super) end: Arc<AtomicI64>,
+    /// Every record of the slice below this is written.
+    pub(super) cursor: Option<i64>,
+    /// How far the slice has read, trusted or not (a keyset slice before the
+    /// sort is verified): where it may be cut.
+    pub(super) at: Option<i64>,
+    /// Where the slice's first record was (`lo` when it has one).
+    pub(super) first_seen: Option<i64>,
+    pub(super) records: u64,
+    /// Its last page may have been cut: there is more to read.
+    pub(super) more: bool,
+    pub(super) done: bool,
+}
+
+impl Slice {
+    pub(super) fn end(&self) -> i64 {
+        match self.end.load(Ordering::Relaxed) {
+            // Not known yet: cut nothing above what was read.
+            AT_SIGNPOST => i64::MAX,
+            end => end,
+        }
+    }
+}
+
+/// How fast the walk can go: what a cut is weighed against.
+#[derive(Clone, Copy)]
+pub(super) struct Pace {
+    /// Tasks the budget keeps walking.
+    pub(super) seats: usize,
+    /// Requests per second the rate budget allows.
+    pub(super) rate: f64,
+    /// Seconds a page takes, request to last byte.
+    pub(super) rtt: f64,
+}
+
+/// The shared state of one walk's slices.
+pub(crate) struct Tracker {
+    pub(super) slices: Vec<Slice>,
+    /// The walk's lower bound: no bookmark goes below it.
+    pub(super) from: Option<i64>,
+    pub(super) max_read: Option<i64>,
+    pub(super) sent: Option<i64>,
+    pub(super) held: Option<i64>,
+    pub(super) flags: u8,
+    pub(super) written: u64,
+    /// Records in the whole range, as the first page of the walk's first
+    /// slice counted them (`totalCount`), where the API tells.
+    pub(super) total: Option<u64>,
+    /// The lowest start of a slice that turned out empty: the records
+    /// stopped there (a gap). No slice is cut above it again.
+    pub(super) empty_from: Option<i64>,
+    /// The progress last handed to the writer, and when.
+    pub(super) sent_progress: Option<Progress>,
+    pub(super) progress_sent_at: Option<std::time::Instant>,
+}
+
+impl Tracker {
+    /// The ranges above `from` whose records were all written: the written
+    /// part of every slice, never past a tie group not read whole. `to`:
+    /// where the walk ends, for a slice done up to an end still to be the
+    /// signpost.
+    pub(super) fn written_above(&self, from: i64, to: Option<i64>) -> Vec<(i64, i64)> {
+        let mut out: Vec<(i64, i64)> = Vec::new();
+        for s in &self.slices {
+            let lo = s.lo.unwrap_or(i64::MIN).max(from);
+            let hi = if s.done {
+                match s.end.load(Ordering::Relaxed) {
+                    AT_SIGNPOST | i64::MAX => match to {
+                        Some(to) => to,
+                        None => continue,
+                    },
+                    end => end,
+                }
+            } else {
+                match s.cursor {
+                    Some(c) => c,
+                    None => continue,
+                }
+            };
+            // Never past the newest `updatedAt` read: a record updated from
+            // now on is stamped later than that by the API's clock, so it
+            // cannot land in a range said to be written. A slice's end (the
+            // signpost above all, which lies up to a second past the API's
+            // "now") gives no such promise.
+            let hi = hi.min(self.max_read.unwrap_or(i64::MIN));
+            let hi = match self.held {
+                Some(h) if h >= lo && h < hi => h,
+                _ => hi,
+            };
+            if hi <= lo {
+                continue;
+            }
+            match out.last_mut() {
+                Some(last) if last.1 >= lo => last.1 = last.1.max(hi),
+                _ => out.push((lo, hi)),
+            }
+        }
+        out
+    }
+
+    /// Everything below this is written.
+    pub(super) fn watermark(&self) -> Option<i64> {
+        let structural = match self.slices.iter().find(|s| !s.done) {
+            Some(s) => s.cursor.or(s.lo)?,
+            None => self.max_read?,
+        };
+        let mut w = structural.min(self.max_read?);
+        if let Some(h) = self.held {
+            w = w.min(h);
+        }
+        Some(w.max(self.from.unwrap_or(i64::MIN)))
+    }
+
+    /// Cuts the slice with the most left into up to `seats + 1` pieces of
+    /// an equal share of what is left (among `target` seats, at least
+    /// `MIN_CHUNK_PAGES` pages), by its density so far, the last piece
+    /// keeping whatever lies above; returns the new pieces' indices. As the
+    /// walk nears its end the shares shrink, so that the last pages are
+    /// read by several slices at once, not one after another.
+    ///
+    /// Cuts are placed by density, not by halving time: where records crowd
+    /// near the cursor and a long empty stretch follows (a project quiet for
+    /// years, a few records updated just now), halving would only cut empty
+    /// slices. Without a total to bound the guess, no cut goes further
+    /// ahead than a few times the stretch already read, and none into a
+    /// stretch a slice found empty. `ceiling` caps the cuts: no slice starts
+    /// above the API's clock.
+    pub(super) fn split(
+        &mut self,
+        limit: usize,
+        ceiling: i64,
+        seats: usize,
+        pace: Pace,
+    ) -> Vec<usize> {
+        let target = pace.seats;
+        let mut best: Option<(usize, i64, i64, f64, f64)> = None;
+        let mut left_in_all = 0.0;
+        for (i, s) in self.slices.iter().enumerate() {
+            // Only a slice that read records and has more: a fresh one has
+            // nothing to judge its density by, and may be empty.
+            let (Some(at), false, true) = (s.at.or(s.cursor), s.done, s.more && s.records > 0)
+            else {
+                continue;
+            };
+            let start = s.first_seen.or(s.lo).unwrap_or(at);
+            let covered = (at - start).max(1);
+            let mut end = s.end().min(ceiling);
+            if self.total.is_none() {
+                let reach = covered.saturating_mul(REACH * target.max(1) as i64);
+                end = end.min(at.saturating_add(reach));
+            }
+            if let Some(empty) = self.empty_from.filter(|&e| e > at) {
+                end = end.min(empty);
+            }
+            let density = s.records as f64 / covered as f64;
+            let left = density * (end - at).max(0) as f64;
+            left_in_all += left;
+            if best.is_none_or(|(.., l, _)| left > l) {
+                best = Some((i, at, end, left, density));
+            }
+        }
+        let Some((i, cursor, end, mut left, density)) = best else {
+            return Vec::new();
+        };
+        if let Some(total) = self.total {
+            let unread = total.saturating_sub(self.written) as f64;
+            left_in_all = left_in_all.min(unread);
+            left = left.min(unread);
+        }
+        // The time the rest of the walk needs at the rate budget, and the
+        // time this slice alone needs, a page per round trip: a slice is cut
+        // only when it would hold the walk up, into pieces that each finish
+        // in about that time (every piece costs a request more).
+        let pages_left = left_in_all / limit as f64;
+        let rest_s = pages_left / pace.rate;
+        let slice_s = left / limit as f64 * pace.rtt;
+        if slice_s < rest_s {
+            return Vec::new();
+        }
+        let chunk_pages = (rest_s / pace.rtt)
+            .max(pages_left / target.max(1) as f64)
+            .max(MIN_CHUNK_PAGES);
+        let chunk_records = chunk_pages * limit as f64;
+        if left < 2.0 * chunk_records {
+            return Vec::new();
+        }
+        // Pieces as wide as `chunk_records` at the density read so far; as
+        // many as the records left fill, and seats allow.
+        let chunk_ms = (chunk_records / density.max(f64::MIN_POSITIVE)).clamp(1.0, 1e15) as i64;
+        let cuts = ((left / chunk_records) as usize)
+            .saturating_sub(1)
+            .min(((end - cursor) / chunk_ms).max(0) as usize)
+            .min(seats);
+        // Raw: an end still to be the signpost stays so.
+        let old_end = self.slices[i].end.load(Ordering::Relaxed);
+        let mut added = Vec::new();
+        for k in 0..cuts {
+            let lo = cursor + (k as i64 + 1) * chunk_ms;
+            let hi = if k + 1 == cuts {
+                old_end
+            } else {
+                cursor + (k as i64 + 2) * chunk_ms
+            };
+            if k == 0 {
+                self.slices[i].end.store(lo, Ordering::Relaxed);
+            }
+            self.slices.insert(
+                i + 1 + k,
+                Slice {
+                    lo: Some(lo),
+                    end: Arc::new(AtomicI64::new(hi)),
+                    cursor: Some(lo),
+                    at: Some(lo),
+                    first_seen: Some(lo),
+                    records: 0,
+                    more: false,
+                    done: false,
+                },
+            );
+            added.push(i + 1 + k);
+        }
+        added
+    }
+
+    pub(super) fn index_of(&self, end: &Arc<AtomicI64>) -> usize {
+        self.slices
+            .iter()
+            .position(|s| Arc::ptr_eq(&s.end, end))
+            .expect("a reporting slice is tracked")
+    }
+}
