@@ -98,9 +98,10 @@ fn a_tls_failure_on_first_contact_fails_in_seconds_naming_the_host() {
     assert_eq!(server.stats().requests, 0, "no request got through");
 }
 
-/// Answers the first request with one team, then stops listening: the next
-/// page's connection is refused. The tap has had a response, so this is an
-/// outage, not a wrong URL: it retries for the whole budget.
+/// Answers the first request with a full page of two teams, then stops
+/// listening: the next page's connection is refused. The tap has had a
+/// response, so this is an outage, not a wrong URL: it retries for the
+/// whole budget.
 #[test]
 fn connections_refused_after_a_first_answer_get_the_full_retry_budget() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -112,7 +113,7 @@ fn connections_refused_after_a_first_answer_get_the_full_retry_budget() {
         while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
             head.push(byte[0]);
         }
-        let body = br#"[{"id":"65a000000000000000000001","name":"Support","createdAt":"2024-01-01T00:00:00.000Z","updatedAt":"2024-01-01T00:00:00.000Z"}]"#;
+        let body = br#"[{"id":"65a000000000000000000001","name":"Support","createdAt":"2024-01-01T00:00:00.000Z","updatedAt":"2024-01-01T00:00:00.000Z"},{"id":"65a000000000000000000002","name":"Billing","createdAt":"2024-01-01T00:00:00.000Z","updatedAt":"2024-01-01T00:00:00.000Z"}]"#;
         let _ = write!(
             conn,
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -126,7 +127,7 @@ fn connections_refused_after_a_first_answer_get_the_full_retry_budget() {
     let cfg = config_at(
         &s,
         &format!("http://{addr}/v3"),
-        json!({"retry_budget_seconds": budget, "page_size": 1}),
+        json!({"retry_budget_seconds": budget, "page_size": 2}),
     );
     let cat = s.write_json("catalog.json", &catalog_selecting(&cfg, &["teams"], |_| {}));
     let started = Instant::now();
@@ -134,7 +135,7 @@ fn connections_refused_after_a_first_answer_get_the_full_retry_budget() {
     let took = started.elapsed();
     server.join().unwrap();
     assert_eq!(run.code, API_ERROR, "{}", run.stderr);
-    assert_eq!(run.records("teams").len(), 1, "the first page was written");
+    assert_eq!(run.records("teams").len(), 2, "the first page was written");
     let line = run.error_line();
     assert!(
         line.contains("still failing") && line.contains("retry_budget_seconds"),

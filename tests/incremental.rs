@@ -196,6 +196,34 @@ fn a_silent_page_cap_does_not_end_a_walk_early() {
 }
 
 #[test]
+fn a_small_list_costs_one_request_and_a_silently_capped_one_is_read_whole() {
+    // Teams: fewer than any plausible cap, one request. Message templates:
+    // 150, served 100 a page without a word while the tap asks for 1000.
+    let server = start(FakeConfig {
+        max_limit: Some(100),
+        teams: 4,
+        message_templates: 150,
+        ..fake_config()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({}));
+    let run = tap(&[
+        "--config",
+        path_str(&cfg),
+        "--select",
+        "teams,message_templates",
+    ]);
+    run.assert_ok();
+    assert_eq!(run.ids("teams").len(), 4);
+    assert_eq!(run.ids("message_templates").len(), 150);
+    let by_path = server.stats().by_path;
+    assert_eq!(by_path["/v3/teams"], 1, "a page of 4 cannot have been cut");
+    // 100 (may have been cut), then 51 from skip=99 (shorter than the
+    // longest page served: the last).
+    assert_eq!(by_path["/v3/message-templates"], 2);
+}
+
+#[test]
 fn start_date_and_bookmarks_take_the_later_of_the_two() {
     let server = start(fake_config());
     let s = Scratch::new();

@@ -6,9 +6,12 @@
 //! the filters nor the sort work). Each page after the first re-reads the
 //! last record of the previous one; if it is not the same record the data
 //! shifted (or `skip` is ignored), and the walk starts over, skipping ids
-//! already written. The walk ends on a page that adds no new id: a short
-//! page is not trusted to be the last, because an endpoint may cap `limit`
-//! silently. It keeps every id it read, so its memory grows with the list:
+//! already written. The walk ends on a page that adds no new id, or on a
+//! page too short to have been cut (`Endpoint::maybe_cut`: shorter than
+//! `limit`, and than any plausible cap or the longest page the endpoint
+//! served; an endpoint may cap `limit` silently): a list of a handful of
+//! records costs one request, not two. It keeps every id it read, so its
+//! memory grows with the list:
 //! fine for the small lists it is meant for; for a whole stream it is the
 //! last resort of a server that honours neither filters nor sort.
 //!
@@ -43,17 +46,14 @@ pub(crate) async fn offset_walk(
     emit: bool,
 ) -> Result<Vec<String>, FetchError> {
     let emit = if emit { Emit::Plain } else { Emit::No };
-    walk_all(w, def, target, emit, false).await
+    walk_all(w, def, target, emit).await
 }
 
 /// One parent's whole list of a per-parent child stream (a ticket's
-/// activity logs), written: [`offset_walk`], except that a page too short
-/// to have been cut (`Endpoint::maybe_cut`: shorter than `limit`, and than
-/// any plausible cap or the longest page the endpoint served) ends it. A
-/// parent's list is mostly a handful of records: one request, not two.
+/// activity logs), written.
 pub(crate) async fn listing(w: &mut Walker, target: &Target) -> Result<(), FetchError> {
     let def = w.def();
-    walk_all(w, def, target, Emit::Plain, true).await.map(drop)
+    walk_all(w, def, target, Emit::Plain).await.map(drop)
 }
 
 /// Where an offset walk's records go.
@@ -70,7 +70,6 @@ async fn walk_all(
     def: &'static StreamDef,
     target: &Target,
     emit: Emit<'_>,
-    short_ends: bool,
 ) -> Result<Vec<String>, FetchError> {
     let mut seen: HashSet<String> = HashSet::new();
     let mut order: Vec<String> = Vec::new();
@@ -139,13 +138,11 @@ async fn walk_all(
         if len == 0 || new == 0 || len > limit {
             break;
         }
-        if short_ends {
-            let learned = w.client().learned();
-            let cut = learned.endpoint(def.name).maybe_cut(len, limit);
-            learned.page_served(def.name, len);
-            if !cut {
-                break;
-            }
+        let learned = w.client().learned();
+        let cut = learned.endpoint(def.name).maybe_cut(len, limit);
+        learned.page_served(def.name, len);
+        if !cut {
+            break;
         }
         skip = skip - overlap + len;
     }
@@ -163,7 +160,7 @@ pub(crate) async fn bounded(
     if newest_first {
         self::newest_first(w, h).await?;
     } else {
-        walk_all(w, def, &h.walk.target, Emit::Slice(h), false).await?;
+        walk_all(w, def, &h.walk.target, Emit::Slice(h)).await?;
     }
     h.finish(w).await
 }
