@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// One undocumented behaviour the tap would like to rely on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -256,6 +256,8 @@ impl Seen {
 /// held by the client.
 pub struct Learned {
     endpoints: Mutex<BTreeMap<&'static str, Endpoint>>,
+    /// One probe of an endpoint at a time (see `probe_turn`).
+    probes: Mutex<BTreeMap<&'static str, Arc<tokio::sync::Mutex<()>>>>,
     date_header: Seen,
     rate_limit_headers: Seen,
     retry_after: Seen,
@@ -274,6 +276,7 @@ impl Learned {
     pub fn new() -> Learned {
         Learned {
             endpoints: Mutex::new(BTreeMap::new()),
+            probes: Mutex::new(BTreeMap::new()),
             date_header: Seen::new(),
             rate_limit_headers: Seen::new(),
             retry_after: Seen::new(),
@@ -293,6 +296,20 @@ impl Learned {
     /// A copy of what is known of `stream`'s endpoint.
     pub fn endpoint(&self, stream: &'static str) -> Endpoint {
         self.lock().get(stream).cloned().unwrap_or_default()
+    }
+
+    /// The turn to probe `stream`'s endpoint: walks of one endpoint
+    /// (parents, slices) that meet the same question at once ask it once;
+    /// the others wait, then read the answer from `endpoint`.
+    pub async fn probe_turn(&self, stream: &'static str) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = self
+            .probes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(stream)
+            .or_default()
+            .clone();
+        turn.lock_owned().await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, Endpoint>> {

@@ -60,6 +60,7 @@ pub(crate) async fn verify_sort(
 /// Returns whether the filters were found misread (the walk must change).
 pub(crate) async fn filters_misread(w: &mut Walker, target: &Target) -> Result<bool, FetchError> {
     let def = w.def();
+    let _turn = w.client().learned().probe_turn(def.name).await;
     match w.client().learned().endpoint(def.name).filters {
         Fact::Holds => return Ok(false),
         // Found out meanwhile by another walk of the endpoint (another
