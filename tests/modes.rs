@@ -59,6 +59,8 @@ fn mode_loses_nothing(mode: &'static ServerMode) {
     assert_eq!(first.code, 0, "{}: {}", mode.name, first.error_line());
     assert!(!first.stderr.contains("panicked"), "{}", first.stderr);
     let full_ms = started.elapsed().as_millis() as u64;
+    let first_requests = server.stats().requests;
+    let (first_tally, _) = count(&server, &[&first.messages]);
 
     let mut runs = vec![first];
     let mut rng = Rng::new(seed() ^ mode.name.len() as u64);
@@ -119,8 +121,12 @@ fn mode_loses_nothing(mode: &'static ServerMode) {
         mode.name, t.lost
     );
     eprintln!(
-        "mode {:<28} {:>5} records, {:>5} delivered, {:>4} duplicates, {:>4} requests, {rounds} rounds of changes",
+        "mode {:<28} first sync ({rounds} rounds of changes): {:>5} delivered, {:>4} duplicates, {:>4} requests; \
+         with 2 killed runs, faults and a last run: {:>5} records, {:>5} delivered, 0 lost, {:>4} duplicates, {:>4} requests",
         mode.name,
+        first_tally.delivered,
+        first_tally.duplicates,
+        first_requests,
         t.expected,
         t.delivered,
         t.duplicates,
