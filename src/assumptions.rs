@@ -205,6 +205,9 @@ pub struct Endpoint {
     pub shown_flags: u8,
     /// Bit `i`: the hidden kind `i` had to be read on its own.
     pub read_flags: u8,
+    /// Bit `i`: the hidden kind `i`'s own query listed records with
+    /// `hidden[i].flag` false: the server does not honour it.
+    pub unfiltered_flags: u8,
     pub total_count: Fact,
 }
 

@@ -78,6 +78,8 @@ pub struct Meta {
     /// Bit `i` set when the record's `StreamDef::hidden[i].flag` is `true`
     /// (an archived or spam ticket).
     pub flags: u8,
+    /// Bit `i` set when that flag is `false` (not merely missing).
+    pub cleared: u8,
 }
 
 /// What to do with a field of a given name.
@@ -333,10 +335,12 @@ impl Conformer {
             ),
             None => (None, None),
         };
-        let mut flags = 0;
+        let (mut flags, mut cleared) = (0, 0);
         for (i, (f, at)) in self.flag_fields.iter_mut().enumerate() {
-            if record.get_near(f, at) == Some("true") {
-                flags |= 1 << i;
+            match record.get_near(f, at) {
+                Some("true") => flags |= 1 << i,
+                Some("false") => cleared |= 1 << i,
+                _ => {}
             }
         }
         Some(Meta {
@@ -344,6 +348,7 @@ impl Conformer {
             updated_ms,
             created_ms,
             flags,
+            cleared,
         })
     }
 

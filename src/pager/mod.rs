@@ -416,6 +416,18 @@ impl Walker {
         let version = sh.version;
         let ids_only = sh.ids_only;
         let parent_id = target.parent_id.as_deref();
+        // A hidden kind's own walk (archived tickets) writes no record that
+        // says it is not of that kind: a server that does not honour the
+        // kind's query lists every ticket there, and every ticket that is
+        // neither archived nor spam is the plain listing's under each
+        // meaning of the parameters (`partitions.rs`). A record without
+        // the flag at all is written: nothing tells whose it is.
+        let own_kind = def
+            .hidden
+            .iter()
+            .position(|h| h.query == target.partition)
+            .map_or(0u8, |i| 1 << i);
+        let mut foreign = false;
         let line_buffers = &sh.line_buffers;
         let stats = &sh.stats;
         let (mut page, permit) = sh
@@ -451,7 +463,9 @@ impl Walker {
                     let page = scan::each_record(body, def, |record| {
                         match record.and_then(|r| Some((r, conformer.meta(r)?))) {
                             Some((record, meta)) => {
-                                if keep(&meta) {
+                                let of_another_kind = meta.cleared & own_kind != 0;
+                                foreign |= of_another_kind;
+                                if keep(&meta) && !of_another_kind {
                                     if ids_only {
                                         out.lines.extend_from_slice(meta.id.as_bytes());
                                         out.lines.push(b'\n');
@@ -484,6 +498,11 @@ impl Walker {
             )
             .await?;
         page.permit = permit;
+        if foreign {
+            sh.client
+                .learned()
+                .update(def.name, |e| e.unfiltered_flags |= own_kind);
+        }
         if let Some(newest) = page.times().max() {
             sh.client.learned().saw(newest);
         }

@@ -14,9 +14,13 @@
 //! - a kind not shown there is read on its own, with the query the web app
 //!   uses, at once, beside the plain listing (the budget is the clock: one
 //!   after the other would wait for nothing);
+//! - a kind's own walk writes only records that do not say they are of
+//!   another kind (`archived: false` in the archived walk): a server that
+//!   ignores the kind's query lists every ticket there, and the plain
+//!   listing has those under every meaning (`Walker::fetch_once`);
 //! - should the plain listing show that kind later after all (a kind rare
-//!   enough to miss a first page), its walk is stopped: what it wrote by
-//!   then is written twice, a handful of records at most.
+//!   enough to miss a first page), its walk is stopped: the records of
+//!   that kind it wrote by then are written twice, a handful at most.
 //!
 //! Each kind has its own bookmark. A kind the plain listing covered takes
 //! the plain listing's bookmark, so that a later run that has to read it
@@ -168,12 +172,12 @@ pub(crate) async fn run(
         let bit = 1u8 << i;
         if shown_end.flags & bit == 0 {
             hiding.push(hidden.query);
-            if let Some(end) = ends[i].filter(|e| e.written > 0 && e.flags & bit == 0) {
+            if w.client().learned().endpoint(def.name).unfiltered_flags & bit != 0 {
                 tracing::warn!(
                     stream = def.name,
-                    "the API answered {:?} with {} records that are not {}: it does not honour that filter; what it sent was written",
+                    "the API answered {:?} with records whose {} is false: it does not honour that query; only those with {} true were written from it (the others are the plain listing's)",
                     hidden.query,
-                    end.written,
+                    hidden.flag,
                     hidden.flag
                 );
             }
