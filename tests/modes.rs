@@ -76,8 +76,7 @@ fn mode_loses_nothing(mode: &'static ServerMode) {
     });
     for i in 0..2 {
         change(&server);
-        let state = runs.iter().rev().find_map(|r| r.states().last().copied());
-        let st = s.write_json(&format!("state-{i}.json"), state.unwrap_or(&json!({})));
+        let st = s.write_json(&format!("state-{i}.json"), &latest_state(&runs));
         let killed = run_killed(
             &["--config", path_str(&cfg), "--state", path_str(&st)],
             Kill::AfterMs(rng.below(full_ms.max(20))),
@@ -97,13 +96,7 @@ fn mode_loses_nothing(mode: &'static ServerMode) {
     // put stamps seconds into the future): they belong to a run that starts
     // after them.
     wait_past_newest_change(&server);
-    let state = runs
-        .iter()
-        .rev()
-        .find_map(|r| r.states().last().copied())
-        .cloned()
-        .unwrap_or(json!({}));
-    let last = s.tap_with_state(&cfg, &state);
+    let last = s.tap_with_state(&cfg, &latest_state(&runs));
     assert_eq!(last.code, 0, "{}: {}", mode.name, last.error_line());
     runs.push(last);
 

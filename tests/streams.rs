@@ -265,12 +265,7 @@ fn per_parent_streams_lose_nothing_through_changes_and_kills() {
     runs[0].assert_ok();
     for (i, after_ms) in [30u64, 80].into_iter().enumerate() {
         change();
-        let state = runs
-            .iter()
-            .rev()
-            .find_map(|r| r.states().last().copied())
-            .cloned();
-        let st = s.write_json(&format!("s{i}.json"), &state.unwrap_or(json!({})));
+        let st = s.write_json(&format!("s{i}.json"), &latest_state(&runs));
         let killed = crate::reliability::run_killed(
             &[
                 "--config",
@@ -286,12 +281,7 @@ fn per_parent_streams_lose_nothing_through_changes_and_kills() {
         runs.push(killed);
     }
     std::thread::sleep(Duration::from_millis(150));
-    let state = runs
-        .iter()
-        .rev()
-        .find_map(|r| r.states().last().copied())
-        .cloned();
-    let st = s.write_json("last.json", &state.unwrap_or(json!({})));
+    let st = s.write_json("last.json", &latest_state(&runs));
     let last = tap(&[
         "--config",
         path_str(&cfg),

@@ -87,6 +87,17 @@ pub fn stream(name: &str) -> Stream {
 }
 
 /// A scratch directory for config, state and catalog files.
+/// The state to resume from after `runs`: the last STATE any of them
+/// printed (a run killed before its first STATE leaves the one before), or
+/// an empty state.
+pub fn latest_state(runs: &[Run]) -> Value {
+    runs.iter()
+        .rev()
+        .find_map(|r| r.states().last().copied())
+        .cloned()
+        .unwrap_or_else(|| json!({}))
+}
+
 pub struct Scratch {
     pub dir: tempfile::TempDir,
 }

@@ -27,9 +27,7 @@ use crate::client::FetchError;
 
 pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchError> {
     let def = w.def();
-    let rk = def
-        .replication_key
-        .expect("keyset walks need a replication key");
+    let rk = w.replication_key();
     let target = &h.walk.target;
     let limit = w.limit();
     // `lower` is the filter sent (value, inclusive); `cursor` the largest

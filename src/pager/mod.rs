@@ -181,7 +181,8 @@ pub(crate) struct Target {
     pub parent_id: Option<String>,
 }
 
-/// One page, conformed.
+/// One page, conformed (`Page::default()`: one with nothing in it).
+#[derive(Default)]
 pub(crate) struct Page {
     pub lines: Vec<u8>,
     pub written: u64,
@@ -360,6 +361,15 @@ impl Walker {
         self.sh.def
     }
 
+    /// The replication key of a stream walked by range (keyset, windows,
+    /// tie groups, newest first, the probes of those walks).
+    pub fn replication_key(&self) -> &'static str {
+        self.sh
+            .def
+            .replication_key
+            .expect("range walks are of streams with a replication key")
+    }
+
     pub fn client(&self) -> &Client {
         &self.sh.client
     }
@@ -449,12 +459,7 @@ impl Walker {
                             lines.reserve_exact(body.len());
                             lines
                         },
-                        written: 0,
-                        metas: Vec::new(),
-                        len: 0,
-                        total: None,
-                        without_id: 0,
-                        permit: None,
+                        ..Page::default()
                     };
                     let mut without_id = 0;
                     // Each record is conformed as soon as it is read. Should

@@ -167,9 +167,7 @@ pub(crate) async fn bounded(
 
 async fn newest_first(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchError> {
     let def = w.def();
-    let rk = def
-        .replication_key
-        .expect("ranges are on a replication key");
+    let rk = w.replication_key();
     let target = &h.walk.target;
     // Ids of the page before: the overlap anchor, and duplicates to skip.
     let mut recent: HashSet<String> = HashSet::new();

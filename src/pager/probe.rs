@@ -24,9 +24,7 @@ pub(crate) async fn verify_sort(
     times: &[i64],
 ) -> Result<(), FetchError> {
     let def = w.def();
-    let rk = def
-        .replication_key
-        .expect("sorted walks have a replication key");
+    let rk = w.replication_key();
     let descending = times.first() > times.last();
     let reversed = q
         .without(|k, _| matches!(k, "sort" | "limit" | "skip"))
@@ -68,9 +66,7 @@ pub(crate) async fn filters_misread(w: &mut Walker, target: &Target) -> Result<b
         f if f.fails() => return Ok(true),
         _ => {}
     }
-    let rk = def
-        .replication_key
-        .expect("filters are on a replication key");
+    let rk = w.replication_key();
     let any = w
         .fetch(def, target, &Query::new(target.partition).limit(1), |_| {
             false

@@ -171,9 +171,7 @@ pub(crate) async fn read(
     written: &HashSet<String>,
 ) -> Result<bool, FetchError> {
     let def = w.def();
-    let rk = def
-        .replication_key
-        .expect("tie groups exist on replication keys");
+    let rk = w.replication_key();
     tracing::info!(
         stream = def.name,
         "more than a page of records share {rk} {}: reading them in parts",
@@ -202,9 +200,7 @@ async fn split_and_read(
     written: &HashSet<String>,
 ) -> Result<bool, FetchError> {
     let def = w.def();
-    let rk = def
-        .replication_key
-        .expect("tie groups exist on replication keys");
+    let rk = w.replication_key();
     let target = &h.walk.target;
     let base = || {
         Query::new(target.partition)
@@ -289,9 +285,7 @@ async fn passes(
     written: &HashSet<String>,
 ) -> Result<bool, FetchError> {
     let def = w.def();
-    let rk = def
-        .replication_key
-        .expect("tie groups exist on replication keys");
+    let rk = w.replication_key();
     let target = &h.walk.target;
     let mut emitted: HashSet<String> = HashSet::new();
     let mut previous: Option<HashSet<String>> = None;

@@ -18,7 +18,7 @@
 
 use super::query::{Op, Query};
 use super::walk::{Report, SliceHandle};
-use super::{probe, ties, Page, Walker};
+use super::{probe, ties, Walker};
 use crate::assumptions::{Assumption, Fact};
 use crate::client::FetchError;
 
@@ -29,9 +29,7 @@ const MAX_GROWTH: i64 = 8;
 
 pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchError> {
     let def = w.def();
-    let rk = def
-        .replication_key
-        .expect("window walks need a replication key");
+    let rk = w.replication_key();
     let target = &h.walk.target;
     let limit = w.limit();
     let mut c = h.lo;
@@ -72,7 +70,7 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
         if page.len == 0 && (c.is_some() || b != i64::MAX) {
             // No page is held while probing: a held page keeps its place in
             // the memory budget, which the probe may wait for.
-            let empty = std::mem::replace(&mut page, empty_page());
+            let empty = std::mem::take(&mut page);
             w.discard(empty);
             if probe::filters_misread(w, target).await? {
                 return Err(FetchError::Replan);
@@ -150,18 +148,5 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
                 }
             }
         }
-    }
-}
-
-/// A page with nothing in it, standing in for one handed back.
-fn empty_page() -> Page {
-    Page {
-        lines: Vec::new(),
-        written: 0,
-        metas: Vec::new(),
-        len: 0,
-        total: None,
-        without_id: 0,
-        permit: None,
     }
 }
