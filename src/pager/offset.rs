@@ -22,7 +22,9 @@
 //! a record read twice, never one skipped. A deletion shifts it back:
 //! detected because the page no longer starts with a record of the page
 //! before, and the walk steps back a page. The bookmark moves only when the
-//! walk reaches the lower bound.
+//! walk reaches the lower bound, and never past the API's clock when the
+//! walk began: the new version of a record updated meanwhile is at the
+//! front, already passed (see [`bounded`]).
 
 use std::collections::HashSet;
 
@@ -124,6 +126,15 @@ async fn walk_all(
                 w.send(page.lines, page.written, None).await?
             }
         }
+        if shifted && restarts == MAX_OFFSET_RESTARTS {
+            // Still moving: the rest is read as it comes, and may miss a
+            // record that moved ahead; a range's bookmark stays where it
+            // was (at the epoch when the range has no lower bound), so the
+            // next run reads the range again.
+            if let Emit::Slice(h) = emit {
+                h.hold(h.lo.unwrap_or(0)).await;
+            }
+        }
         if shifted && restarts < MAX_OFFSET_RESTARTS && len > 0 {
             // The list moved under us (or the server ignores `skip`):
             // read it again from the start; ids already written are skipped.
@@ -156,6 +167,19 @@ pub(crate) async fn bounded(
     h: &SliceHandle,
     newest_first: bool,
 ) -> Result<(), FetchError> {
+    // Neither walk follows `updatedAt` upwards: a record updated while it
+    // runs lands where it has already read (the front, or its place by
+    // id), stamped below the signpost if within its second. It is stamped
+    // at or after the API's clock now (the latest `Date`, or without one
+    // the newest `updatedAt` read), so the bookmark stays there and the
+    // next run reads it.
+    let client = w.client();
+    if let Some(now) = client
+        .server_date_ms()
+        .or_else(|| client.learned().newest_seen())
+    {
+        h.hold(now).await;
+    }
     let def = w.def();
     if newest_first {
         self::newest_first(w, h).await?;

@@ -15,7 +15,11 @@ const SMALLER_LIMITS: [usize; 2] = [100, 10];
 /// distinct `updatedAt` values) is real: the same request sorted the other
 /// way, one record, must start at the other end. A server that ignores
 /// `sort` gives the same first record both ways; one with an unstable order
-/// is caught by the page order checks of every walk.
+/// is caught by the page order checks of every walk. A miss may also be a
+/// record updated between the two requests (the oldest of a short list,
+/// moved to its top): both ends are then asked afresh, up to `PROBE_TRIES`
+/// times, and the sort holds if they are two records (or one restamped) in
+/// the order asked.
 pub(crate) async fn verify_sort(
     w: &mut Walker,
     target: &Target,
@@ -26,12 +30,10 @@ pub(crate) async fn verify_sort(
     let def = w.def();
     let rk = w.replication_key();
     let descending = times.first() > times.last();
-    let reversed = q
-        .without(|k, _| matches!(k, "sort" | "limit" | "skip"))
-        .sort(rk, !descending)
-        .limit(1);
+    let unsorted = q.without(|k, _| matches!(k, "sort" | "limit" | "skip"));
+    let reversed = unsorted.clone().sort(rk, !descending).limit(1);
     let probe = w.fetch(def, target, &reversed, |_| false).await?;
-    let holds = probe.metas.first().is_some_and(|r| {
+    let mut holds = probe.metas.first().is_some_and(|r| {
         let at_the_other_end = if descending {
             r.updated_ms <= times.iter().copied().min()
         } else {
@@ -40,6 +42,21 @@ pub(crate) async fn verify_sort(
         at_the_other_end && Some(r.id.as_str()) != first
     });
     w.discard(probe);
+    for _ in 0..PROBE_TRIES {
+        if holds {
+            break;
+        }
+        let forward = unsorted.clone().sort(rk, descending).limit(1);
+        let forward = first_record(w, target, &forward).await?;
+        let backward = first_record(w, target, &reversed).await?;
+        let (Some(f), Some(b)) = (forward, backward) else {
+            break;
+        };
+        if f == b {
+            break;
+        }
+        holds = if descending { b.1 <= f.1 } else { b.1 >= f.1 };
+    }
     let fact = if holds { Fact::Holds } else { Fact::Ignored };
     w.client()
         .learned()
@@ -55,6 +72,10 @@ pub(crate) async fn verify_sort(
 /// understood at all? A server that takes `updatedAt%3E=` for an unknown
 /// field matches nothing, which looks like an empty range. One unfiltered
 /// record, then a filter on exactly its `updatedAt`, which must find it.
+/// A miss counts only if that record is still there, stamped the same: one
+/// updated or deleted between the two requests proves nothing, and the
+/// probe starts over (up to `PROBE_TRIES` times; then nothing is learned,
+/// the empty answer stands, and the next empty answer probes again).
 /// Returns whether the filters were found misread (the walk must change).
 pub(crate) async fn filters_misread(w: &mut Walker, target: &Target) -> Result<bool, FetchError> {
     let def = w.def();
@@ -67,29 +88,54 @@ pub(crate) async fn filters_misread(w: &mut Walker, target: &Target) -> Result<b
         _ => {}
     }
     let rk = w.replication_key();
-    let any = w
-        .fetch(def, target, &Query::new(target.partition).limit(1), |_| {
-            false
-        })
-        .await?;
-    let at = any.metas.first().and_then(|m| m.updated_ms);
+    let unfiltered = Query::new(target.partition).limit(1);
+    let mut anchor = first_record(w, target, &unfiltered).await?;
+    for _ in 0..PROBE_TRIES {
+        let Some((_, at)) = anchor else {
+            // Nothing there: nothing to learn, and nothing lost either.
+            return Ok(false);
+        };
+        let exact = Query::new(target.partition)
+            .at(rk, Op::Ge, at)
+            .at(rk, Op::Lt, at + 1)
+            .limit(1);
+        let hit = w.fetch(def, target, &exact, |_| false).await?;
+        let found = hit.len > 0;
+        w.discard(hit);
+        let again = if found {
+            None
+        } else {
+            first_record(w, target, &unfiltered).await?
+        };
+        if found || again == anchor {
+            let fact = if found { Fact::Holds } else { Fact::Misread };
+            w.client()
+                .learned()
+                .note(def.name, Assumption::RangeFilters, fact);
+            return Ok(!found);
+        }
+        anchor = again;
+    }
+    Ok(false)
+}
+
+/// Tries of a probe while the records it probes with keep changing.
+const PROBE_TRIES: usize = 3;
+
+/// The id and `updatedAt` of the first record `q` (one record) answers.
+async fn first_record(
+    w: &mut Walker,
+    target: &Target,
+    q: &Query,
+) -> Result<Option<(String, i64)>, FetchError> {
+    let def = w.def();
+    let any = w.fetch(def, target, q, |_| false).await?;
+    let first = any
+        .metas
+        .first()
+        .and_then(|m| Some((m.id.clone(), m.updated_ms?)));
     w.discard(any);
-    let Some(at) = at else {
-        // Nothing there: nothing to learn, and nothing lost either.
-        return Ok(false);
-    };
-    let exact = Query::new(target.partition)
-        .at(rk, Op::Ge, at)
-        .at(rk, Op::Lt, at + 1)
-        .limit(1);
-    let hit = w.fetch(def, target, &exact, |_| false).await?;
-    let found = hit.len > 0;
-    w.discard(hit);
-    let fact = if found { Fact::Holds } else { Fact::Misread };
-    w.client()
-        .learned()
-        .note(def.name, Assumption::RangeFilters, fact);
-    Ok(!found)
+    Ok(first)
 }
 
 /// A request was refused (400/422): finds which parameter, by asking
