@@ -55,10 +55,18 @@ pub enum Assumption {
     /// A new or changed activity log entry, activity or event updates its
     /// ticket's or contact's `updatedAt` (what per-parent streams read).
     ChildTouchesParent,
+    /// A list shows every write at once, in the order written (Gleap's lists
+    /// are served by a search index: `pager/settle.rs`).
+    ListsShowWritesAtOnce,
+    /// A request asked again is answered afresh, not from a list cache.
+    NoListCache,
+    /// `skip` reaches any depth (a search index refuses past `skip + limit`
+    /// of 10,000 by default).
+    DeepSkip,
 }
 
 impl Assumption {
-    pub const ALL: [Assumption; 16] = [
+    pub const ALL: [Assumption; 19] = [
         Assumption::SortByUpdatedAt,
         Assumption::RangeFilters,
         Assumption::CreatedAtFilters,
@@ -75,6 +83,9 @@ impl Assumption {
         Assumption::ResponseShape,
         Assumption::Feature,
         Assumption::ChildTouchesParent,
+        Assumption::ListsShowWritesAtOnce,
+        Assumption::NoListCache,
+        Assumption::DeepSkip,
     ];
 
     /// What is assumed, in a few words.
@@ -96,6 +107,9 @@ impl Assumption {
             Assumption::ResponseShape => "a list is a bare array, or an object wrapping one array",
             Assumption::Feature => "an optional endpoint (help center, news, engagement lists, surveys, custom components, activity logs) answers: the project's plan has the feature",
             Assumption::ChildTouchesParent => "a new or changed activity log entry, activity or event updates its ticket's or contact's `updatedAt`",
+            Assumption::ListsShowWritesAtOnce => "a list shows every update at once, in the order written",
+            Assumption::NoListCache => "a request asked again is answered afresh, not from a cache",
+            Assumption::DeepSkip => "`skip` pages to any depth",
         }
     }
 
@@ -117,6 +131,9 @@ impl Assumption {
             Assumption::ResponseShape => "any other body is an error, retried",
             Assumption::Feature => "a 403 or 404 on the stream's listing",
             Assumption::ChildTouchesParent => "not from the lists: the records of a parent not updated since the bookmark are not read",
+            Assumption::ListsShowWritesAtOnce => "never assumed (Gleap serves lists from a search index): each run reads its settle window again, and counts the versions in it that the last run did not deliver though they were stamped before it began (listed late)",
+            Assumption::NoListCache => "never assumed: no check needs a repeated request to come back fresh (each try asks for a page of another size); a cached page is a late one, which the settle window covers",
+            Assumption::DeepSkip => "a 400 at a deep `skip` that the same request without `skip` does not get; `--test=api` asks `skip=10000`",
         }
     }
 
@@ -139,6 +156,9 @@ impl Assumption {
             Assumption::ResponseShape => "none needed: both shapes are read",
             Assumption::Feature => "skips the stream with one warning naming it and the status; the other streams complete, and the run exits 0 (on tickets, sessions, messages, teams, templates or team members, a 403 or 404 means wrong credentials or `api_url`: the sync stops)",
             Assumption::ChildTouchesParent => "none by itself: a per-parent stream synced FULL_TABLE (in the catalog) now and then reads every parent's list",
+            Assumption::ListsShowWritesAtOnce => "no bookmark passes the API's clock at the sync's start less `lookback_window_seconds` (300): the updates of those minutes are sent again each run (duplicates, counted in the log); an update found late by 3/4 of the window widens it fourfold (up to a day, kept in the state) with a warning",
+            Assumption::NoListCache => "nothing more: a cache that answers longer than the settle window is a lag longer than it, found and widened as above",
+            Assumption::DeepSkip => "none needed where the range filters work (keyset walks never page deep); where only offsets work, the stream stops with one error naming the depth, and the other streams go on",
         }
     }
 }
@@ -209,6 +229,7 @@ pub struct Endpoint {
     /// `hidden[i].flag` false: the server does not honour it.
     pub unfiltered_flags: u8,
     pub total_count: Fact,
+    pub deep_skip: Fact,
 }
 
 /// No API caps a page below this many records: a page shorter than this is
@@ -334,6 +355,7 @@ impl Learned {
                 Assumption::IdFilters => &mut e.id_filters,
                 Assumption::Skip => &mut e.skip,
                 Assumption::TotalCount => &mut e.total_count,
+                Assumption::DeepSkip => &mut e.deep_skip,
                 _ => return,
             };
             let keep = slot.fails() || *slot == fact;
@@ -393,6 +415,7 @@ impl Learned {
                 (Assumption::IdFilters, e.id_filters),
                 (Assumption::Skip, e.skip),
                 (Assumption::TotalCount, e.total_count),
+                (Assumption::DeepSkip, e.deep_skip),
             ] {
                 if f != Fact::Unknown {
                     out.push((name.to_string(), a, f));

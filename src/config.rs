@@ -39,6 +39,10 @@ pub struct Setting {
 
 pub const DEFAULT_API_URL: &str = "https://api.gleap.io/v3";
 
+/// The widest settle window, set or learned: a day. A list that shows
+/// updates later than that is no list to sync incrementally.
+pub const MAX_LOOKBACK_WINDOW_SECONDS: u32 = 86_400;
+
 pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "api_key",
@@ -103,6 +107,14 @@ pub const SETTINGS: &[Setting] = &[
         required: false,
         secret: false,
         description: "How long one request may keep being retried (429, 5xx, timeouts, broken bodies) before the sync stops with an error. Outlasts a full rate-limit window by default.",
+    },
+    Setting {
+        name: "lookback_window_seconds",
+        kind: Kind::Integer { min: 0, max: MAX_LOOKBACK_WINDOW_SECONDS as i64 },
+        default: Some("300"),
+        required: false,
+        secret: false,
+        description: "How late the API may show an update in its lists (they are served by a search index and a cache): no bookmark passes the API's clock at the sync's start less this, so each run reads the updates of the last few minutes again (duplicates by design). Widened by the tap, up to 24 hours, when a run finds an update that arrived about that late. 0: none (updates shown late are lost).",
     },
     Setting {
         name: "emit_activate_version_messages",
@@ -184,6 +196,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub retry_budget: Duration,
     pub emit_activate_version_messages: bool,
+    /// The settle window: how late the API may show an update (`pager::settle`).
+    pub lookback_window: Duration,
     pub allow_insecure_http: bool,
     /// `stream_maps`, `stream_map_config`, `flattening_*`: checked in full
     /// against the catalog by `maps::Mapper::new`.
@@ -375,6 +389,7 @@ fn validate(merged: Vec<(String, Raw)>, require_credentials: bool) -> Result<Con
         request_timeout: Duration::from_secs(int("request_timeout_seconds") as u64),
         retry_budget: Duration::from_secs(int("retry_budget_seconds") as u64),
         emit_activate_version_messages: flag("emit_activate_version_messages"),
+        lookback_window: Duration::from_secs(int("lookback_window_seconds") as u64),
         allow_insecure_http: flag("allow_insecure_http"),
         maps: crate::maps::MapSettings {
             stream_maps: object("stream_maps"),

@@ -379,6 +379,18 @@ impl Prober {
         }
         self.found(&shown, Assumption::Skip, fact, seen);
 
+        // Paging depth: a search index refuses `skip + limit` past 10,000
+        // by default ("Result window is too large").
+        const DEEP: usize = 10_000;
+        let (fact, seen) = match self
+            .ask(def, path, &Query::new(&[]).limit(1).skip(DEEP))
+            .await?
+        {
+            Answer::Refused(why) => (Fact::Refused, format!("skip={DEEP}: {why}")),
+            Answer::Page(_) => (Fact::Holds, format!("skip={DEEP} answered")),
+        };
+        self.found(&shown, Assumption::DeepSkip, fact, seen);
+
         // What the plain listing hides, and whether the web app's queries list it.
         for (i, hidden) in def.hidden.iter().enumerate() {
             let bit = 1u8 << i;
@@ -561,6 +573,18 @@ pub async fn api(config: &Config, out: &mut dyn Write) -> Result<(), Error> {
             });
         }
         p.found("every response", a, fact, seen);
+    }
+    // How late a list shows a write, and whether it answers from a cache,
+    // only a write would tell: the diagnosis writes nothing, and a sync
+    // assumes neither (`pager/settle.rs`).
+    for a in [Assumption::ListsShowWritesAtOnce, Assumption::NoListCache] {
+        p.findings.push(Finding {
+            endpoint: "every list".into(),
+            assumption: a,
+            fact: Fact::Unknown,
+            seen: "not tested: only a write to the project would show it".into(),
+            does: Some(a.fallback().to_string()),
+        });
     }
     let mut text = String::new();
     text.push_str(&format!(

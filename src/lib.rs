@@ -12,6 +12,8 @@
 //!   that covers them; `sync`: runs the streams concurrently.
 //! - `maps`: stream maps and schema flattening (the Meltano SDK's), applied
 //!   by the writer when configured.
+//! - `seen`: the versions a run delivered in its settle window, for the
+//!   next run to find the updates the API showed late.
 //! - `error`: one error type, an exit code per class; `metrics`, `timefmt`.
 
 pub mod about;
@@ -30,6 +32,7 @@ pub mod output;
 pub mod pager;
 pub mod pool;
 pub mod scan;
+pub mod seen;
 pub mod state;
 pub mod streams;
 pub mod sync;

@@ -95,3 +95,9 @@ pub fn record_count(stream: &str, n: u64) {
     let m = json!({"type": "counter", "metric": "record_count", "value": n, "tags": {"stream": stream}});
     tracing::info!(target: "tap_gleap::metrics", "METRIC: {m}");
 }
+
+/// A count the run found, for a stream (`late_updates`, ...).
+pub fn counter(stream: &str, metric: &str, n: u64) {
+    let m = json!({"type": "counter", "metric": metric, "value": n, "tags": {"stream": stream}});
+    tracing::info!(target: "tap_gleap::metrics", "METRIC: {m}");
+}

@@ -30,6 +30,9 @@ pub struct Bookmark {
     pub value: String,
     /// What the walk wrote above `value`, for a resumed run; `None` clears it.
     pub progress: Option<crate::state::Progress>,
+    /// The settle window `value` was held back by, and what a complete walk
+    /// saw in it (`pager::settle`).
+    pub lookback: Option<crate::state::Lookback>,
 }
 
 /// A batch for the writer: lines (SCHEMA, RECORDs, ACTIVATE_VERSION) and
@@ -86,7 +89,13 @@ pub fn run_writer(
             out.write_all(lines)?;
             last_state.followed_by_other_lines |= !lines.is_empty();
             if let Some(b) = batch.bookmark {
-                state.set_bookmark(b.def, b.context, &b.value, b.progress.as_ref());
+                state.set_bookmark(
+                    b.def,
+                    b.context,
+                    &b.value,
+                    b.progress.as_ref(),
+                    b.lookback.as_ref(),
+                );
                 emit_state(&mut out, &state, &mut last_state)?;
             }
             Ok(())

@@ -18,6 +18,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
+use crate::seen::Seen;
 use crate::streams::{self, StreamDef};
 use crate::timefmt;
 
@@ -84,6 +85,7 @@ impl State {
                 .ok_or_else(|| format!("bookmarks.{stream} must be an object"))?;
             check_value(&format!("bookmarks.{stream}"), bm, now)?;
             check_progress(&format!("bookmarks.{stream}"), bm)?;
+            check_lookback(&format!("bookmarks.{stream}"), bm)?;
             if let Some(parts) = bm.get("partitions") {
                 let parts = parts
                     .as_array()
@@ -94,6 +96,7 @@ impl State {
                     })?;
                     check_value(&format!("bookmarks.{stream}.partitions[{i}]"), p, now)?;
                     check_progress(&format!("bookmarks.{stream}.partitions[{i}]"), p)?;
+                    check_lookback(&format!("bookmarks.{stream}.partitions[{i}]"), p)?;
                 }
             }
         }
@@ -165,14 +168,17 @@ impl State {
         parts[pos].as_object_mut()
     }
 
-    /// Moves a partition's bookmark, and sets (or, with `None`, clears) the
-    /// progress of its walk above it. Returns whether the state changed.
+    /// Moves a partition's bookmark, sets (or, with `None`, clears) the
+    /// progress of its walk above it, and records the settle window it was
+    /// set with (and, given, what the window held). Returns whether the
+    /// state changed.
     pub fn set_bookmark(
         &mut self,
         def: &StreamDef,
         context: Context,
         value: &str,
         progress: Option<&Progress>,
+        lookback: Option<&Lookback>,
     ) -> bool {
         let rk = def.replication_key.unwrap_or("updatedAt");
         let Some(holder) = self.holder_mut(def, context) else {
@@ -180,9 +186,11 @@ impl State {
         };
         let new = json!(value);
         let progress = progress.map(Progress::to_value);
+        let lookback = lookback.map(|l| l.merged_into(holder.get(LOOKBACK)));
         if holder.get("replication_key_value") == Some(&new)
             && holder.get("replication_key") == Some(&json!(rk))
             && holder.get("progress") == progress.as_ref()
+            && (lookback.is_none() || holder.get(LOOKBACK) == lookback.as_ref())
         {
             return false;
         }
@@ -192,7 +200,17 @@ impl State {
             Some(p) => holder.insert("progress".into(), p),
             None => holder.remove("progress"),
         };
+        if let Some(l) = lookback {
+            holder.insert(LOOKBACK.into(), l);
+        }
         true
+    }
+
+    /// The settle window a partition's bookmark was set with, and what the
+    /// last complete run saw in it. `None` for a bookmark written before
+    /// the tap had a settle window (or by hand).
+    pub fn lookback(&self, def: &StreamDef, context: Context) -> Option<Lookback> {
+        Lookback::from_value(self.holder(def, context)?.get(LOOKBACK)?).ok()
     }
 
     /// The progress a previous run left above a partition's bookmark.
@@ -269,6 +287,126 @@ impl Progress {
     }
 }
 
+/// The key of a bookmark's [`Lookback`] in the state.
+const LOOKBACK: &str = "lookback";
+
+/// How far behind the API's clock a bookmark was set, and what the last
+/// complete run delivered within that distance (`pager::settle`):
+///
+/// ```json
+/// "lookback": {"window_seconds": 300, "learned_window_seconds": 1200,
+///              "seen": {"from": "2024-05-01T09:55:00.000Z", "through": "2024-05-01T10:00:00.999Z",
+///                       "versions": "base64 of a Bloom filter"}}
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lookback {
+    /// The settle window the bookmark was held back by.
+    pub window_s: u32,
+    /// A window a run found the API needs (it listed an update about that
+    /// late), wider than the configured one; `None` keeps what the state holds.
+    pub learned_s: Option<u32>,
+    /// Set by a walk that completed; `None` keeps what the state holds.
+    pub seen: Option<SeenWindow>,
+}
+
+/// What a complete run delivered with a stamp in `[from_ms, through_ms)`:
+/// `through_ms` is its signpost, the API's clock as it started.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeenWindow {
+    pub from_ms: i64,
+    pub through_ms: i64,
+    pub versions: Seen,
+}
+
+impl Lookback {
+    /// This record written over the one the state holds: the window always,
+    /// what was seen only when this one says.
+    fn merged_into(&self, old: Option<&Value>) -> Value {
+        let at = |ms: i64| json!(timefmt::format_epoch_ms(ms).unwrap_or_default());
+        let seen = match &self.seen {
+            Some(s) => Some(json!({
+                "from": at(s.from_ms),
+                "through": at(s.through_ms),
+                "versions": s.versions.encode(),
+            })),
+            None => old.and_then(|o| o.get("seen")).cloned(),
+        };
+        let mut v = json!({ "window_seconds": self.window_s });
+        let learned = match self.learned_s {
+            Some(s) => Some(json!(s)),
+            None => old.and_then(|o| o.get("learned_window_seconds")).cloned(),
+        };
+        if let Some(learned) = learned {
+            v["learned_window_seconds"] = learned;
+        }
+        if let Some(seen) = seen {
+            v["seen"] = seen;
+        }
+        v
+    }
+
+    fn from_value(v: &Value) -> std::result::Result<Lookback, String> {
+        let o = v
+            .as_object()
+            .ok_or("must be an object {\"window_seconds\": ..., \"seen\": {...}}")?;
+        let window_s = o
+            .get("window_seconds")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or("\"window_seconds\" must be a whole number of seconds")?;
+        let learned_s = match o.get("learned_window_seconds") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|&n| n <= crate::config::MAX_LOOKBACK_WINDOW_SECONDS)
+                    .ok_or("\"learned_window_seconds\" must be a whole number of seconds, at most 86400")?,
+            ),
+        };
+        let seen = match o.get("seen") {
+            None | Some(Value::Null) => None,
+            Some(s) => {
+                let instant = |key: &str| {
+                    s.get(key)
+                        .and_then(Value::as_str)
+                        .and_then(timefmt::parse_instant)
+                        .map(|t| t.timestamp_millis())
+                        .ok_or_else(|| format!("\"seen.{key}\" must be a date-time string"))
+                };
+                let (from_ms, through_ms) = (instant("from")?, instant("through")?);
+                if from_ms > through_ms {
+                    return Err("\"seen.from\" must not be after \"seen.through\"".into());
+                }
+                let versions = s
+                    .get("versions")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| "\"seen.versions\" must be a string".to_string())
+                    .and_then(|t| Seen::decode(t).map_err(|e| format!("\"seen.versions\" {e}")))?;
+                Some(SeenWindow {
+                    from_ms,
+                    through_ms,
+                    versions,
+                })
+            }
+        };
+        Ok(Lookback {
+            window_s,
+            learned_s,
+            seen,
+        })
+    }
+}
+
+/// A bookmark's settle record, where there is one, must be readable.
+fn check_lookback(at: &str, holder: &Map<String, Value>) -> std::result::Result<(), String> {
+    match holder.get(LOOKBACK) {
+        None => Ok(()),
+        Some(l) => Lookback::from_value(l).map(|_| ()).map_err(|e| {
+            format!("{at}.{LOOKBACK}: {e} (or remove it: the next run then reads one settle window again)")
+        }),
+    }
+}
+
 fn context_matches(p: &Map<String, Value>, context: Context) -> bool {
     let Some(ctx) = p.get("context").and_then(Value::as_object) else {
         return context.is_empty();
@@ -329,12 +467,24 @@ mod tests {
         let given = json!({"bookmarks": {"other_tap_stream": {"x": 1}}, "note": "kept"});
         let mut s = State::from_value(given, Utc::now()).unwrap();
         let t = tickets();
-        assert!(s.set_bookmark(t, &[("archived", "true")], "2024-01-02T00:00:00.000Z", None));
+        assert!(s.set_bookmark(
+            t,
+            &[("archived", "true")],
+            "2024-01-02T00:00:00.000Z",
+            None,
+            None
+        ));
         assert!(
-            !s.set_bookmark(t, &[("archived", "true")], "2024-01-02T00:00:00.000Z", None),
+            !s.set_bookmark(
+                t,
+                &[("archived", "true")],
+                "2024-01-02T00:00:00.000Z",
+                None,
+                None
+            ),
             "unchanged"
         );
-        assert!(s.set_bookmark(t, &[], "2024-01-03T00:00:00.000Z", None));
+        assert!(s.set_bookmark(t, &[], "2024-01-03T00:00:00.000Z", None, None));
         assert_eq!(
             timefmt::format_ms(s.bookmark(t, &[("archived", "true")]).unwrap()),
             "2024-01-02T00:00:00.000Z"

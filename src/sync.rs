@@ -92,6 +92,7 @@ pub async fn sync(
                 .then(|| signpost.timestamp_millis()),
             cancel: cancel.clone(),
             budget: budget.clone(),
+            lookback_window_s: config.lookback_window.as_secs() as u32,
         };
         let state = state.clone();
         tasks.spawn(async move {

@@ -242,7 +242,7 @@ proptest! {
                     for def in STREAMS {
                         for p in def.partitions() {
                             let _ = st.bookmark(def, p);
-                            st.set_bookmark(def, p, "2024-01-01T00:00:00.000Z", None);
+                            st.set_bookmark(def, p, "2024-01-01T00:00:00.000Z", None, None);
                         }
                     }
                     // What the tap prints, it can read back.

@@ -149,7 +149,9 @@ fn wait_past_newest_change(server: &fake_gleap::FakeGleap) {
         .map(|r| r.updated_at)
         .max()
         .unwrap_or_default();
-    // On the fake's clock, which a mode may set ahead or behind.
+    // On the fake's clock, which a mode may set ahead or behind; and past
+    // a lagging index's delay, so that the lists show every change.
+    std::thread::sleep(server.config().index_lag);
     let offset = chrono::Duration::milliseconds(server.config().clock_offset_ms);
     let started = Instant::now();
     while (chrono::Utc::now() + offset).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -308,6 +310,9 @@ fn expected_report(mode: &str) -> Option<(&'static str, &'static str, &'static s
         "plan-lacks-engagement" => ("/engagement/cobrowse", "the project's plan has the feature", "does not hold (unavailable): answered 404"),
         "clock-ahead" => ("every response", "`Date` header", "ahead of this machine"),
         "clock-behind" => ("every response", "`Date` header", "behind this machine"),
+        "index-lag" => ("every list", "shows every update at once", "not decided: not tested"),
+        "list-cache" => ("every list", "answered afresh, not from a cache", "not decided: not tested"),
+        "deep-paging-capped" => ("/sessions", "`skip` pages to any depth", "does not hold (refused): skip=10000: "),
         _ => return None,
     })
 }

@@ -14,5 +14,6 @@ mod maps;
 mod modes;
 mod reliability;
 mod selection;
+mod settle;
 mod streams;
 mod sync;

@@ -90,6 +90,21 @@ pub fn stream(name: &str) -> Stream {
 /// The state to resume from after `runs`: the last STATE any of them
 /// printed (a run killed before its first STATE leaves the one before), or
 /// an empty state.
+/// A state without its settle records (`lookback`), which hold the run's
+/// own start: for comparing the bookmarks of two runs.
+pub fn bookmarks_only(state: &Value) -> Value {
+    match state {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(k, _)| k.as_str() != "lookback")
+                .map(|(k, v)| (k.clone(), bookmarks_only(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(bookmarks_only).collect()),
+        v => v.clone(),
+    }
+}
+
 pub fn latest_state(runs: &[Run]) -> Value {
     runs.iter()
         .rev()

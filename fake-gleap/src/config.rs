@@ -702,6 +702,20 @@ pub struct FakeConfig {
     /// behind), in ms: changed records are stamped, and the `Date` header
     /// set, on the API's clock. Default 0.
     pub clock_offset_ms: i64,
+    /// Lists served by a lagging search index: each write (update, create,
+    /// delete) shows in the lists only after its own random delay, up to
+    /// this bound, so not in the order written; the lists show the
+    /// previous version meanwhile. Fetching one record by id is exact.
+    /// Default zero: lists show every write at once.
+    pub index_lag: Duration,
+    /// Lists served through a cache: a request identical to one answered
+    /// less than this long ago (path and query string) gets the same body.
+    /// Default zero: no cache.
+    pub list_cache: Duration,
+    /// A search index's paging depth (OpenSearch's `max_result_window`,
+    /// 10,000 by default there): a list request with `skip + limit` above
+    /// it is a 400 "Result window is too large". Default: none.
+    pub max_result_window: Option<u64>,
 }
 
 impl Default for FakeConfig {
@@ -758,6 +772,9 @@ impl Default for FakeConfig {
             odd_records: false,
             max_limit: None,
             clock_offset_ms: 0,
+            index_lag: Duration::ZERO,
+            list_cache: Duration::ZERO,
+            max_result_window: None,
         }
     }
 }

@@ -7,7 +7,7 @@
 // boxing them would buy nothing.
 #![allow(clippy::result_large_err)]
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     pub stats: Mutex<Stats>,
     /// Sequence number of admitted API requests (drives faults, mutations).
     pub seq: AtomicU64,
+    /// Bodies of recent list requests by path and query (`FakeConfig::list_cache`).
+    pub list_cache: Mutex<HashMap<String, (Instant, Vec<u8>)>>,
 }
 
 impl Shared {
@@ -71,6 +73,9 @@ impl Shared {
         let gen = Gen::new(&cfg);
         let mut store = Store::new(&gen);
         store.clock_offset_ms = cfg.clock_offset_ms;
+        if !cfg.index_lag.is_zero() {
+            store.lag_lists(&gen, cfg.index_lag);
+        }
         Shared {
             dynamic: Mutex::new(Dynamic {
                 faults: cfg.faults.clone(),
@@ -83,6 +88,7 @@ impl Shared {
             window: Mutex::new(VecDeque::new()),
             stats: Mutex::new(Stats::default()),
             seq: AtomicU64::new(0),
+            list_cache: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -432,6 +438,32 @@ fn route(
     raw_query: &str,
     seq: u64,
 ) -> Result<Vec<u8>, Response> {
+    let ttl = sh.cfg.list_cache;
+    if ttl.is_zero() || method != Method::GET {
+        return route_uncached(sh, method, path, raw_query, seq);
+    }
+    // A list cache: the same request within `ttl` gets the same body.
+    let key = format!("{path}?{raw_query}");
+    let now = Instant::now();
+    if let Some((at, body)) = sh.list_cache.lock().get(&key) {
+        if now.duration_since(*at) < ttl {
+            return Ok(body.clone());
+        }
+    }
+    let body = route_uncached(sh, method, path, raw_query, seq)?;
+    let mut cache = sh.list_cache.lock();
+    cache.retain(|_, (at, _)| now.duration_since(*at) < ttl);
+    cache.insert(key, (now, body.clone()));
+    Ok(body)
+}
+
+fn route_uncached(
+    sh: &Shared,
+    method: &Method,
+    path: &str,
+    raw_query: &str,
+    seq: u64,
+) -> Result<Vec<u8>, Response> {
     let p = path.trim_end_matches('/');
     let not_found = || json_error(StatusCode::NOT_FOUND, "Not Found");
     if method != Method::GET {
@@ -502,6 +534,14 @@ fn route(
         return Err(status_fault(Fault::Status503));
     }
     let cap = cfg.max_limit.map_or(cap, |m| cap.min(m));
+    if let (Some(window), false) = (cfg.max_result_window, unpaginated) {
+        let depth = q.skip + q.limit.unwrap_or(100).min(cap);
+        if depth > window {
+            return Err(bad_request(&format!(
+                "Result window is too large, from + size must be less than or equal to: [{window}] but was [{depth}]. See the scroll api for a more efficient way to request large data sets."
+            )));
+        }
+    }
     if cfg.over_limit == OverLimit::Refuse && !unpaginated && q.limit.is_some_and(|l| l > cap) {
         return Err(bad_request(&format!("limit must not exceed {cap}")));
     }
@@ -574,8 +614,8 @@ fn route(
         archived_default: cfg.archived_default,
     };
     let page = {
-        let store = sh.store.lock();
-        list(gen, &store, &scope, &q, &opts).map_err(|m| bad_request(&m))?
+        let mut store = sh.store.lock();
+        list(gen, store.listed(), &scope, &q, &opts).map_err(|m| bad_request(&m))?
     };
     let mut w = Json::with_capacity(page.metas.len() * 2200 + 64);
     let items = |w: &mut Json, metas: &[RecMeta]| {

@@ -50,6 +50,10 @@ fn test_rate_limit() -> RateLimit {
     }
 }
 
+/// The paging depth `deep-paging-capped` allows: OpenSearch's 10,000
+/// scaled to a test's few hundred records, so every walk meets it.
+const DEEP_PAGING_WINDOW: u64 = 100;
+
 /// What `plan-lacks-engagement` leaves out.
 const PLAN_LACKS: [&str; 4] = [
     "engagement_cobrowse",
@@ -223,6 +227,21 @@ pub const MODES: &[ServerMode] = &[
         name: "clock-behind",
         about: "the API's clock (updatedAt of changes, Date header) runs 90 s behind this machine's",
         apply: |c| c.clock_offset_ms = -90_000,
+    },
+    ServerMode {
+        name: "index-lag",
+        about: "lists come from a lagging search index: each write shows after its own random delay of up to 2 s, out of order; the previous version meanwhile",
+        apply: |c| c.index_lag = Duration::from_secs(2),
+    },
+    ServerMode {
+        name: "list-cache",
+        about: "lists go through a cache: an identical request within 1 s gets the same body",
+        apply: |c| c.list_cache = Duration::from_secs(1),
+    },
+    ServerMode {
+        name: "deep-paging-capped",
+        about: "lists refuse to page deep: skip + limit above 100 is a 400 \"Result window is too large\" (OpenSearch's max_result_window, scaled down)",
+        apply: |c| c.max_result_window = Some(DEEP_PAGING_WINDOW),
     },
 ];
 

@@ -78,6 +78,24 @@ pub(crate) struct Store {
     /// The API's clock relative to this machine's (`FakeConfig::clock_offset_ms`).
     pub clock_offset_ms: i64,
     rng: Rng,
+    /// The lists' own view, when they lag behind the writes.
+    lagging: Option<Box<Lagging>>,
+}
+
+/// A lagging search index (`FakeConfig::index_lag`): the lists read a view
+/// of their own, which each write reaches after its own random delay, so
+/// not in the order written. Until then the view holds the record's
+/// previous version (or, for a new record, nothing).
+struct Lagging {
+    view: Store,
+    bound_ms: i64,
+    /// Writes not shown yet: (shown from, write number, stream, index,
+    /// entry, records created in the stream by then).
+    pending: Vec<(i64, u64, Stream, u64, Entry, u64)>,
+    /// The write number of each record's version in the view: an older
+    /// write shown after a newer one does not undo it.
+    shown: HashMap<(usize, u64), u64>,
+    writes: u64,
 }
 
 fn id_string(m: &RecMeta) -> String {
@@ -98,7 +116,51 @@ impl Store {
             max_created_ms: c,
             clock_offset_ms: 0,
             rng: Rng::new(gen.seed ^ 0x6d75_7461_7465),
+            lagging: None,
         }
+    }
+
+    /// Lists lag behind the writes by up to `bound` from now on.
+    pub fn lag_lists(&mut self, gen: &Gen, bound: std::time::Duration) {
+        let mut view = Store::new(gen);
+        view.clock_offset_ms = self.clock_offset_ms;
+        self.lagging = Some(Box::new(Lagging {
+            view,
+            bound_ms: bound.as_millis() as i64,
+            pending: Vec::new(),
+            shown: HashMap::new(),
+            writes: 0,
+        }));
+    }
+
+    /// What the lists show now: this store, or the lagging view with every
+    /// write whose delay has passed.
+    pub fn listed(&mut self) -> &Store {
+        let now = self.now_ms();
+        if self.lagging.is_none() {
+            return self;
+        }
+        let lag = self.lagging.as_deref_mut().expect("checked");
+        let mut due: Vec<_> = Vec::new();
+        lag.pending.retain(|p| {
+            if p.0 <= now {
+                due.push(*p);
+                false
+            } else {
+                true
+            }
+        });
+        due.sort_by_key(|p| (p.0, p.1));
+        for (_, write, s, i, e, created) in due {
+            let ov = &mut lag.view.ov[s.idx()];
+            ov.created = ov.created.max(created);
+            let shown = lag.shown.entry((s.idx(), i)).or_insert(0);
+            if write > *shown {
+                *shown = write;
+                lag.view.put(s, i, e);
+            }
+        }
+        &lag.view
     }
 
     /// Current metadata of record `i`, or None if deleted / nonexistent.
@@ -171,6 +233,14 @@ impl Store {
         }
         if !e.deleted {
             ov.order.insert((e.updated_ms, i));
+        }
+        let created = ov.created;
+        let now = self.now_ms();
+        if let Some(lag) = self.lagging.as_deref_mut() {
+            let delay = self.rng.below(lag.bound_ms as u64 + 1) as i64;
+            lag.writes += 1;
+            lag.pending
+                .push((now + delay, lag.writes, s, i, e, created));
         }
     }
 

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use fake_gleap::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 struct Resp {
     status: u16,
@@ -1497,7 +1497,9 @@ fn every_mode_applies_starts_and_serves_every_record() {
     let truth = |f: &FakeGleap, s: Stream| -> Vec<String> {
         f.snapshot(s).into_iter().map(|r| r.id).collect()
     };
-    for m in MODES {
+    // A client that pages by `skip` alone cannot go past a search index's
+    // paging depth: that mode is read by keyset in its own test below.
+    for m in MODES.iter().filter(|m| m.name != "deep-paging-capped") {
         let mut cfg = base.clone();
         (m.apply)(&mut cfg);
         let f = start(cfg);
@@ -1653,4 +1655,127 @@ fn cli_modes_and_flags() {
         !t.is_empty() && t.iter().all(|t| t["archived"] == false),
         "webapp after include"
     );
+}
+
+/// Past the paging depth a list answers 400 "Result window is too large";
+/// a keyset walk (`updatedAt>=` the last stamp read) never goes deep and
+/// reads every record.
+#[test]
+fn deep_paging_is_refused_past_the_window_and_keyset_walks_read_everything() {
+    let mut cfg = FakeConfig::default();
+    (mode("deep-paging-capped").unwrap().apply)(&mut cfg);
+    let f = start(cfg);
+    let r = get(&f, "/sessions?limit=50&skip=50");
+    assert_eq!(r.status, 200);
+    let r = get(&f, "/sessions?limit=50&skip=51");
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("Result window is too large"));
+    let mut seen: Vec<String> = Vec::new();
+    let mut from = String::from("1970-01-01T00:00:00.000Z");
+    loop {
+        let page = get(
+            &f,
+            &format!("/sessions?sort=updatedAt&limit=50&updatedAt>={from}"),
+        )
+        .json();
+        let items = page.as_array().unwrap();
+        let fresh: Vec<String> = ids(&page)
+            .into_iter()
+            .filter(|i| !seen.contains(i))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        seen.extend(fresh);
+        from = items.last().unwrap()["updatedAt"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    }
+    seen.sort();
+    let truth: Vec<String> = f
+        .snapshot(Stream::Sessions)
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(seen, truth);
+}
+
+/// A lagging index: an update shows in the lists only after its delay (the
+/// old version meanwhile), and updates show out of the order written.
+#[test]
+fn a_lagging_index_lists_updates_late_and_out_of_order() {
+    let f = start(FakeConfig {
+        index_lag: Duration::from_millis(1500),
+        ..FakeConfig::default()
+    });
+    let updated = f.update(Stream::Sessions, 40);
+    let truth: std::collections::HashMap<String, String> = f
+        .snapshot(Stream::Sessions)
+        .into_iter()
+        .map(|r| (r.id, r.updated_at))
+        .collect();
+    let listed = |f: &FakeGleap| -> std::collections::HashMap<String, String> {
+        get(f, "/sessions?limit=1000")
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap().to_string(),
+                    r["updatedAt"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let early = listed(&f);
+    let shown: Vec<&String> = updated
+        .iter()
+        .filter(|id| early[*id] == truth[*id])
+        .collect();
+    assert!(shown.len() < updated.len(), "every update showed at once");
+    // Out of order: some update shown while an earlier-stamped one is not.
+    std::thread::sleep(Duration::from_millis(700));
+    let mid = listed(&f);
+    let mut stamps: Vec<(&String, bool)> = updated
+        .iter()
+        .map(|id| (&truth[id], mid[id] == truth[id]))
+        .collect();
+    stamps.sort();
+    let first_hidden = stamps.iter().position(|(_, shown)| !shown);
+    let last_shown = stamps.iter().rposition(|(_, shown)| *shown);
+    assert!(
+        matches!((first_hidden, last_shown), (Some(h), Some(s)) if h < s),
+        "updates showed in the order written: {stamps:?}"
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let late = listed(&f);
+    assert!(
+        updated.iter().all(|id| late[id] == truth[id]),
+        "every update shows after the bound"
+    );
+}
+
+/// A list cache answers an identical request with the same body until it
+/// expires; a request that differs (another limit) is answered afresh.
+#[test]
+fn a_list_cache_answers_identical_requests_with_the_same_body() {
+    let f = start(FakeConfig {
+        list_cache: Duration::from_millis(800),
+        ..FakeConfig::default()
+    });
+    let first = get(&f, "/sessions?sort=-updatedAt&limit=1").json();
+    let updated = f.update(Stream::Sessions, 1);
+    let cached = get(&f, "/sessions?sort=-updatedAt&limit=1").json();
+    assert_eq!(cached, first, "the same request, from the cache");
+    let fresh = get(&f, "/sessions?sort=-updatedAt&limit=2").json();
+    assert_eq!(
+        fresh[0]["id"],
+        json!(updated[0]),
+        "another request is fresh"
+    );
+    std::thread::sleep(Duration::from_millis(900));
+    let expired = get(&f, "/sessions?sort=-updatedAt&limit=1").json();
+    assert_eq!(expired[0]["id"], json!(updated[0]), "the cache expired");
 }

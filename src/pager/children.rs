@@ -42,7 +42,7 @@ use tokio::task::JoinSet;
 use super::walk::{self, WalkEnd};
 use super::{offset, partitions, Target, Walker};
 use crate::client::FetchError;
-use crate::output::{Batch, Bookmark};
+use crate::output::Batch;
 use crate::state::Context;
 use crate::streams::{self, ParentIds};
 
@@ -230,12 +230,7 @@ pub(crate) async fn run(
             at = at.min(held);
         }
         if from.is_none_or(|f| at > f) {
-            let bookmark = Bookmark {
-                def,
-                context: &[],
-                value: w.bookmark_value(at),
-                progress: None,
-            };
+            let bookmark = w.bookmark(&[], at, None, None);
             w.send(Vec::new(), 0, Some(bookmark)).await?;
         }
     }

@@ -48,6 +48,7 @@ mod offset;
 mod partitions;
 pub(crate) mod probe;
 pub(crate) mod query;
+mod settle;
 mod ties;
 mod tracker;
 mod walk;
@@ -94,6 +95,8 @@ pub struct StreamRun {
     pub cancel: Cancel,
     /// How many walks may run at once, all streams together.
     pub budget: Arc<Budget>,
+    /// `lookback_window_seconds`: how late the API may list an update.
+    pub lookback_window_s: u32,
 }
 
 /// The sync's start on the API's clock (epoch ms), which bounds incremental
@@ -159,6 +162,8 @@ pub(crate) struct Shared {
     version: Option<i64>,
     pub cancel: Cancel,
     pub budget: Arc<Budget>,
+    /// An incremental stream's settle window (`settle.rs`).
+    settle: Option<Arc<settle::Settle>>,
     /// A walk of a parent stream for its ids (`children`): each kept
     /// record becomes its id and a line break in the page's lines, no
     /// RECORD; `tx` goes to the child stream's walks, not to the writer.
@@ -198,6 +203,8 @@ pub(crate) struct Page {
     /// The page's place in the memory budget (`Budget::pages`), given back
     /// once its lines are handed to the writer.
     pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The recent versions written, `(hash, updatedAt)`, for the settle window.
+    versions: Vec<(u64, i64)>,
 }
 
 impl Page {
@@ -217,6 +224,18 @@ impl StreamRun {
     ) -> Result<(), FetchError> {
         let incremental = sel.method == Method::Incremental;
         let def = self.def;
+        let settle = incremental.then(|| {
+            Arc::new(settle::Settle::new(
+                def,
+                state,
+                self.lookback_window_s,
+                self.signpost.now_or_local(),
+            ))
+        });
+        let resume_from = |context: Context| {
+            let settle = settle.as_ref()?;
+            later(settle.resume_from(state, def, context), start_date)
+        };
         let mut w = Walker {
             sh: Arc::new(Shared {
                 def,
@@ -229,6 +248,7 @@ impl StreamRun {
                 version: self.version,
                 cancel: self.cancel,
                 budget: self.budget,
+                settle: settle.clone(),
                 ids_only: false,
             }),
             conformer: self.conformer,
@@ -236,26 +256,9 @@ impl StreamRun {
         w.send(output::schema_line(def, &sel.schema, incremental), 0, None)
             .await?;
         if def.parent.is_some() {
-            let from = if incremental {
-                later(
-                    state.bookmark(def, &[]).map(|t| t.timestamp_millis()),
-                    start_date,
-                )
-            } else {
-                None
-            };
-            children::run(&mut w, from, incremental).await?;
+            children::run(&mut w, resume_from(&[]), incremental).await?;
         } else if def.replication_key.is_some() {
-            let from_of = |context: Context| {
-                if incremental {
-                    later(
-                        state.bookmark(def, context).map(|t| t.timestamp_millis()),
-                        start_date,
-                    )
-                } else {
-                    None
-                }
-            };
+            let from_of = resume_from;
             let progress_of = |context: Context| {
                 if incremental {
                     state.progress(def, context)
@@ -278,6 +281,9 @@ impl StreamRun {
         if let (false, Some(version)) = (incremental, w.sh.version) {
             w.send(output::activate_version_line(def, version), 0, None)
                 .await?;
+        }
+        if let Some(settle) = &settle {
+            settle.log_summary();
         }
         w.sh.stats.log_summary();
         Ok(())
@@ -343,6 +349,7 @@ impl Walker {
                 version: None,
                 cancel: sh.cancel.clone(),
                 budget: sh.budget.clone(),
+                settle: sh.settle.clone(),
                 ids_only: true,
             }),
             conformer: Conformer::new(parent, &[]),
@@ -438,6 +445,12 @@ impl Walker {
             .position(|h| h.query == target.partition)
             .map_or(0u8, |i| 1 << i);
         let mut foreign = false;
+        // The versions a walk that moves a bookmark writes, for the settle
+        // window; not a parent's ids, not one parent's children.
+        let settle = sh
+            .settle
+            .as_deref()
+            .filter(|_| !ids_only && parent_id.is_none());
         let line_buffers = &sh.line_buffers;
         let stats = &sh.stats;
         let (mut page, permit) = sh
@@ -471,6 +484,14 @@ impl Walker {
                                 let of_another_kind = meta.cleared & own_kind != 0;
                                 foreign |= of_another_kind;
                                 if keep(&meta) && !of_another_kind {
+                                    if let (Some(s), Some(at)) = (settle, meta.updated_ms) {
+                                        if s.wants(at) {
+                                            out.versions.push((
+                                                crate::seen::version_hash(&meta.id, at),
+                                                at,
+                                            ));
+                                        }
+                                    }
                                     if ids_only {
                                         out.lines.extend_from_slice(meta.id.as_bytes());
                                         out.lines.push(b'\n');
@@ -503,6 +524,9 @@ impl Walker {
             )
             .await?;
         page.permit = permit;
+        if let Some(settle) = settle {
+            settle.delivered(target.partition, &page.versions);
+        }
         if foreign {
             sh.client
                 .learned()
@@ -573,9 +597,47 @@ impl Walker {
             .map_err(|_| FetchError::Cancelled)
     }
 
-    /// A bookmark value: `cursor_ms`, never past the signpost.
-    pub fn bookmark_value(&self, cursor_ms: i64) -> String {
-        timefmt::format_epoch_ms(cursor_ms.min(self.sh.signpost.now_or_local())).unwrap_or_default()
+    /// Where no bookmark may pass: the signpost, less the settle window.
+    pub fn bookmark_cap(&self) -> i64 {
+        let signpost = self.sh.signpost.now_or_local();
+        match &self.sh.settle {
+            Some(settle) => settle.cap(signpost),
+            None => signpost,
+        }
+    }
+
+    /// The bookmark of `context` at `cursor_ms`, never past the cap. For a
+    /// walk that completed, `completed` is where it began (`Some(from)`):
+    /// the bookmark then keeps what it saw in its settle window.
+    pub fn bookmark(
+        &self,
+        context: Context,
+        cursor_ms: i64,
+        progress: Option<crate::state::Progress>,
+        completed: Option<Option<i64>>,
+    ) -> Bookmark {
+        // What the window held is kept only against the API's own clock
+        // (`settle.rs`): its `Date`, less the margin for pages asked beside it.
+        let completed = match (completed, self.sh.signpost.try_get()) {
+            (Some(from), Some(signpost)) => {
+                self.client()
+                    .server_first_date_ms()
+                    .map(|first| settle::Completed {
+                        context,
+                        from,
+                        signpost,
+                        read_after: first - CLOCK_MARGIN_MS,
+                    })
+            }
+            _ => None,
+        };
+        Bookmark {
+            def: self.sh.def,
+            context,
+            value: timefmt::format_epoch_ms(cursor_ms.min(self.bookmark_cap())).unwrap_or_default(),
+            progress,
+            lookback: self.sh.settle.as_ref().map(|s| s.lookback(completed)),
+        }
     }
 }
 

@@ -39,7 +39,6 @@ use tokio::task::JoinSet;
 use super::walk::{self, Observer, WalkEnd};
 use super::{Target, Walker};
 use crate::client::FetchError;
-use crate::output::Bookmark;
 use crate::state::{Context, Progress};
 
 /// What a walk's task returns: which walk (`None`: the plain listing).
@@ -193,12 +192,7 @@ pub(crate) async fn run(
         );
         if let (true, true, Some(at)) = (incremental, bookmarks, shown_end.bookmark) {
             if Some(at) > from_of(hidden.query) {
-                let bookmark = Bookmark {
-                    def,
-                    context: hidden.query,
-                    value: w.bookmark_value(at),
-                    progress: None,
-                };
+                let bookmark = w.bookmark(hidden.query, at, None, None);
                 w.send(Vec::new(), 0, Some(bookmark)).await?;
             }
         }

@@ -42,13 +42,15 @@ pub(crate) async fn verify_sort(
         at_the_other_end && Some(r.id.as_str()) != first
     });
     w.discard(probe);
-    for _ in 0..PROBE_TRIES {
+    for tries in 1..=PROBE_TRIES {
         if holds {
             break;
         }
-        let forward = unsorted.clone().sort(rk, descending).limit(1);
+        // Asked afresh: a list cache would answer the very same request
+        // with the same body, so each try asks for a page of its own size.
+        let forward = unsorted.clone().sort(rk, descending).limit(1 + tries);
         let forward = first_record(w, target, &forward).await?;
-        let backward = first_record(w, target, &reversed).await?;
+        let backward = first_record(w, target, &reversed.relimit(1 + tries)).await?;
         let (Some(f), Some(b)) = (forward, backward) else {
             break;
         };
@@ -90,7 +92,7 @@ pub(crate) async fn filters_misread(w: &mut Walker, target: &Target) -> Result<b
     let rk = w.replication_key();
     let unfiltered = Query::new(target.partition).limit(1);
     let mut anchor = first_record(w, target, &unfiltered).await?;
-    for _ in 0..PROBE_TRIES {
+    for tries in 1..=PROBE_TRIES {
         let Some((_, at)) = anchor else {
             // Nothing there: nothing to learn, and nothing lost either.
             return Ok(false);
@@ -102,10 +104,12 @@ pub(crate) async fn filters_misread(w: &mut Walker, target: &Target) -> Result<b
         let hit = w.fetch(def, target, &exact, |_| false).await?;
         let found = hit.len > 0;
         w.discard(hit);
+        // Asked afresh (a page of another size): a list cache would answer
+        // the same request with the anchor it gave before.
         let again = if found {
             None
         } else {
-            first_record(w, target, &unfiltered).await?
+            first_record(w, target, &unfiltered.relimit(1 + tries)).await?
         };
         if found || again == anchor {
             let fact = if found { Fact::Holds } else { Fact::Misread };
@@ -151,6 +155,21 @@ pub(crate) async fn refused(
     why: String,
 ) -> Result<(), FetchError> {
     let learned_name = def.name;
+    // A search index pages only so deep (`Assumption::DeepSkip`): the same
+    // request from the top is answered. Only walks without a keyset page by
+    // offset (small lists, a server that ignores the range filters, a tie
+    // group no filter splits): what lies deeper cannot be reached.
+    if let Some(skip) = q.skip_value().filter(|&s| s > 0) {
+        if accepted(w, def, target, &q.without(|k, _| k == "skip")).await? {
+            w.client()
+                .learned()
+                .note(learned_name, Assumption::DeepSkip, Fact::Refused);
+            return Err(FetchError::Fatal(Error::Api(format!(
+                "GET {} refuses to page past {skip} records ({why}), and this list can only be read by offset on this server (its range filters do not work here): stream {} stops at that depth; the records past it are not read",
+                target.path, def.name
+            ))));
+        }
+    }
     if let Some(limit) = q.limit_value() {
         for smaller in SMALLER_LIMITS.into_iter().filter(|&s| s < limit) {
             if accepted(w, def, target, &q.relimit(smaller)).await? {

@@ -84,6 +84,13 @@ impl Query {
         self.params.iter().any(|(k, _, _)| *k == key)
     }
 
+    pub fn skip_value(&self) -> Option<usize> {
+        self.params
+            .iter()
+            .find(|(k, _, _)| *k == "skip")
+            .and_then(|(_, _, v)| v.parse().ok())
+    }
+
     pub fn limit_value(&self) -> Option<usize> {
         self.params
             .iter()

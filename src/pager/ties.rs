@@ -289,12 +289,15 @@ async fn passes(
     let target = &h.walk.target;
     let mut emitted: HashSet<String> = HashSet::new();
     let mut previous: Option<HashSet<String>> = None;
-    for _ in 0..MAX_PASSES {
+    for pass_no in 0..MAX_PASSES {
         let mut pass: HashSet<String> = HashSet::new();
         let mut skip = 0usize;
         loop {
             w.check_cancelled()?;
-            let limit = w.limit();
+            // Each pass pages with a limit of its own: a list cache would
+            // answer a pass identical to the last with the same bodies,
+            // two passes that agree because they are one (`ListCache`).
+            let limit = w.limit().saturating_sub(pass_no).max(1);
             // Only the bounds the server honours narrow the query.
             let narrowing = Region {
                 created: if w

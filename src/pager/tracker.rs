@@ -79,8 +79,8 @@ impl Tracker {
     /// The ranges above `from` whose records were all written: the written
     /// part of every slice, never past a tie group not read whole. `to`:
     /// where the walk ends, for a slice done up to an end still to be the
-    /// signpost.
-    pub(super) fn written_above(&self, from: i64, to: Option<i64>) -> Vec<(i64, i64)> {
+    /// signpost. `cap`: none reaches past it (the settle window's start).
+    pub(super) fn written_above(&self, from: i64, to: Option<i64>, cap: i64) -> Vec<(i64, i64)> {
         let mut out: Vec<(i64, i64)> = Vec::new();
         for s in &self.slices {
             let lo = s.lo.unwrap_or(i64::MIN).max(from);
@@ -103,7 +103,7 @@ impl Tracker {
             // cannot land in a range said to be written. A slice's end (the
             // signpost above all, which lies up to a second past the API's
             // "now") gives no such promise.
-            let hi = hi.min(self.max_read.unwrap_or(i64::MIN));
+            let hi = hi.min(self.max_read.unwrap_or(i64::MIN)).min(cap);
             let hi = match self.held {
                 Some(h) if h >= lo && h < hi => h,
                 _ => hi,

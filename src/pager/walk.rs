@@ -46,7 +46,6 @@ use super::tracker::{Pace, Slice, Tracker};
 use super::{keyset, offset, window, Page, Target, Walker};
 use crate::assumptions::Endpoint;
 use crate::client::FetchError;
-use crate::output::Bookmark;
 use crate::state::{Context, Progress};
 
 /// An end that is the signpost, not known yet when the walk starts (see
@@ -137,6 +136,12 @@ impl SliceHandle {
     /// not known yet, e.g. before the sort was verified); `max_seen`: the
     /// newest in-range `updatedAt` of the page.
     pub async fn report(&self, w: &Walker, page: Report) -> Result<(), FetchError> {
+        // The walk's last bookmark keeps what its settle window held, which
+        // is measured on the API's clock: wait for it (the request asking
+        // it was sent as the sync started).
+        if page.done && self.walk.bookmark.is_some() {
+            self.walk.signpost.get().await;
+        }
         let mut t = self.walk.tracker.lock().await;
         let i = t.index_of(&self.end);
         t.max_read = t.max_read.max(page.max_seen);
@@ -167,7 +172,11 @@ impl SliceHandle {
         if let Some(lo) = empty_from {
             t.empty_from = Some(t.empty_from.map_or(lo, |e| e.min(lo)));
         }
-        let bookmark = match (self.walk.bookmark, t.watermark()) {
+        // A walk that read nothing still leaves what its settle window held
+        // (nothing), at the bookmark it started from.
+        let all_done = t.slices.iter().all(|s| s.done);
+        let at = t.watermark().or(t.from.filter(|_| all_done));
+        let bookmark = match (self.walk.bookmark, at) {
             (Some(context), Some(at)) => {
                 // Progress above the bookmark, for a run resumed after a
                 // kill: at most every quarter second when the bookmark itself
@@ -176,8 +185,8 @@ impl SliceHandle {
                     Some(AT_SIGNPOST) => self.walk.signpost.try_get().map(|s| s + 1),
                     to => to.filter(|&t| t != i64::MAX),
                 };
-                let written = t.written_above(at, to);
-                let finished = t.slices.iter().all(|s| s.done);
+                let written = t.written_above(at, to, w.bookmark_cap());
+                let finished = all_done;
                 let progress = match (to, written.is_empty() || finished) {
                     (Some(to_ms), false) => Some(Progress {
                         to_ms,
@@ -189,17 +198,15 @@ impl SliceHandle {
                 let due = t
                     .progress_sent_at
                     .is_none_or(|s| s.elapsed() >= PROGRESS_EVERY);
-                // Clearing it (the walk is done) is never held back.
-                if moved || (progress != t.sent_progress && (due || progress.is_none())) {
+                // Clearing it (the walk is done) is never held back, nor is
+                // the last one, which keeps what the settle window held.
+                if moved || finished || (progress != t.sent_progress && (due || progress.is_none()))
+                {
                     t.sent = t.sent.max(Some(at));
                     t.progress_sent_at = Some(std::time::Instant::now());
                     t.sent_progress = progress.clone();
-                    Some(Bookmark {
-                        def: w.def(),
-                        context,
-                        value: w.bookmark_value(t.sent.expect("set above")),
-                        progress,
-                    })
+                    let at = t.sent.expect("set above");
+                    Some(w.bookmark(context, at, progress, finished.then_some(t.from)))
                 } else {
                     None
                 }
