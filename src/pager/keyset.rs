@@ -20,7 +20,7 @@
 use std::collections::HashSet;
 
 use super::query::{Op, Query};
-use super::walk::{Report, SliceHandle};
+use super::slice::{Report, SliceHandle};
 use super::{probe, ties, Walker};
 use crate::assumptions::{Assumption, Fact};
 use crate::client::FetchError;

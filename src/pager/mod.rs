@@ -31,9 +31,11 @@
 //! every survey or collection; ticket activity logs and contacts'
 //! activities and events only for the parents updated since their bookmark,
 //! found by walking the parent as above for its ids alone. [`walk`] runs a range as
-//! slices walked concurrently under the one rate budget, and turns their
-//! progress into bookmarks; [`probe`] holds the cheap requests that test an
-//! assumption.
+//! slices walked concurrently under the one rate budget ([`tracker`] keeps
+//! where each stands; [`slice`] is a strategy's handle on its walk, which
+//! turns each page into the bookmark it makes safe); [`settle`] holds every
+//! bookmark back by the settle window, for lists that show updates late;
+//! [`probe`] holds the cheap requests that test an assumption.
 //!
 //! Small lists without a replication key (teams, surveys, templates, team
 //! members, the help center's collections, news, the engagement lists...)
@@ -49,6 +51,7 @@ mod partitions;
 pub(crate) mod probe;
 pub(crate) mod query;
 mod settle;
+mod slice;
 mod ties;
 mod tracker;
 mod walk;

@@ -29,7 +29,7 @@
 use std::collections::HashSet;
 
 use super::query::Query;
-use super::walk::{Report, SliceHandle};
+use super::slice::{Report, SliceHandle};
 use super::{probe, Target, Walker};
 use crate::assumptions::{Assumption, Fact};
 use crate::client::FetchError;

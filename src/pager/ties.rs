@@ -33,7 +33,7 @@
 use std::collections::HashSet;
 
 use super::query::{Op, Query};
-use super::walk::{Report, SliceHandle};
+use super::slice::{Report, SliceHandle};
 use super::Walker;
 use crate::assumptions::{Assumption, Fact};
 use crate::client::FetchError;

@@ -5,8 +5,11 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use super::walk::AT_SIGNPOST;
 use crate::state::Progress;
+
+/// An end that is the signpost, not known yet when the walk starts (see
+/// `Signpost`): requests go without an upper bound until it is.
+pub(crate) const AT_SIGNPOST: i64 = i64::MAX - 1;
 
 /// How far ahead a slice is cut, in multiples of the stretch it read, per seat.
 const REACH: i64 = 4;

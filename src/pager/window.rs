@@ -17,7 +17,7 @@
 //! written. No sort parameter is sent (the server ignores or refuses it).
 
 use super::query::{Op, Query};
-use super::walk::{Report, SliceHandle};
+use super::slice::{Report, SliceHandle};
 use super::{probe, ties, Walker};
 use crate::assumptions::{Assumption, Fact};
 use crate::client::FetchError;
