@@ -8,6 +8,7 @@
 #   GZIP=1 scripts/bench.sh               # the fake gzips its answers (as the real API does)
 #   RATE_SECONDS=0 scripts/bench.sh       # skip the rate-limit check
 #   LATENCY_SIZES=0 scripts/bench.sh      # skip the latency rows
+#   SHAPES=0 scripts/bench.sh             # skip the data-shape rows
 #
 # Each size: the fake starts with N tickets, N/10 sessions, N/10 messages and
 # 10 surveys of N/1000 responses each; one untimed run (into a counter)
@@ -26,6 +27,17 @@
 # plain listing beside archived and spam, which the fake hides). The figure
 # that matters is wall / budget: the wall time over the time the 900/min
 # budget needs for the requests made (requests x 60 / 900). Medians of RUNS.
+#
+# Shape rows (SHAPES, default "uniform burst growth bulk bursts"): a first
+# sync of SHAPE_SIZE (100,000) contacts at 300 ms per page and 1,000
+# requests per minute, whatever their spread in time: uniform (a record a
+# minute); burst (all within ten days, after a five-year empty start_date
+# range); growth (ever more records per day, most recent); bulk (all stamped
+# within one second, a hundred per millisecond); bursts (a hundred bursts of
+# a thousand, with gaps fifty times as long). Figures: wall / budget (the
+# time the default 900/min needs for the requests made), requests / the
+# minimum (the pages a plain walk needs: records / 1000 + 1), peak RSS and
+# 429s; medians of RUNS. Then an incremental run with nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +46,8 @@ RUNS=${RUNS:-3}
 GZIP=${GZIP:-0}
 RATE_SECONDS=${RATE_SECONDS:-120}
 LATENCY_SIZES=${LATENCY_SIZES:-100000}
+SHAPES=${SHAPES:-"uniform burst growth bulk bursts"}
+SHAPE_SIZE=${SHAPE_SIZE:-100000}
 LATENCY_MS=${LATENCY_MS:-300}
 JITTER_MS=${JITTER_MS:-100}
 MAP=${MAP:-'{"stream_maps": {"tickets": {"title": "md5(title) if title else None"}, "sessions": {"email": "md5(email) if email else None"}}}'}
@@ -209,5 +223,57 @@ EOF
   requests: made by the tap (the fake's count); budget_s: requests x 60 / 900, the time the default budget needs for them
   x_budget: wall_s / budget_s (1.00: every moment of the sync spent at the budget's pace)
   max_60s: most requests the fake admitted in any rolling 60 s (its limit 1000); 429s: answers over the limit (worst run)
+EOF
+fi
+
+if [ "$SHAPES" != 0 ]; then
+  echo >&2
+  echo "==> shapes: a first sync of $SHAPE_SIZE contacts spread in time as each shape says; the fake answers after ${LATENCY_MS} ms + up to ${JITTER_MS} ms and enforces 1000/min" >&2
+  printf "\n%-8s %9s %8s %8s %6s %7s %8s %8s %6s %5s %13s\n" shape records requests minimum x_min wall_s budget_s x_budget rss_MB 429s incr_requests
+  n=$SHAPE_SIZE
+  minimum=$((n / 1000 + 1))
+  for shape in $SHAPES; do
+    start_date=
+    case $shape in
+      uniform) data="--step-ms 60000" ;;
+      burst) data="--base-time 2022-06-01T00:00:00Z --step-ms $((864000000 / n))"; start_date=2021-12-04T00:00:00Z ;;
+      growth) data="--time-shape growth --step-ms 600" ;;
+      bulk) data="--tie-group 100 --step-ms 1" ;;
+      bursts) data="--time-shape bursts --step-ms 1000" ;;
+      *) echo "unknown shape $shape" >&2; exit 1 ;;
+    esac
+    walls=() reqs=() rsss=() limited=() incrs=()
+    for _ in $(seq 1 "$RUNS"); do
+      # shellcheck disable=SC2086 # $data is a list of options
+      start_fake --no-gzip --latency-ms "$LATENCY_MS" --latency-jitter-ms "$JITTER_MS" --rate-limit 1000 \
+        --sessions "$n" $data --tickets 10 --messages 10 --surveys 1 --responses-per-survey 1
+      printf '{"api_key": "fake-api-key", "project_id": "fake-project", "api_url": "%s"%s}\n' "$url" \
+        "${start_date:+, \"start_date\": \"$start_date\"}" >"$work/config.json"
+      read -r w _ m _ < <(timed "$work/shape.jsonl" "$tap" --config "$work/config.json" --select sessions 2>"$work/shape.log")
+      stats=$(curl -s "${url%/v3}/_fake/stats")
+      tail -n 1 "$work/shape.jsonl" | jq -c .value >"$work/shape-state.json"
+      "$tap" --config "$work/config.json" --select sessions --state "$work/shape-state.json" >/dev/null 2>"$work/shape-incr.log"
+      after=$(curl -s "${url%/v3}/_fake/stats")
+      stop_fake
+      records=$(grep -c '"type":"RECORD"' "$work/shape.jsonl")
+      walls+=("$w") rsss+=("$m")
+      reqs+=("$(jq -r .requests <<<"$stats")")
+      limited+=("$(jq -r .rate_limited <<<"$stats")")
+      incrs+=("$(($(jq -r .requests <<<"$after") - $(jq -r .requests <<<"$stats")))")
+    done
+    wall=$(printf '%s\n' "${walls[@]}" | median)
+    req=$(printf '%s\n' "${reqs[@]}" | median)
+    rss=$(printf '%s\n' "${rsss[@]}" | median)
+    rl=$(printf '%s\n' "${limited[@]}" | sort -g | tail -n 1)
+    incr=$(printf '%s\n' "${incrs[@]}" | median)
+    awk -v s="$shape" -v r="$records" -v q="$req" -v mn="$minimum" -v w="$wall" -v m="$rss" -v l="$rl" -v i="$incr" 'BEGIN {
+      budget = q * 60 / 900
+      printf "%-8s %9d %8d %8d %6.2f %7.2f %8.2f %8.2f %6.1f %5d %13d\n", s, r, q, mn, q / mn, w, budget, w / budget, m / 1024, l, i }'
+  done
+  cat <<'EOF'
+
+  requests: made by the tap for the first sync (the fake's count, the clock and every probe included); minimum: records / 1000 + 1, the pages a plain walk needs
+  x_min: requests / minimum; x_budget: wall_s / budget_s, budget_s = requests x 60 / 900
+  incr_requests: an incremental run right after, with nothing new (the settle window read again, the clock asked)
 EOF
 fi

@@ -296,3 +296,34 @@ fn a_broken_settle_record_is_refused_with_its_path() {
         "{line}"
     );
 }
+
+/// A search index that pages only so deep, on a server whose range filters
+/// do not work: the list can only be read by offset, past the depth it
+/// cannot be read at all. The stream stops with one line saying so (no
+/// loop, no silent end); a server whose filters work is read whole by
+/// keyset (the mode matrix's `deep-paging-capped`).
+#[test]
+fn a_list_that_only_pages_by_offset_past_the_depth_stops_with_one_line() {
+    let server = start(FakeConfig {
+        sessions: 400,
+        ignore_filters: true,
+        max_result_window: Some(100),
+        ..small_config()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({"page_size": 20}));
+    let run = tap(&["--config", path_str(&cfg), "--select", "sessions"]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    let line = run.error_line();
+    assert!(
+        line.contains("refuses to page past") && line.contains("stream sessions stops"),
+        "{line}"
+    );
+    let errors = run.stderr.lines().filter(|l| l.contains("ERROR")).count();
+    assert!(errors <= 2, "{errors} ERROR lines:\n{}", run.stderr);
+    assert!(
+        server.stats().requests < 100,
+        "{} requests",
+        server.stats().requests
+    );
+}

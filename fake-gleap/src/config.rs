@@ -423,6 +423,50 @@ pub enum ResponsesShape {
     Wrapped(String),
 }
 
+/// How base records spread in time (their `updatedAt`), for benchmarks of
+/// data that is not uniform. Every shape keeps `updatedAt` non-decreasing
+/// in the index, tie groups (`tie_group`) sharing one value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TimeShape {
+    /// One tie group every `step_ms`.
+    #[default]
+    Uniform,
+    /// Steady growth: tie group `k` at `step_ms * sqrt(k * 10,000)`, so
+    /// records crowd ever more densely towards the newest (most recent).
+    Growth,
+    /// Bursts of 1,000 tie groups `step_ms` apart, each 50 bursts' length
+    /// after the one before: many small bursts with gaps.
+    Bursts,
+}
+
+impl TimeShape {
+    pub fn parse(s: &str) -> Result<TimeShape, String> {
+        match s {
+            "uniform" => Ok(TimeShape::Uniform),
+            "growth" => Ok(TimeShape::Growth),
+            "bursts" => Ok(TimeShape::Bursts),
+            _ => Err(format!(
+                "unknown time shape {s:?}: uniform, growth or bursts"
+            )),
+        }
+    }
+
+    /// The offset of tie group `k` from the base time.
+    pub fn offset_ms(self, k: u64, step_ms: i64) -> i64 {
+        const GROWTH_SCALE: f64 = 10_000.0;
+        const BURST: u64 = 1_000;
+        const GAP_BURSTS: i64 = 50;
+        match self {
+            TimeShape::Uniform => k as i64 * step_ms,
+            TimeShape::Growth => ((k as f64 * GROWTH_SCALE).sqrt() * step_ms as f64) as i64,
+            TimeShape::Bursts => {
+                (k / BURST) as i64 * GAP_BURSTS * BURST as i64 * step_ms
+                    + (k % BURST) as i64 * step_ms
+            }
+        }
+    }
+}
+
 /// Order of records that share a sort value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum TieOrder {
@@ -712,6 +756,8 @@ pub struct FakeConfig {
     /// less than this long ago (path and query string) gets the same body.
     /// Default zero: no cache.
     pub list_cache: Duration,
+    /// How base records spread in time. Default: uniform.
+    pub time_shape: TimeShape,
     /// A search index's paging depth (OpenSearch's `max_result_window`,
     /// 10,000 by default there): a list request with `skip + limit` above
     /// it is a 400 "Result window is too large". Default: none.
@@ -775,6 +821,7 @@ impl Default for FakeConfig {
             index_lag: Duration::ZERO,
             list_cache: Duration::ZERO,
             max_result_window: None,
+            time_shape: TimeShape::Uniform,
         }
     }
 }

@@ -87,6 +87,7 @@ pub(crate) struct Gen {
     pub seed: u64,
     pub base_ms: i64,
     pub step_ms: i64,
+    pub time_shape: crate::config::TimeShape,
     pub tie_group: u64,
     /// Tie groups share createdAt too (`FakeConfig::tie_created`).
     pub tie_created: bool,
@@ -112,6 +113,7 @@ impl Gen {
             seed: cfg.seed,
             base_ms: cfg.base_time.timestamp_millis(),
             step_ms: cfg.step_ms.max(0),
+            time_shape: cfg.time_shape,
             tie_group: cfg.tie_group.max(1),
             tie_created: cfg.tie_created,
             odd_records: cfg.odd_records,
@@ -130,7 +132,7 @@ impl Gen {
     /// on updatedAt over base records is a binary search.
     #[inline]
     pub fn base_updated(&self, i: u64) -> i64 {
-        self.base_ms + (i / self.tie_group) as i64 * self.step_ms
+        self.base_ms + self.time_shape.offset_ms(i / self.tie_group, self.step_ms)
     }
 
     /// createdAt of base record `i`: non-decreasing in `i` (ids encode it and

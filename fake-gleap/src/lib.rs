@@ -29,7 +29,7 @@ use std::time::Duration;
 
 pub use config::{
     ArchivedDefault, EncodedOperators, ErrorBody, FakeConfig, Fault, Faults, IdRangeFilters,
-    MutateEvery, OverLimit, RateLimit, ResponsesShape, RetryAfter, Stream, TieOrder,
+    MutateEvery, OverLimit, RateLimit, ResponsesShape, RetryAfter, Stream, TieOrder, TimeShape,
     UndocumentedSort,
 };
 pub use http::Stats;

@@ -82,6 +82,10 @@ struct Cli {
     /// updatedAt spacing between tie groups, in ms.
     #[arg(long, default_value_t = 60_000)]
     step_ms: i64,
+    /// How base records spread in time: uniform, growth (most records
+    /// recent) or bursts (many small bursts with gaps).
+    #[arg(long, default_value = "uniform", value_parser = fake_gleap::TimeShape::parse)]
+    time_shape: fake_gleap::TimeShape,
     /// Requests allowed per 60 s rolling window (default: unlimited).
     #[arg(long)]
     rate_limit: Option<u32>,
@@ -207,6 +211,7 @@ fn config(c: &Cli) -> Result<FakeConfig, String> {
         events_per_session: c.events_per_session,
         missing_status: c.missing_status,
         step_ms: c.step_ms,
+        time_shape: c.time_shape,
         tie_group: c.tie_group.max(1),
         latency: Duration::from_millis(c.latency_ms),
         latency_jitter: Duration::from_millis(c.latency_jitter_ms),

@@ -21,13 +21,12 @@ use std::collections::HashSet;
 
 use super::query::{Op, Query};
 use super::slice::{Report, SliceHandle};
-use super::{probe, ties, Walker};
+use super::{probe, ties, Target, Walker};
 use crate::assumptions::{Assumption, Fact};
 use crate::client::FetchError;
 
 pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchError> {
     let def = w.def();
-    let rk = w.replication_key();
     let target = &h.walk.target;
     let limit = w.limit();
     // `lower` is the filter sent (value, inclusive); `cursor` the largest
@@ -40,19 +39,23 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
     let mut short_cut: Option<usize> = None;
     // Whether this slice has read a page that moved its cursor.
     let mut advanced_before = false;
+    // A walk that reads from far back (a first sync, a `start_date` years
+    // ago) asks where its records end beside its first page, not after it:
+    // its slices start a round trip earlier.
+    let mut newest_beside = None;
+    if h.reads_from_far_back() && h.wants_newest().await {
+        let (mut pw, target, q) = (w.fork(), target.clone(), query(w, target, lower, h.end()));
+        newest_beside = Some(tokio::spawn(async move {
+            probe::newest(&mut pw, &target, &q).await
+        }));
+    }
     loop {
         w.check_cancelled()?;
         let end = h.end();
         if lower.is_some_and(|(v, inclusive)| v >= end || (!inclusive && v + 1 >= end)) {
             return h.finish(w).await;
         }
-        let mut q = Query::new(target.partition).sort(rk, false).limit(limit);
-        if let Some((v, inclusive)) = lower {
-            q = q.at(rk, if inclusive { Op::Ge } else { Op::Gt }, v);
-        }
-        if end != i64::MAX {
-            q = q.at(rk, Op::Lt, end);
-        }
+        let q = query(w, target, lower, end);
         let at_cursor = &seen;
         let page = w
             .fetch(def, target, &q, |m| match m.updated_ms {
@@ -145,14 +148,33 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
         // there is, whatever the order.
         let reached_end = times.iter().any(|&t| t >= end_now) && known.sort.holds();
         let done = reached_end || !cut;
+        // More than a page to read: where the records end places the
+        // walk's slices. Asked once a walk, before it is cut (free where
+        // the sort's check below asks it anyway).
+        let ask_newest = surely && !done && h.wants_newest().await;
         let mut report = Report::page(page, from, end_now);
         report.cursor = if known.sort.holds() { cursor } else { None };
         report.at = cursor;
         report.more = surely;
         report.done = done;
         h.report(w, report).await?;
+        let mut asked = None;
+        if let Some(beside) = newest_beside.take() {
+            asked = beside.await.map_err(|e| {
+                FetchError::Fatal(crate::error::Error::Internal(format!(
+                    "a probe's task failed: {e}"
+                )))
+            })??;
+            h.saw_newest(asked.as_ref().map(|n| n.1)).await;
+        } else if ask_newest && verify.is_none() {
+            let newest = probe::newest(w, target, &q).await?;
+            h.saw_newest(newest.map(|n| n.1)).await;
+        }
         if let Some((first, times)) = verify {
-            probe::verify_sort(w, target, &q, first.as_deref(), &times).await?;
+            let newest = probe::verify_sort(w, target, &q, first.as_deref(), &times, asked).await?;
+            if ask_newest {
+                h.saw_newest(newest).await;
+            }
             let reached_end = times.iter().any(|&t| t >= end_now);
             h.report(
                 w,
@@ -192,4 +214,19 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
         lower = Some((c, false));
         seen.clear();
     }
+}
+
+/// The page request of a keyset slice: from `lower` to `end`, in order.
+fn query(w: &Walker, target: &Target, lower: Option<(i64, bool)>, end: i64) -> Query {
+    let rk = w.replication_key();
+    let mut q = Query::new(target.partition)
+        .sort(rk, false)
+        .limit(w.limit());
+    if let Some((v, inclusive)) = lower {
+        q = q.at(rk, if inclusive { Op::Ge } else { Op::Gt }, v);
+    }
+    if end != i64::MAX {
+        q = q.at(rk, Op::Lt, end);
+    }
+    q
 }

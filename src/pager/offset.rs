@@ -224,7 +224,8 @@ async fn newest_first(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchError>
             let first = page.metas.first().map(|m| m.id.clone());
             // No permit is held while probing: the probe may wait for one.
             page.permit = None;
-            if let Err(e) = probe::verify_sort(w, target, &q, first.as_deref(), &times).await {
+            if let Err(e) = probe::verify_sort(w, target, &q, first.as_deref(), &times, None).await
+            {
                 w.discard(page);
                 return Err(e);
             }

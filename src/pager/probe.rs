@@ -19,29 +19,35 @@ const SMALLER_LIMITS: [usize; 2] = [100, 10];
 /// record updated between the two requests (the oldest of a short list,
 /// moved to its top): both ends are then asked afresh, up to `PROBE_TRIES`
 /// times, and the sort holds if they are two records (or one restamped) in
-/// the order asked.
+/// the order asked. Returns the stamp at the other end: for an ascending
+/// page, the newest record of the range (`Tracker::newest`).
+/// `asked`: the other end, where it was asked already (`newest`).
 pub(crate) async fn verify_sort(
     w: &mut Walker,
     target: &Target,
     q: &Query,
     first: Option<&str>,
     times: &[i64],
-) -> Result<(), FetchError> {
+    asked: Option<(String, i64)>,
+) -> Result<Option<i64>, FetchError> {
     let def = w.def();
     let rk = w.replication_key();
     let descending = times.first() > times.last();
     let unsorted = q.without(|k, _| matches!(k, "sort" | "limit" | "skip"));
     let reversed = unsorted.clone().sort(rk, !descending).limit(1);
-    let probe = w.fetch(def, target, &reversed, |_| false).await?;
-    let mut holds = probe.metas.first().is_some_and(|r| {
+    let probe = match asked.filter(|_| !descending) {
+        Some(newest) => Some(newest),
+        None => first_record(w, target, &reversed).await?,
+    };
+    let mut other_end = probe.as_ref().map(|r| r.1);
+    let mut holds = probe.as_ref().is_some_and(|(id, at)| {
         let at_the_other_end = if descending {
-            r.updated_ms <= times.iter().copied().min()
+            Some(*at) <= times.iter().copied().min()
         } else {
-            r.updated_ms >= times.iter().copied().max()
+            Some(*at) >= times.iter().copied().max()
         };
-        at_the_other_end && Some(r.id.as_str()) != first
+        at_the_other_end && Some(id.as_str()) != first
     });
-    w.discard(probe);
     for tries in 1..=PROBE_TRIES {
         if holds {
             break;
@@ -58,16 +64,33 @@ pub(crate) async fn verify_sort(
             break;
         }
         holds = if descending { b.1 <= f.1 } else { b.1 >= f.1 };
+        other_end = Some(b.1);
     }
     let fact = if holds { Fact::Holds } else { Fact::Ignored };
     w.client()
         .learned()
         .note(def.name, Assumption::SortByUpdatedAt, fact);
     if holds {
-        Ok(())
+        Ok(other_end)
     } else {
         Err(FetchError::Replan)
     }
+}
+
+/// The newest record in the range `q` asks for (its filters, sorted the
+/// other way, one record): where a walk's records end, so that its slices
+/// are cut among them, not across years with none (`Tracker::split`).
+pub(crate) async fn newest(
+    w: &mut Walker,
+    target: &Target,
+    q: &Query,
+) -> Result<Option<(String, i64)>, FetchError> {
+    let rk = w.replication_key();
+    let top = q
+        .without(|k, _| matches!(k, "sort" | "limit" | "skip"))
+        .sort(rk, true)
+        .limit(1);
+    first_record(w, target, &top).await
 }
 
 /// After a filtered request came back empty: are the range filters
@@ -165,7 +188,7 @@ pub(crate) async fn refused(
                 .learned()
                 .note(learned_name, Assumption::DeepSkip, Fact::Refused);
             return Err(FetchError::Fatal(Error::Api(format!(
-                "GET {} refuses to page past {skip} records ({why}), and this list can only be read by offset on this server (its range filters do not work here): stream {} stops at that depth; the records past it are not read",
+                "GET {} refuses to page past {skip} records ({why}); the tap reads this list by offset here (it has no replication key, or this server does not honour its range filters), so stream {} stops at that depth: the records past it are not read",
                 target.path, def.name
             ))));
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, Notify};
 
-use super::tracker::{Tracker, AT_SIGNPOST};
+use super::tracker::{Newest, Tracker, AT_SIGNPOST};
 use super::{Page, Target, Walker};
 use crate::client::FetchError;
 use crate::state::{Context, Progress};
@@ -161,6 +161,37 @@ impl SliceHandle {
             },
         )
         .await
+    }
+
+    /// Whether this is a walk's first slice, reading from far back: from
+    /// the beginning, or from more than `FAR_BACK_MS` before the sync.
+    pub fn reads_from_far_back(&self) -> bool {
+        const FAR_BACK_MS: i64 = 30 * 86_400_000;
+        let now = self.walk.signpost.now_or_local();
+        self.lo.is_none_or(|lo| now - lo > FAR_BACK_MS)
+    }
+
+    /// Whether the walk still wants to know where its records end: the
+    /// first slice to ask gets `true`, once, and no slice is cut until it
+    /// tells ([`saw_newest`](Self::saw_newest)).
+    pub async fn wants_newest(&self) -> bool {
+        let mut t = self.walk.tracker.lock().await;
+        let wants = t.newest == Newest::Unasked;
+        if wants {
+            t.newest = Newest::Asking;
+        }
+        wants
+    }
+
+    /// The newest `updatedAt` of the walk's range, as asked when it began.
+    pub async fn saw_newest(&self, at: Option<i64>) {
+        let mut t = self.walk.tracker.lock().await;
+        t.newest = match at {
+            Some(at) => Newest::At(at),
+            None => Newest::Unknown,
+        };
+        drop(t);
+        self.walk.progress.notify_one();
     }
 
     /// A group of records at `at` could not be proven complete: the

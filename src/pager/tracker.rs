@@ -28,7 +28,8 @@ pub(super) struct Slice {
     /// How far the slice has read, trusted or not (a keyset slice before the
     /// sort is verified): where it may be cut.
     pub(super) at: Option<i64>,
-    /// Where the slice's first record was (`lo` when it has one).
+    /// Where the slice's first record was: its first page's oldest, or
+    /// for a piece cut off, where it was cut.
     pub(super) first_seen: Option<i64>,
     pub(super) records: u64,
     /// Its last page may have been cut: there is more to read.
@@ -57,6 +58,17 @@ pub(super) struct Pace {
     pub(super) rtt: f64,
 }
 
+/// Where a walk's records end, as far as it knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Newest {
+    Unasked,
+    /// A slice is asking: nothing is cut until the answer.
+    Asking,
+    At(i64),
+    /// Asked, and the answer told nothing.
+    Unknown,
+}
+
 /// The shared state of one walk's slices.
 pub(crate) struct Tracker {
     pub(super) slices: Vec<Slice>,
@@ -73,6 +85,10 @@ pub(crate) struct Tracker {
     /// The lowest start of a slice that turned out empty: the records
     /// stopped there (a gap). No slice is cut above it again.
     pub(super) empty_from: Option<i64>,
+    /// The newest `updatedAt` in the walk's range when it began (asked
+    /// once, `probe::newest`): no slice is cut above it, where only the
+    /// records updated since lie.
+    pub(super) newest: Newest,
     /// The progress last handed to the writer, and when.
     pub(super) sent_progress: Option<Progress>,
     pub(super) progress_sent_at: Option<std::time::Instant>,
@@ -169,7 +185,14 @@ impl Tracker {
             let start = s.first_seen.or(s.lo).unwrap_or(at);
             let covered = (at - start).max(1);
             let mut end = s.end().min(ceiling);
-            if self.total.is_none() {
+            let newest = match self.newest {
+                Newest::At(at) => Some(at),
+                _ => None,
+            };
+            if let Some(newest) = newest {
+                end = end.min(newest.saturating_add(1));
+            }
+            if self.total.is_none() && newest.is_none() {
                 let reach = covered.saturating_mul(REACH * target.max(1) as i64);
                 end = end.min(at.saturating_add(reach));
             }

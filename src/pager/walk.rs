@@ -45,7 +45,7 @@ use super::budget::Seat;
 pub(crate) use super::slice::Observer;
 use super::slice::{SliceHandle, Walk};
 pub(crate) use super::tracker::AT_SIGNPOST;
-use super::tracker::{Pace, Slice, Tracker};
+use super::tracker::{Newest, Pace, Slice, Tracker};
 use super::{keyset, offset, window, Target, Walker};
 use crate::assumptions::Endpoint;
 use crate::client::FetchError;
@@ -123,6 +123,7 @@ pub(crate) async fn run_observed(
             written: 0,
             total: None,
             empty_from: None,
+            newest: Newest::Unasked,
             sent_progress: None,
             progress_sent_at: None,
         }),
@@ -171,7 +172,10 @@ pub(crate) async fn run_observed(
                     end: Arc::new(AtomicI64::new(end)),
                     cursor: lo,
                     at: lo,
-                    first_seen: lo,
+                    // Where its first record is, once read: a walk's lower
+                    // bound (a bookmark, `start_date`) may lie years before
+                    // its records, which would make them look sparse.
+                    first_seen: None,
                     records: 0,
                     more: false,
                     done: false,
@@ -215,9 +219,10 @@ impl Walk {
     /// Whether any slice could be cut now.
     async fn splittable(&self) -> bool {
         let t = self.tracker.lock().await;
-        t.slices
-            .iter()
-            .any(|s| !s.done && s.more && s.records > 0 && s.at.or(s.cursor).is_some())
+        t.newest != Newest::Asking
+            && t.slices
+                .iter()
+                .any(|s| !s.done && s.more && s.records > 0 && s.at.or(s.cursor).is_some())
     }
 }
 
