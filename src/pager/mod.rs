@@ -166,6 +166,10 @@ pub(crate) struct Shared {
     ids_only: bool,
     /// Where a catch-up round notes the records it read (`catch_up_moves`).
     seen: Option<Seen>,
+    /// Set when a whole pass could not read some records for sure (an
+    /// offset walk over a list that kept shifting, a tie group not read
+    /// whole): its version is not sent to be activated.
+    incomplete: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The records (id, `updatedAt`) a walk read.
@@ -237,6 +241,7 @@ impl StreamRun {
                 budget: self.budget,
                 ids_only: false,
                 seen: None,
+                incomplete: Arc::default(),
             }),
             conformer: self.conformer,
         };
@@ -289,7 +294,15 @@ impl StreamRun {
             offset::offset_walk(&mut w, def, &target, true).await?;
         }
         if let Some(version) = w.sh.version {
-            w.send_activate_version(version, reconcile).await?;
+            if w.sh.incomplete.load(Ordering::Relaxed) {
+                tracing::warn!(
+                    stream = def.name,
+                    "no ACTIVATE_VERSION: the pass may lack records (see above), and a target would take them for deleted{}",
+                    if reconcile { "; the next run reads the stream whole again" } else { "" }
+                );
+            } else {
+                w.send_activate_version(version, reconcile).await?;
+            }
         }
         w.sh.stats.log_summary();
         Ok(())
@@ -371,6 +384,7 @@ impl Walker {
                 budget: sh.budget.clone(),
                 ids_only: true,
                 seen: None,
+                incomplete: sh.incomplete.clone(),
             }),
             conformer: Conformer::new(parent, &[]),
         }
@@ -394,6 +408,7 @@ impl Walker {
                 budget: sh.budget.clone(),
                 ids_only: sh.ids_only,
                 seen: Some(seen),
+                incomplete: sh.incomplete.clone(),
             }),
             conformer: self.conformer.clone(),
         }
@@ -631,6 +646,17 @@ impl Walker {
             .send(batch)
             .await
             .map_err(|_| FetchError::Cancelled)
+    }
+
+    /// A whole pass may lack records (`why`): no ACTIVATE_VERSION for it.
+    pub fn mark_incomplete(&self, why: &str) {
+        let first = !self.sh.incomplete.swap(true, Ordering::Relaxed);
+        if first && self.sh.version.is_some() {
+            tracing::warn!(
+                stream = self.sh.def.name,
+                "{why}: this pass may lack records"
+            );
+        }
     }
 
     /// The ACTIVATE_VERSION that ends a complete pass; for a reconciliation
