@@ -55,10 +55,14 @@ pub enum Assumption {
     /// A new or changed activity log entry, activity or event updates its
     /// ticket's or contact's `updatedAt` (what per-parent streams read).
     ChildTouchesParent,
+    /// A complete listing (every partition of tickets) holds every record
+    /// that exists: one it leaves out was deleted (what a reconciliation,
+    /// `reconcile.rs`, tells the target).
+    ListsShowEveryRecord,
 }
 
 impl Assumption {
-    pub const ALL: [Assumption; 16] = [
+    pub const ALL: [Assumption; 17] = [
         Assumption::SortByUpdatedAt,
         Assumption::RangeFilters,
         Assumption::CreatedAtFilters,
@@ -75,6 +79,7 @@ impl Assumption {
         Assumption::ResponseShape,
         Assumption::Feature,
         Assumption::ChildTouchesParent,
+        Assumption::ListsShowEveryRecord,
     ];
 
     /// What is assumed, in a few words.
@@ -96,6 +101,7 @@ impl Assumption {
             Assumption::ResponseShape => "a list is a bare array, or an object wrapping one array",
             Assumption::Feature => "an optional endpoint (help center, news, engagement lists, surveys, custom components, activity logs) answers: the project's plan has the feature",
             Assumption::ChildTouchesParent => "a new or changed activity log entry, activity or event updates its ticket's or contact's `updatedAt`",
+            Assumption::ListsShowEveryRecord => "a whole listing (tickets: plain, archived and spam) shows every record that exists: one it leaves out was deleted",
         }
     }
 
@@ -117,6 +123,7 @@ impl Assumption {
             Assumption::ResponseShape => "any other body is an error, retried",
             Assumption::Feature => "a 403 or 404 on the stream's listing",
             Assumption::ChildTouchesParent => "not from the lists: the records of a parent not updated since the bookmark are not read",
+            Assumption::ListsShowEveryRecord => "not from the lists: nothing tells a record they hide (were the API to hide, say, blocked contacts) from a deleted one",
         }
     }
 
@@ -139,6 +146,7 @@ impl Assumption {
             Assumption::ResponseShape => "none needed: both shapes are read",
             Assumption::Feature => "skips the stream with one warning naming it and the status; the other streams complete, and the run exits 0 (on tickets, sessions, messages, teams, templates or team members, a 403 or 404 means wrong credentials or `api_url`: the sync stops)",
             Assumption::ChildTouchesParent => "none by itself: a per-parent stream synced FULL_TABLE (in the catalog) now and then reads every parent's list",
+            Assumption::ListsShowEveryRecord => "a reconciliation (`reconcile_every`) would have the target mark such records deleted; turn it off for that stream (`reconcile_streams`); a marked record that shows again is written again, unmarked, by the next run that reads it",
         }
     }
 }

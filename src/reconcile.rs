@@ -19,6 +19,8 @@
 //!   partial pass sends none and leaves `reconciled_at` as it was, so the
 //!   next run is still due and reads the stream whole again, under a new
 //!   version.
+//! - It assumes a whole listing shows every record that exists
+//!   (`Assumption::ListsShowEveryRecord`): one it leaves out was deleted.
 //! - The state keeps, per stream, when the last complete pass began
 //!   (`bookmarks.<stream>.reconciled_at`); with none, the stream is due.
 //! - Full-table streams are read whole every run anyway: with a period
