@@ -42,6 +42,14 @@ What it proves, against the bundled fake Gleap API on a free port:
    properties and stream names as the Meltano SDK's own mapper
    (meltano-map-transform from PyPI, pinned in e2e/requirements-mapper.txt)
    applied to the tap's plain output, for configs using every feature.
+8. Deletions (issue 20): records created and read by an ordinary
+   incremental run (run 3), then records deleted in the fake; run 4, with
+   `reconcile_every` set (never reconciled: due), reads the incremental
+   streams whole and sends ACTIVATE_VERSION: target-postgres marks the
+   deleted rows `_sdc_deleted_at` and nothing else, rows written by run 3
+   included; target-duckdb (pipelinewise-based) ignores ACTIVATE_VERSION,
+   as the README says: its deleted rows stay. Meltano's state records
+   each stream's reconciliation.
 
 Ends with "N passed, N failed" and exits non-zero on any failure.
 """
@@ -134,6 +142,24 @@ MUTATIONS = [
     # Not extracted (not selected): their parents change, nothing else must.
     ("ticket_activity_logs", {"create": 3}),
 ]
+
+# Round 3 (deletions): created before run 3 (an ordinary incremental run),
+# then deleted before run 4 (the reconciling run).
+CREATIONS = [
+    ("tickets", {"create": 5, "update": 3}),
+    ("sessions", {"create": 3}),
+    ("messages", {"create": 5}),
+    ("survey_responses", {"create": 2}),
+]
+DELETIONS = [
+    ("tickets", {"delete": 4}),
+    ("sessions", {"delete": 3}),
+    ("messages", {"delete": 4}),
+    ("survey_responses", {"delete": 2}),
+    ("helpcenter_articles", {"delete": 1}),
+]
+RECONCILED = ["tickets", "sessions", "messages", "survey_responses", "helpcenter_articles"]
+SQL_TARGETS = ["target-duckdb", "target-postgres"]
 
 # --------------------------------------------------------------------------
 # Reporting
@@ -675,6 +701,8 @@ class E2E:
         self.snap1: dict[str, dict[str, str]] = {}
         self.snap2: dict[str, dict[str, str]] = {}
         self.deleted: dict[str, set[str]] = {}
+        # Extra tap settings for the runs (round 3's reconciling run).
+        self.tap_env: dict[str, str] = {}
         self.state1: dict[str, dict] = {}
         self.jsonl_count1: dict[str, int] = {}
         self.run2_start: dt.datetime | None = None
@@ -698,6 +726,7 @@ class E2E:
             "TAP_GLEAP_PAGE_SIZE": "100",
             "TAP_GLEAP_REQUESTS_PER_MINUTE": "6000",
             "TAP_GLEAP_EMIT_ACTIVATE_VERSION_MESSAGES": "true",
+            **self.tap_env,
             "TARGET_JSONL_DESTINATION_PATH": str(WORK / "jsonl"),
             "TARGET_DUCKDB_FILEPATH": str(WORK / "warehouse.duckdb"),
         })
@@ -1104,6 +1133,65 @@ class E2E:
             for t in TARGETS:
                 self.check_state(t, self.snap2, 2)
 
+    # ---- round 3: deletions reach the warehouse
+    def round3(self):
+        with step("run 3: records created in the fake, an ordinary incremental run (no reconciliation)"):
+            for s, counts in CREATIONS:
+                r = self.fake.mutate(s, **counts)
+                print(f"    {s}: created {len(r['created'])}, updated {len(r['updated'])}")
+            for t in SQL_TARGETS:
+                self.meltano_run(t, 3)
+        with step("delete records in the fake; run 4 with reconcile_every=7d (never reconciled: due)"):
+            gone: dict[str, set[str]] = {}
+            for s, counts in DELETIONS:
+                gone[s] = set(self.fake.mutate(s, **counts)["deleted"])
+                print(f"    {s}: deleted {len(gone[s])}")
+            snap = {s: self.fake.snapshot(s) for s in STREAMS}
+            self.tap_env = {"TAP_GLEAP_RECONCILE_EVERY": "7d"}
+            try:
+                for t in SQL_TARGETS:
+                    t0 = time.monotonic()
+                    self.meltano_run(t, 4)
+                    TIMES.append((f"  meltano run tap-gleap {t} (run 4, reconciling)", time.monotonic() - t0))
+            finally:
+                self.tap_env = {}
+        with step("run 4: deleted rows marked in target-postgres, nothing else; target-duckdb keeps them"):
+            for t in SQL_TARGETS:
+                for s in STREAMS:
+                    try:
+                        rows, _ = sql_rows(t, self.pg, s)
+                    except Exception as e:  # noqa: BLE001
+                        check(f"run 4 {t}: table gleap.{s} readable", False, f"{type(e).__name__}: {e}")
+                        continue
+                    by_id = {r["id"]: r for r in rows}
+                    marked = {i for i, r in by_id.items() if r.get("_sdc_deleted_at") is not None}
+                    live = set(snap[s])
+                    missing = live - set(by_id)
+                    wrongly = sorted(live & marked)
+                    check(f"run 4 {t}: {s}: every live record is there, none marked deleted ({len(live)})",
+                          not missing and not wrongly,
+                          f"missing {len(missing)} {sorted(missing)[:3]}; wrongly marked {len(wrongly)} {wrongly[:3]}")
+                    deleted = gone.get(s, set())
+                    if not deleted:
+                        continue
+                    if t == "target-postgres":
+                        unmarked = sorted(i for i in deleted if i in by_id and i not in marked)
+                        check(f"run 4 {t}: {s}: the {len(deleted)} records deleted in Gleap are marked _sdc_deleted_at "
+                              "(or gone)", not unmarked, f"not marked: {unmarked}")
+                    else:
+                        kept = sorted(i for i in deleted if i in by_id and i not in marked)
+                        check(f"run 4 {t}: {s}: ACTIVATE_VERSION ignored, the {len(deleted)} deleted rows stay "
+                              "(as the README's table of targets says)", len(kept) == len(deleted),
+                              f"{len(kept)} of {len(deleted)} kept: update the README if this target now honours it")
+            for t in SQL_TARGETS:
+                st = self.meltano_state(t)
+                if st is None:
+                    continue
+                bm = st.get("bookmarks", {})
+                without = [s for s in RECONCILED if not bm.get(s, {}).get("reconciled_at")]
+                check(f"run 4 {t}: Meltano's state records each incremental stream's reconciliation",
+                      not without, f"no reconciled_at for {without}")
+
     # ---- 5. the README's cron recipe
     def cron(self, n: int):
         """The README's shell recipe, verbatim in spirit: tap | target, keep the target's last STATE."""
@@ -1162,6 +1250,7 @@ export PATH={self.wheel_tap.parent}:{target.parent}:$PATH
             with step("cron recipe, run 2"):
                 self.cron(2)
             self.round2()
+            self.round3()
         except Abort as e:
             check("the end-to-end test ran to the end", False, str(e))
         except Exception:  # noqa: BLE001

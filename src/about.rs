@@ -32,6 +32,7 @@ fn setting_schema(kind: Kind) -> Value {
         }
         Kind::Url => json!({"type": "string", "format": "uri"}),
         Kind::Object => json!({"type": "object"}),
+        Kind::Duration => json!({"type": "string", "pattern": "^(\\d+ ?[wdhms]|off|never)?$"}),
     }
 }
 
@@ -107,6 +108,7 @@ pub fn about_markdown() -> String {
             Kind::DateTime => "date or date-time",
             Kind::Url => "URL",
             Kind::Object => "object",
+            Kind::Duration => "duration",
         };
         md.push_str(&format!(
             "| {} | {kind} | {} | {} | {} | {} |\n",

@@ -63,10 +63,14 @@ pub enum Assumption {
     /// `skip` reaches any depth (a search index refuses past `skip + limit`
     /// of 10,000 by default).
     DeepSkip,
+    /// A complete listing (every partition of tickets) holds every record
+    /// that exists: one it leaves out was deleted (what a reconciliation,
+    /// `reconcile.rs`, tells the target).
+    ListsShowEveryRecord,
 }
 
 impl Assumption {
-    pub const ALL: [Assumption; 19] = [
+    pub const ALL: [Assumption; 20] = [
         Assumption::SortByUpdatedAt,
         Assumption::RangeFilters,
         Assumption::CreatedAtFilters,
@@ -86,6 +90,7 @@ impl Assumption {
         Assumption::ListsShowWritesAtOnce,
         Assumption::NoListCache,
         Assumption::DeepSkip,
+        Assumption::ListsShowEveryRecord,
     ];
 
     /// What is assumed, in a few words.
@@ -110,6 +115,7 @@ impl Assumption {
             Assumption::ListsShowWritesAtOnce => "a list shows every update at once, in the order written",
             Assumption::NoListCache => "a request asked again is answered afresh, not from a cache",
             Assumption::DeepSkip => "`skip` pages to any depth",
+            Assumption::ListsShowEveryRecord => "a whole listing (tickets: plain, archived and spam) shows every record that exists: one it leaves out was deleted",
         }
     }
 
@@ -134,6 +140,7 @@ impl Assumption {
             Assumption::ListsShowWritesAtOnce => "never assumed (Gleap serves lists from a search index): each run reads its settle window again, and counts the versions in it that the last run did not deliver though they were stamped before it began (listed late)",
             Assumption::NoListCache => "never assumed: no check needs a repeated request to come back fresh (each try asks for a page of another size); a cached page is a late one, which the settle window covers",
             Assumption::DeepSkip => "a 400 at a deep `skip` that the same request without `skip` does not get; `--test=api` asks `skip=10000`",
+            Assumption::ListsShowEveryRecord => "not from the lists: nothing tells a record they hide (were the API to hide, say, blocked contacts) from a deleted one",
         }
     }
 
@@ -159,6 +166,7 @@ impl Assumption {
             Assumption::ListsShowWritesAtOnce => "no bookmark passes the API's clock at the sync's start less `lookback_window_seconds` (300): the updates of those minutes are sent again each run (duplicates, counted in the log); an update found late by 3/4 of the window widens it fourfold (up to a day, kept in the state) with a warning",
             Assumption::NoListCache => "nothing more: a cache that answers longer than the settle window is a lag longer than it, found and widened as above",
             Assumption::DeepSkip => "none needed where the range filters work (keyset walks never page deep); where only offsets work, the stream stops with one error naming the depth, and the other streams go on",
+            Assumption::ListsShowEveryRecord => "a reconciliation (`reconcile_every`) would have the target mark such records deleted; turn it off for that stream (`reconcile_streams`); a marked record that shows again is written again, unmarked, by the next run that reads it",
         }
     }
 }

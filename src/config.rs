@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::streams::{self, StreamDef};
 use crate::timefmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub enum Kind {
     Url,
     /// A JSON object (from the environment: its JSON text).
     Object,
+    /// A period such as `7d`, `24h`, `90m` (`timefmt::parse_period`).
+    Duration,
 }
 
 pub struct Setting {
@@ -125,6 +128,22 @@ pub const SETTINGS: &[Setting] = &[
         description: "Full-table streams send ACTIVATE_VERSION after a complete pass, so targets can drop rows that disappeared.",
     },
     Setting {
+        name: "reconcile_every",
+        kind: Kind::Duration,
+        default: None,
+        required: false,
+        secret: false,
+        description: "How often incremental streams are read whole to find the records deleted in Gleap (a duration: \"7d\", \"24h\", \"90m\"; empty or \"off\": never). A run in which a stream is due sends it under a new table version and ACTIVATE_VERSION once the pass completed without error, so targets that honour it delete or mark the rows gone; full-table streams then send ACTIVATE_VERSION every run. Costs one request per page of the stream.",
+    },
+    Setting {
+        name: "reconcile_streams",
+        kind: Kind::Object,
+        default: None,
+        required: false,
+        secret: false,
+        description: "Periods per stream, overriding reconcile_every, e.g. {\"tickets\": \"7d\", \"messages\": \"off\"}. The streams listed per changed parent (ticket_activity_logs, session_activities, session_events) are never reconciled: a whole pass would cost a request per ticket or contact.",
+    },
+    Setting {
         name: "allow_insecure_http",
         kind: Kind::Boolean,
         default: Some("false"),
@@ -198,6 +217,10 @@ pub struct Config {
     pub emit_activate_version_messages: bool,
     /// The settle window: how late the API may show an update (`pager::settle`).
     pub lookback_window: Duration,
+    /// `reconcile_every`: how often incremental streams are read whole.
+    pub reconcile_every: Option<chrono::Duration>,
+    /// `reconcile_streams`: per stream, a period or `None` ("off").
+    pub reconcile_streams: Vec<(&'static str, Option<chrono::Duration>)>,
     pub allow_insecure_http: bool,
     /// `stream_maps`, `stream_map_config`, `flattening_*`: checked in full
     /// against the catalog by `maps::Mapper::new`.
@@ -390,6 +413,14 @@ fn validate(merged: Vec<(String, Raw)>, require_credentials: bool) -> Result<Con
         retry_budget: Duration::from_secs(int("retry_budget_seconds") as u64),
         emit_activate_version_messages: flag("emit_activate_version_messages"),
         lookback_window: Duration::from_secs(int("lookback_window_seconds") as u64),
+        reconcile_every: match take("reconcile_every") {
+            Some(Parsed::Period(p)) => p,
+            _ => None,
+        },
+        reconcile_streams: match object("reconcile_streams") {
+            Some(o) => reconcile_streams(&o, get("reconcile_streams").map(|r| r.source.as_str()))?,
+            None => Vec::new(),
+        },
         allow_insecure_http: flag("allow_insecure_http"),
         maps: crate::maps::MapSettings {
             stream_maps: object("stream_maps"),
@@ -431,6 +462,8 @@ enum Parsed {
     Bool(bool),
     Time(DateTime<Utc>),
     Object(Map<String, Value>),
+    /// `None`: "off".
+    Period(Option<chrono::Duration>),
 }
 
 /// Parses one value. Values from the environment arrive as strings and are
@@ -489,6 +522,10 @@ fn parse_value(s: &Setting, v: &Value, coerce: bool) -> std::result::Result<Pars
             },
             _ => Err("a JSON object".into()),
         },
+        Kind::Duration => match v {
+            Value::String(t) => timefmt::parse_period(t).map(Parsed::Period),
+            _ => Err(timefmt::PERIOD_EXPECTED.into()),
+        },
         Kind::Url => match v {
             Value::String(t) => match url::Url::parse(t.trim()) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(Parsed::Text(t.trim().to_string())),
@@ -497,6 +534,55 @@ fn parse_value(s: &Setting, v: &Value, coerce: bool) -> std::result::Result<Pars
             _ => Err("an http(s) URL string such as \"https://api.gleap.io/v3\"".into()),
         },
     }
+}
+
+impl Config {
+    /// How often `def` is read whole to find deletions (`reconcile_every`,
+    /// `reconcile_streams`); `None`: never. Streams listed per changed
+    /// parent are left out of `reconcile_every` (`reconcile_streams` refuses
+    /// them): a whole pass would cost a request per parent.
+    pub fn reconcile_period(&self, def: &StreamDef) -> Option<chrono::Duration> {
+        match self.reconcile_streams.iter().find(|(n, _)| *n == def.name) {
+            Some((_, period)) => *period,
+            None if def.is_per_changed_parent() => None,
+            None => self.reconcile_every,
+        }
+    }
+}
+
+/// `reconcile_streams`: every key a stream that can be reconciled, every
+/// value a period or "off".
+fn reconcile_streams(
+    o: &Map<String, Value>,
+    source: Option<&str>,
+) -> Result<Vec<(&'static str, Option<chrono::Duration>)>> {
+    let source = source.unwrap_or("config");
+    let mut out = Vec::new();
+    for (name, v) in o {
+        let def = streams::find(name).ok_or_else(|| {
+            Error::Config(format!(
+                "{source}: \"reconcile_streams\" names \"{name}\", which is not a stream of this tap (see `tap-gleap --about`)"
+            ))
+        })?;
+        let period = match v {
+            Value::String(t) => timefmt::parse_period(t),
+            _ => Err(timefmt::PERIOD_EXPECTED.into()),
+        }
+        .map_err(|e| {
+            Error::Config(format!(
+                "{source}: \"reconcile_streams\".\"{name}\" must be {e}, got {}",
+                short(v)
+            ))
+        })?;
+        if period.is_some() && def.is_per_changed_parent() {
+            return Err(Error::Config(format!(
+                "{source}: \"reconcile_streams\".\"{name}\": {name} cannot be reconciled: a whole pass would cost one request per {} (see the README's section on deletions); set it to \"off\" or remove it",
+                def.parent.map_or("parent", |p| p.noun)
+            )));
+        }
+        out.push((def.name, period));
+    }
+    Ok(out)
 }
 
 /// Refuses to send the API key in clear text to anything but this machine.

@@ -6,8 +6,10 @@
 //! - `streams`: the registry of streams, declared as data; `catalog`:
 //!   discovery and selection; `state`: bookmarks; `check`: `--test`.
 //! - `client`: HTTP, rate limit, retries; `pager`: how pages are walked so
-//!   that no record is skipped; `scan`: a page's bytes to its records (a
-//!   validating JSON scanner); `conform`: records to RECORD lines.
+//!   that no record is skipped; `reconcile`: which streams are read whole
+//!   this run to find deletions (ACTIVATE_VERSION); `scan`: a page's bytes
+//!   to its records (a validating JSON scanner); `conform`: records to
+//!   RECORD lines.
 //! - `output`: the one stdout writer, which orders records before the STATE
 //!   that covers them; `sync`: runs the streams concurrently.
 //! - `maps`: stream maps and schema flattening (the Meltano SDK's), applied
@@ -31,6 +33,7 @@ pub mod metrics;
 pub mod output;
 pub mod pager;
 pub mod pool;
+pub mod reconcile;
 pub mod scan;
 pub mod seen;
 pub mod state;

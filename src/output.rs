@@ -40,6 +40,9 @@ pub struct Bookmark {
 pub struct Batch {
     pub lines: Vec<u8>,
     pub bookmark: Option<Bookmark>,
+    /// A reconciliation these lines complete (its ACTIVATE_VERSION): the
+    /// stream and when its pass began, kept in the state once written.
+    pub reconciled: Option<(&'static StreamDef, i64)>,
 }
 
 pub enum Finish {
@@ -96,6 +99,10 @@ pub fn run_writer(
                     b.progress.as_ref(),
                     b.lookback.as_ref(),
                 );
+                emit_state(&mut out, &state, &mut last_state)?;
+            }
+            if let Some((def, at_ms)) = batch.reconciled {
+                state.set_reconciled_at(def, at_ms);
                 emit_state(&mut out, &state, &mut last_state)?;
             }
             Ok(())

@@ -84,6 +84,7 @@ impl State {
                 .as_object()
                 .ok_or_else(|| format!("bookmarks.{stream} must be an object"))?;
             check_value(&format!("bookmarks.{stream}"), bm, now)?;
+            check_reconciled(&format!("bookmarks.{stream}"), bm, now)?;
             check_progress(&format!("bookmarks.{stream}"), bm)?;
             check_lookback(&format!("bookmarks.{stream}"), bm)?;
             if let Some(parts) = bm.get("partitions") {
@@ -216,6 +217,30 @@ impl State {
     /// The progress a previous run left above a partition's bookmark.
     pub fn progress(&self, def: &StreamDef, context: Context) -> Option<Progress> {
         Progress::from_value(self.holder(def, context)?.get("progress")?).ok()
+    }
+
+    /// When the stream's last complete reconciliation (a whole pass ended
+    /// by ACTIVATE_VERSION) began: `bookmarks.<stream>.reconciled_at`.
+    pub fn reconciled_at(&self, def: &StreamDef) -> Option<DateTime<Utc>> {
+        self.stream(def.name)?
+            .get(RECONCILED_AT)?
+            .as_str()
+            .and_then(timefmt::parse_instant)
+    }
+
+    /// Records a complete reconciliation that began at `at_ms`.
+    pub fn set_reconciled_at(&mut self, def: &StreamDef, at_ms: i64) {
+        let bookmarks = self.value.entry("bookmarks").or_insert_with(|| json!({}));
+        if let Some(stream) = bookmarks.as_object_mut().and_then(|b| {
+            b.entry(def.name)
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+        }) {
+            stream.insert(
+                RECONCILED_AT.into(),
+                json!(timefmt::format_epoch_ms(at_ms).unwrap_or_default()),
+            );
+        }
     }
 
     pub fn to_value(&self) -> Value {
@@ -424,6 +449,30 @@ fn check_progress(at: &str, holder: &Map<String, Value>) -> std::result::Result<
         Some(p) => Progress::from_value(p).map(|_| ()).map_err(|e| {
             format!("{at}.progress: {e} (or remove it: the run then reads on from the bookmark)")
         }),
+    }
+}
+
+/// Where a stream's last complete reconciliation is kept.
+const RECONCILED_AT: &str = "reconciled_at";
+
+/// A reconciliation's time must be a date, not one in the future (which
+/// would put the next one off for as long).
+fn check_reconciled(
+    at: &str,
+    holder: &Map<String, Value>,
+    now: DateTime<Utc>,
+) -> std::result::Result<(), String> {
+    let Some(v) = holder.get(RECONCILED_AT) else {
+        return Ok(());
+    };
+    match v.as_str().and_then(timefmt::parse_instant) {
+        Some(t) if t <= now + Duration::minutes(5) => Ok(()),
+        Some(_) => Err(format!(
+            "{at}.{RECONCILED_AT} {v} lies in the future: fix or remove it (removed, the stream is reconciled on the next run)"
+        )),
+        None => Err(format!(
+            "{at}.{RECONCILED_AT} must be a date-time string such as \"2024-01-15T10:30:00.000Z\", got {v} (or remove it: the stream is then reconciled on the next run)"
+        )),
     }
 }
 

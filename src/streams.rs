@@ -139,6 +139,14 @@ impl StreamDef {
             (None, Method::FullTable) => "one request per page, every run (a small list: one or two)".into(),
         }
     }
+    /// Listed once per parent record changed since the bookmark
+    /// (`ParentIds::ChangedSince`): reading it whole costs a request per
+    /// parent, so it is never reconciled.
+    pub fn is_per_changed_parent(&self) -> bool {
+        self.parent
+            .is_some_and(|p| p.ids == ParentIds::ChangedSince)
+    }
+
     pub fn is_partitioned(&self) -> bool {
         !self.hidden.is_empty()
     }

@@ -88,8 +88,7 @@ pub async fn sync(
             conformer: Conformer::new(sel.def, &sel.fields),
             page_size: config.page_size,
             signpost: signpost_ms.clone(),
-            version: (sel.method == Method::FullTable && config.emit_activate_version_messages)
-                .then(|| signpost.timestamp_millis()),
+            version: crate::reconcile::version(&config, sel.def, sel.method, &state, signpost),
             cancel: cancel.clone(),
             budget: budget.clone(),
             lookback_window_s: config.lookback_window.as_secs() as u32,

@@ -13,6 +13,34 @@ pub fn format_epoch_ms(ms: i64) -> Option<String> {
     Utc.timestamp_millis_opt(ms).single().map(format_ms)
 }
 
+/// What a period setting must be, for errors.
+pub const PERIOD_EXPECTED: &str =
+    "a duration such as \"7d\", \"24h\", \"90m\" or \"30s\" (w, d, h, m, s), or \"off\"";
+
+/// A period such as `7d`, `24h`, `90m`, `30s` or `2w`; `off`, `never` or
+/// empty: `None`. The error is what was expected.
+pub fn parse_period(s: &str) -> Result<Option<chrono::Duration>, String> {
+    let t = s.trim().to_ascii_lowercase();
+    if t.is_empty() || t == "off" || t == "never" {
+        return Ok(None);
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: i64 = match n.parse() {
+        Ok(n) if n > 0 && n <= 100_000 => n,
+        _ => return Err(PERIOD_EXPECTED.into()),
+    };
+    let d = match unit.trim() {
+        "w" => chrono::Duration::weeks(n),
+        "d" => chrono::Duration::days(n),
+        "h" => chrono::Duration::hours(n),
+        "m" => chrono::Duration::minutes(n),
+        "s" => chrono::Duration::seconds(n),
+        _ => return Err(PERIOD_EXPECTED.into()),
+    };
+    Ok(Some(d))
+}
+
 /// True when `s` is already in the canonical form (`YYYY-MM-DDTHH:MM:SS.mmmZ`),
 /// which is what the API sends nearly always: the record writer then copies
 /// the bytes instead of parsing and re-formatting them.

@@ -292,6 +292,7 @@ proptest! {
                 "api_key", "project_id", "start_date", "api_url", "page_size",
                 "requests_per_minute", "request_timeout_seconds", "retry_budget_seconds",
                 "emit_activate_version_messages", "allow_insecure_http", "unknown",
+                "reconcile_every", "reconcile_streams",
             ]),
             any_json(),
         ), 0..10),

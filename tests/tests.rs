@@ -12,6 +12,7 @@ mod fuzz;
 mod incremental;
 mod maps;
 mod modes;
+mod reconcile;
 mod reliability;
 mod selection;
 mod settle;

@@ -57,6 +57,7 @@ mod tracker;
 mod walk;
 mod window;
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -76,7 +77,7 @@ use crate::timefmt;
 
 pub use budget::Budget;
 
-/// Rounds of a full-table pass that re-read records moving between partitions.
+/// Rounds of a whole pass that re-read the records changed during it.
 const MAX_CATCH_UP_ROUNDS: usize = 3;
 /// Margin under a server `Date` (whole seconds, sent after the request began).
 pub(crate) const CLOCK_MARGIN_MS: i64 = 2_000;
@@ -171,7 +172,16 @@ pub(crate) struct Shared {
     /// record becomes its id and a line break in the page's lines, no
     /// RECORD; `tx` goes to the child stream's walks, not to the writer.
     ids_only: bool,
+    /// Where a catch-up round notes the records it read (`catch_up_moves`).
+    seen: Option<Seen>,
+    /// Set when a whole pass could not read some records for sure (an
+    /// offset walk over a list that kept shifting, a tie group not read
+    /// whole): its version is not sent to be activated.
+    incomplete: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// The records (id, `updatedAt`) a walk read.
+type Seen = Arc<std::sync::Mutex<HashSet<(String, Option<i64>)>>>;
 
 /// One task's handle on its stream: the shared parts, and its own conformer.
 pub(crate) struct Walker {
@@ -253,24 +263,43 @@ impl StreamRun {
                 budget: self.budget,
                 settle: settle.clone(),
                 ids_only: false,
+                seen: None,
+                incomplete: Arc::default(),
             }),
             conformer: self.conformer,
         };
         w.send(output::schema_line(def, &sel.schema, incremental), 0, None)
             .await?;
+        // An incremental stream given a version is reconciled: read whole
+        // (`reconcile.rs`), its bookmarks moved as it goes.
+        let reconcile = incremental && w.sh.version.is_some();
+        let from_bookmarks = incremental && !reconcile;
         if def.parent.is_some() {
-            children::run(&mut w, resume_from(&[]), incremental).await?;
+            let from = if from_bookmarks {
+                resume_from(&[])
+            } else {
+                None
+            };
+            children::run(&mut w, from, from_bookmarks).await?;
         } else if def.replication_key.is_some() {
-            let from_of = resume_from;
+            let from_of = |context: Context| {
+                if from_bookmarks {
+                    resume_from(context)
+                } else {
+                    None
+                }
+            };
             let progress_of = |context: Context| {
-                if incremental {
+                if from_bookmarks {
                     state.progress(def, context)
                 } else {
                     None
                 }
             };
-            let walked = partitions::run(&mut w, &from_of, &progress_of, incremental, true).await?;
-            if !incremental && def.is_partitioned() {
+            let walked =
+                partitions::run(&mut w, &from_of, &progress_of, from_bookmarks, incremental)
+                    .await?;
+            if !from_bookmarks {
                 catch_up_moves(&mut w, &walked.hiding).await?;
             }
         } else {
@@ -281,9 +310,16 @@ impl StreamRun {
             };
             offset::offset_walk(&mut w, def, &target, true).await?;
         }
-        if let (false, Some(version)) = (incremental, w.sh.version) {
-            w.send(output::activate_version_line(def, version), 0, None)
-                .await?;
+        if let Some(version) = w.sh.version {
+            if w.sh.incomplete.load(Ordering::Relaxed) {
+                tracing::warn!(
+                    stream = def.name,
+                    "no ACTIVATE_VERSION: the pass may lack records (see above), and a target would take them for deleted{}",
+                    if reconcile { "; the next run reads the stream whole again" } else { "" }
+                );
+            } else {
+                w.send_activate_version(version, reconcile).await?;
+            }
         }
         if let Some(settle) = &settle {
             settle.log_summary();
@@ -293,12 +329,21 @@ impl StreamRun {
     }
 }
 
-/// A record can move to another partition while a full-table pass runs (a
-/// ticket archived mid-sync) after that partition was read. The partitions
-/// are read again for what changed since the pass began, in rounds until
-/// one finds nothing, so the pass (the version) holds every record.
-/// Incremental syncs need no such round: a moved record is stamped after
-/// the signpost, and the next run finds it.
+/// A whole pass (full table, or a reconciliation) must hold every record
+/// that lives through it, or a target honouring ACTIVATE_VERSION deletes
+/// it. Two ways a record escapes the walks: it changes partition (a ticket
+/// archived mid-pass) after its new partition was read; or it is updated
+/// mid-pass, moving to the end of `updatedAt` order, whose slice may have
+/// finished by then (a walk's slices run at once). So the partitions are
+/// read again for what changed since the pass began, in rounds until one
+/// finds nothing the round before had not (a round also finds again what
+/// changed just before it began, within the clock margin). Incremental
+/// syncs need no such round: a moved record is stamped after the
+/// signpost, and the next run finds it. A project busy enough that every
+/// round finds new changes stops after a few rounds: a record that moves
+/// during the last one (a fraction of a second) may be missing from the
+/// version until the next run reads it (its `updatedAt` is past the
+/// bookmark).
 async fn catch_up_moves(w: &mut Walker, partitions: &[Context]) -> Result<(), FetchError> {
     // The pass's start on both clocks, the earlier: `updatedAt` is stamped by
     // the API, whose clock may lag this machine's. The API's first `Date`
@@ -308,28 +353,33 @@ async fn catch_up_moves(w: &mut Walker, partitions: &[Context]) -> Result<(), Fe
         .server_first_date_ms()
         .map_or(i64::MAX, |d| d - CLOCK_MARGIN_MS);
     let mut since = w.sh.signpost.get().await.min(first);
+    let mut before: Option<HashSet<(String, Option<i64>)>> = None;
     for _ in 0..MAX_CATCH_UP_ROUNDS {
         let now = chrono::Utc::now().timestamp_millis();
         let round_start = client.server_date_ms().map_or(now, |d| d.min(now)) - CLOCK_MARGIN_MS;
-        let mut found = 0;
+        let seen: Seen = Arc::default();
+        let mut round = w.noting(seen.clone());
+        let mut written = 0;
         for &partition in partitions {
             let target = Target {
                 path: w.sh.def.path.to_string(),
                 partition,
                 parent_id: None,
             };
-            found += walk::run(w, &target, Some(since), None, None)
+            written += walk::run(&mut round, &target, Some(since), None, None)
                 .await?
                 .written;
         }
-        if found == 0 {
+        let found = std::mem::take(&mut *seen.lock().expect("not poisoned"));
+        if written == 0 || before.as_ref().is_some_and(|b| found.is_subset(b)) {
             return Ok(());
         }
+        before = Some(found);
         since = round_start;
     }
     tracing::warn!(
         stream = w.sh.def.name,
-        "records kept changing partition during the full-table pass; any still moving are read by the next sync"
+        "records kept changing during the whole pass: one that moved in its last moments may be missing from its version (a target honouring ACTIVATE_VERSION then marks it deleted) until the next sync reads it"
     );
     Ok(())
 }
@@ -354,8 +404,35 @@ impl Walker {
                 budget: sh.budget.clone(),
                 settle: sh.settle.clone(),
                 ids_only: true,
+                seen: None,
+                incomplete: sh.incomplete.clone(),
             }),
             conformer: Conformer::new(parent, &[]),
+        }
+    }
+
+    /// A handle on the same stream that notes in `seen` every record its
+    /// walks read (a catch-up round's).
+    fn noting(&self, seen: Seen) -> Walker {
+        let sh = &self.sh;
+        Walker {
+            sh: Arc::new(Shared {
+                def: sh.def,
+                client: sh.client.clone(),
+                tx: sh.tx.clone(),
+                line_buffers: sh.line_buffers.clone(),
+                stats: sh.stats.clone(),
+                page_size: sh.page_size,
+                signpost: sh.signpost.clone(),
+                version: sh.version,
+                cancel: sh.cancel.clone(),
+                budget: sh.budget.clone(),
+                settle: sh.settle.clone(),
+                ids_only: sh.ids_only,
+                seen: Some(seen),
+                incomplete: sh.incomplete.clone(),
+            }),
+            conformer: self.conformer.clone(),
         }
     }
 
@@ -530,6 +607,12 @@ impl Walker {
         if let Some(settle) = settle {
             settle.delivered(target.partition, &page.versions);
         }
+        if let Some(seen) = &sh.seen {
+            let mut seen = seen.lock().expect("not poisoned");
+            for m in page.metas.iter().filter(|m| keep(m)) {
+                seen.insert((m.id.clone(), m.updated_ms));
+            }
+        }
         if foreign {
             sh.client
                 .learned()
@@ -591,7 +674,11 @@ impl Walker {
         if !self.sh.ids_only {
             self.sh.stats.records.fetch_add(records, Ordering::Relaxed);
         }
-        let batch = Batch { lines, bookmark };
+        let batch = Batch {
+            lines,
+            bookmark,
+            reconciled: None,
+        };
         // The writer only goes away when stdout is closed: stop quietly.
         self.sh
             .tx
@@ -641,6 +728,36 @@ impl Walker {
             progress,
             lookback: self.sh.settle.as_ref().map(|s| s.lookback(completed)),
         }
+    }
+
+    /// A whole pass may lack records (`why`): no ACTIVATE_VERSION for it.
+    pub fn mark_incomplete(&self, why: &str) {
+        let first = !self.sh.incomplete.swap(true, Ordering::Relaxed);
+        if first && self.sh.version.is_some() {
+            tracing::warn!(
+                stream = self.sh.def.name,
+                "{why}: this pass may lack records"
+            );
+        }
+    }
+
+    /// The ACTIVATE_VERSION that ends a complete pass; for a reconciliation
+    /// (`reconciled`), the state then records when the pass began.
+    pub async fn send_activate_version(
+        &self,
+        version: i64,
+        reconciled: bool,
+    ) -> Result<(), FetchError> {
+        let batch = Batch {
+            lines: output::activate_version_line(self.sh.def, version),
+            bookmark: None,
+            reconciled: reconciled.then_some((self.sh.def, version)),
+        };
+        self.sh
+            .tx
+            .send(batch)
+            .await
+            .map_err(|_| FetchError::Cancelled)
     }
 }
 

@@ -134,6 +134,10 @@ async fn walk_all(
             if let Emit::Slice(h) = emit {
                 h.hold(h.lo.unwrap_or(0)).await;
             }
+            w.mark_incomplete(&format!(
+                "{}: the list kept shifting while read",
+                target.path
+            ));
         }
         if shifted && restarts < MAX_OFFSET_RESTARTS && len > 0 {
             // The list moved under us (or the server ignores `skip`):

@@ -57,8 +57,9 @@ pub(crate) struct Walked {
 
 /// Walks the stream, each partition from `from_of(partition)` (up to the
 /// signpost when `incremental`, else to the end), moving the partitions'
-/// bookmarks when `bookmarks`, and reading only what `progress_of` (the
-/// state's `progress`) says a killed run left.
+/// bookmarks when `bookmarks` (a reconciliation's whole pass moves them
+/// too: everything below them is written), and reading only what
+/// `progress_of` (the state's `progress`) says a killed run left.
 pub(crate) async fn run(
     w: &mut Walker,
     from_of: &(dyn Fn(Context) -> Option<i64> + Sync),
@@ -85,7 +86,7 @@ pub(crate) async fn run(
             None
         };
         tasks.spawn(async move {
-            let bookmark = (incremental && bookmarks).then_some(partition);
+            let bookmark = bookmarks.then_some(partition);
             let end =
                 walk::run_observed(&mut walker, &target, from, to, bookmark, observer, resume)
                     .await;
@@ -190,7 +191,7 @@ pub(crate) async fn run(
             "the plain listing includes records with {} true: they are not read on their own",
             hidden.flag
         );
-        if let (true, true, Some(at)) = (incremental, bookmarks, shown_end.bookmark) {
+        if let (true, Some(at)) = (bookmarks, shown_end.bookmark) {
             if Some(at) > from_of(hidden.query) {
                 let bookmark = w.bookmark(hidden.query, at, None, None);
                 w.send(Vec::new(), 0, Some(bookmark)).await?;

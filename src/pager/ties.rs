@@ -188,6 +188,7 @@ pub(crate) async fn read(
             super::query::fmt_ms(at)
         );
         h.hold(at).await;
+        w.mark_incomplete("records sharing one updatedAt could not be proven read whole");
     }
     Ok(complete)
 }
