@@ -56,7 +56,13 @@ pub async fn connection(
     while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, tasks.join_next()).await {
         let (i, result) =
             joined.map_err(|e| Error::Internal(format!("a connection test task failed: {e}")))?;
+        let gave_up = matches!(result, (Err(_), _)) && !client.has_answered();
         results[i] = Some(result);
+        if gave_up {
+            // Nothing has answered at `api_url`: the other streams would
+            // only meet the same silence.
+            break;
+        }
     }
     tasks.abort_all();
     if let Some(e) = one_cause(config, &client, &selected, &mut results) {
