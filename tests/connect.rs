@@ -60,6 +60,10 @@ fn assert_fails_fast(cfg: &Path, host: &str, within: Duration, what: &str) {
             "{what} {mode:?}: {line}"
         );
         assert!(
+            line.contains("3 attempts over"),
+            "{what} {mode:?}: the attempts the README gives: {line}"
+        );
+        assert!(
             !line.contains("retry_budget_seconds"),
             "{what} {mode:?}: the budget is not what failed: {line}"
         );
