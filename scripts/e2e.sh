@@ -12,8 +12,10 @@
 # Needs: cargo, python3 (3.10+) with venv, network access to PyPI and
 # crates.io, and PostgreSQL's server binaries (installed with apt-get when
 # missing and running as root). Everything it makes is under .venv-e2e/
-# (ignored by git), .venv-wheel/ and dist/ (scripts/wheel.sh) and
-# meltano/.meltano/ (Meltano's plugin virtualenvs).
+# (ignored by git), .venv-wheel/ and dist/ (scripts/wheel.sh),
+# meltano/.meltano/ (Meltano's plugin virtualenvs) and the cargo target
+# directory; it ends by listing their sizes, having removed its scratch
+# directory (.venv-e2e/work), which no later run reuses.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
@@ -84,8 +86,21 @@ mkdir -p "$work/bin"
 # Copies: the source install in the test rebuilds target/release/tap-gleap
 # (the tap alone), and the test compares against these.
 cp "$CARGO_TARGET_DIR/release/tap-gleap" "$CARGO_TARGET_DIR/release/fake-gleap" "$work/bin/"
-# Its last line is the summary, "e2e: N passed, N failed"; exit 1 on a failure.
+# The test's last line is the summary, "e2e: N passed, N failed"; exit 1
+# on a failure. It is printed again last, after what stays on disk.
+log=.venv-e2e/e2e.log
+rc=0
 TAP_BIN="$work/bin/tap-gleap" FAKE_BIN="$work/bin/fake-gleap" WHEEL="$wheel" E2E_WORK="$work" \
   MAPPER_BIN="$PWD/$mapper_venv/bin/meltano-map-transform" \
   E2E_SETUP_SECONDS=$setup E2E_BUILD_SECONDS=$build E2E_WHEEL_SECONDS=$wheel_seconds \
-  exec "$venv/bin/python" e2e/test_e2e.py
+  "$venv/bin/python" e2e/test_e2e.py 2>&1 | tee "$log" || rc=$?
+# The scratch directory (the throwaway virtualenvs of the wheel and pip
+# installs, cargo install's root, copies of the binaries) is remade by
+# every run: nothing in it is reused. What is reused stays, and is said.
+rm -rf "$work"
+echo "==> e2e: kept for the next run (delete to reclaim the space):"
+for d in "$CARGO_TARGET_DIR" .venv-e2e .venv-wheel meltano/.meltano dist; do
+  [ -e "$d" ] && du -sh "$d" 2>/dev/null | sed 's/^/    /'
+done
+tail -n 1 "$log"
+exit "$rc"

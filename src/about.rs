@@ -8,7 +8,10 @@ use crate::config::{Kind, SETTINGS};
 use crate::streams::STREAMS;
 
 pub const NAME: &str = "tap-gleap";
-pub const DESCRIPTION: &str = "Singer tap for Gleap: tickets, sessions, messages, teams, team members, surveys and their responses, message templates, the help center, news, the engagement lists, custom components, and (on request) ticket activity logs and contacts' activities and events.";
+/// `Cargo.toml`'s description (the package's, which `pyproject.toml` repeats
+/// for the wheel): one text, so the packages cannot list fewer streams than
+/// the tap has.
+pub const DESCRIPTION: &str = env!("CARGO_PKG_DESCRIPTION");
 
 /// Capabilities the tap implements (Meltano reads these).
 pub const CAPABILITIES: &[&str] = &[
@@ -143,4 +146,21 @@ pub fn about_markdown() -> String {
         ));
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wheel's metadata (`pyproject.toml`) says what `--about` and the
+    /// crate say.
+    #[test]
+    fn the_wheel_describes_the_tap_as_the_crate_does() {
+        let pyproject = include_str!("../pyproject.toml");
+        let line = format!("description = \"{DESCRIPTION}\"");
+        assert!(
+            pyproject.lines().any(|l| l == line),
+            "pyproject.toml lacks {line}"
+        );
+    }
 }

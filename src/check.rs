@@ -49,18 +49,30 @@ pub async fn connection(
         let (client, selected) = (client.clone(), selected.clone());
         tasks.spawn(async move { (i, one_record(&client, &selected[i]).await) });
     }
-    let mut results: Vec<Option<Result<Option<Vec<u8>>, Error>>> = std::iter::repeat_with(|| None)
+    let mut results: Vec<Option<Checked>> = std::iter::repeat_with(|| None)
         .take(selected.len())
         .collect();
     let deadline = tokio::time::Instant::now() + CHECK_DEADLINE;
     while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, tasks.join_next()).await {
         let (i, result) =
             joined.map_err(|e| Error::Internal(format!("a connection test task failed: {e}")))?;
+        let gave_up = matches!(result, (Err(_), _)) && !client.has_answered();
         results[i] = Some(result);
+        if gave_up {
+            // Nothing has answered at `api_url`: the other streams would
+            // only meet the same silence.
+            break;
+        }
     }
     tasks.abort_all();
+    if let Some(e) = one_cause(config, &client, &selected, &mut results) {
+        // Nothing to show stream by stream: one line says it all, and
+        // nothing goes to stdout.
+        return Err(e);
+    }
     let mut failures: Vec<(&str, Error)> = Vec::new();
     for (sel, result) in selected.iter().zip(results) {
+        let result = result.map(|(r, _)| r);
         write(
             out,
             &output::schema_line(sel.def, &sel.schema, sel.method == Method::Incremental),
@@ -110,16 +122,65 @@ pub async fn connection(
     Err(failures.swap_remove(pos).1)
 }
 
+/// The one error that explains every stream's result, when there is one:
+/// nothing answered at `api_url` at all (every stream failed the same way,
+/// or hung), or an endpoint every plan has answered 404 (then optional
+/// streams' 404s are the same wrong `api_url`, not the project's plan).
+fn one_cause(
+    config: &Config,
+    client: &Client,
+    selected: &[Selected],
+    results: &mut [Option<Checked>],
+) -> Option<Error> {
+    if !client.has_answered() {
+        return Some(
+            results
+                .iter_mut()
+                .find_map(|r| match r.take() {
+                    Some((Err(e), _)) => Some(e),
+                    _ => None,
+                })
+                .unwrap_or_else(|| {
+                    Error::Api(format!(
+                        "nothing answered at {} (the host of \"api_url\") within {}s, as long as a connection test waits: check \"api_url\" and that this machine can reach it",
+                        host_of(&config.api_url),
+                        CHECK_DEADLINE.as_secs()
+                    ))
+                }),
+        );
+    }
+    let not_found = |core: bool| {
+        selected
+            .iter()
+            .zip(results.iter())
+            .filter(move |(sel, r)| sel.def.optional != core && matches!(r, Some((_, true))))
+            .map(|(sel, _)| sel.def)
+    };
+    let first = not_found(true).next()?;
+    Some(crate::client::not_found_at_api_url(
+        &first.endpoint(),
+        not_found(true).count() - 1 + not_found(false).count(),
+        &config.api_url,
+    ))
+}
+
 /// The first record of a stream as a RECORD line (empty when there is
 /// none); `None` for an optional stream the API answers 403 or 404 for (a
 /// feature the project's plan lacks, which a sync skips).
-async fn one_record(client: &Arc<Client>, sel: &Selected) -> Result<Option<Vec<u8>>, Error> {
-    match first_record(client, sel).await {
+async fn one_record(client: &Arc<Client>, sel: &Selected) -> Checked {
+    let result = first_record(client, sel).await;
+    let not_found = matches!(result, Err(FetchError::NotFound));
+    let result = match result {
         Ok(line) => Ok(Some(line)),
         Err(FetchError::NotFound | FetchError::Forbidden(_)) if sel.def.optional => Ok(None),
         Err(e) => Err(explain(sel.def, e)),
-    }
+    };
+    (result, not_found)
 }
+
+/// A stream's check: its RECORD line (empty when there is none), `None`
+/// for an optional stream answering 403 or 404; and whether it was a 404.
+type Checked = (Result<Option<Vec<u8>>, Error>, bool);
 
 async fn first_record(client: &Arc<Client>, sel: &Selected) -> Result<Vec<u8>, FetchError> {
     let def = sel.def;

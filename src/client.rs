@@ -143,7 +143,11 @@ pub struct Client {
     slot_freed: Notify,
     /// Whether any HTTP response (of any status) has arrived: until then a
     /// failure to connect is most likely a wrong `api_url`, and fails fast.
-    answered: AtomicBool,
+    /// Shared with what holds stdout back until then (`held.rs`).
+    answered: Arc<AtomicBool>,
+    /// Whether a retry before any answer was reported: once per run, as the
+    /// streams all meet the same silent host.
+    warned_first_contact: AtomicBool,
     /// `api_url`'s host (and port), for the message when nothing answers.
     host: String,
 }
@@ -235,7 +239,8 @@ impl Client {
             allowed: AtomicUsize::new(usize::MAX),
             successes: AtomicUsize::new(0),
             slot_freed: Notify::new(),
-            answered: AtomicBool::new(false),
+            answered: Arc::new(AtomicBool::new(false)),
+            warned_first_contact: AtomicBool::new(false),
             host: host_of(&config.api_url),
         }))
     }
@@ -522,15 +527,41 @@ impl Client {
             }
             attempt += 1;
             stats.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                stream = stats.stream,
-                "GET {path}: {why}; retry {attempt} in {:.1}s",
-                wait.as_secs_f64()
-            );
+            if !first_contact {
+                tracing::warn!(
+                    stream = stats.stream,
+                    "GET {path}: {why}; retry {attempt} in {:.1}s",
+                    wait.as_secs_f64()
+                );
+            } else if !self.warned_first_contact.swap(true, Ordering::Relaxed) {
+                // Every stream meets the same silent host: one line for the
+                // run, and the error names it if it stays silent.
+                tracing::warn!(
+                    "nothing has answered at {} (the host of \"api_url\") yet: {why}; trying again, {FIRST_CONTACT_ATTEMPTS} attempts in all",
+                    self.host
+                );
+            } else {
+                tracing::debug!(
+                    stream = stats.stream,
+                    "GET {path}: {why}; retry {attempt} in {:.1}s",
+                    wait.as_secs_f64()
+                );
+            }
             if !self.cancel.sleep(wait).await {
                 return Err(FetchError::Cancelled);
             }
         }
+    }
+
+    /// Whether any HTTP response (of any status) has arrived yet.
+    pub fn has_answered(&self) -> bool {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    /// The flag behind [`Client::has_answered`], for what outlives a borrow
+    /// of the client (the writer's stdout).
+    pub fn answered_flag(&self) -> Arc<AtomicBool> {
+        self.answered.clone()
     }
 
     /// One request, never retried, for its `Date` header alone: the API's
@@ -632,6 +663,22 @@ impl Client {
         );
         self.hold_for(pause);
     }
+}
+
+/// The one line for endpoints every plan has answering 404 (`first`, and
+/// `others` more, optional ones included): the API is not under `api_url`,
+/// whatever the optional streams' 404s could otherwise mean.
+pub fn not_found_at_api_url(first: &str, others: usize, api_url: &str) -> Error {
+    let others = match others {
+        0 => String::new(),
+        1 => ", and so did 1 other endpoint".to_string(),
+        n => format!(", and so did {n} other endpoints"),
+    };
+    Error::Api(format!(
+        "GET {first} answered 404{others}: an endpoint every Gleap plan has is not at {} (the host of \"api_url\") under that path: check \"api_url\", most likely its path (Gleap's is {})",
+        host_of(api_url),
+        crate::config::DEFAULT_API_URL
+    ))
 }
 
 /// `api_url`'s host and port, for messages: never its user, password or path.

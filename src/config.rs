@@ -368,11 +368,22 @@ fn validate(merged: Vec<(String, Raw)>, require_credentials: bool) -> Result<Con
                     parse_value(s, &Value::String(d.into()), true).expect("defaults are valid"),
                 ),
                 None if s.required && require_credentials => {
+                    // Name the files read, so the reader knows which to fix.
+                    let mut files: Vec<&str> = Vec::new();
+                    for (_, raw) in merged.iter().filter(|(_, raw)| !raw.from_env) {
+                        if !files.contains(&raw.source.as_str()) {
+                            files.push(&raw.source);
+                        }
+                    }
+                    let into = match files.as_slice() {
+                        [] => "a config file (--config FILE)".to_string(),
+                        files => files.join(" or "),
+                    };
                     return Err(Error::Config(format!(
-                    "the required setting \"{}\" is missing: add it to the config file or set {}",
-                    s.name,
-                    env_name(s.name)
-                )))
+                        "the required setting \"{}\" is missing: add it to {into} or set {}",
+                        s.name,
+                        env_name(s.name)
+                    )));
                 }
                 None => None,
             },
@@ -710,6 +721,22 @@ mod tests {
         let e = from(&[("page_size", "x".into())], false, false).unwrap_err();
         assert!(e.to_string().contains("page_size"), "{e}");
         assert!(from(&[], false, true).is_err());
+    }
+
+    /// The README says every error names the file: a missing setting names
+    /// the files that were read, or says a config file is wanted.
+    #[test]
+    fn a_missing_setting_names_the_file_to_add_it_to() {
+        let e = cfg(&[("api_key", "k".into())]).unwrap_err().to_string();
+        assert!(
+            e.contains("\"project_id\" is missing: add it to c.json or set TAP_GLEAP_PROJECT_ID"),
+            "{e}"
+        );
+        let e = from(&[], true, true).unwrap_err().to_string();
+        assert!(
+            e.contains("add it to a config file (--config FILE) or set TAP_GLEAP_API_KEY"),
+            "{e}"
+        );
     }
 
     #[test]

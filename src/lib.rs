@@ -11,7 +11,8 @@
 //!   to its records (a validating JSON scanner); `conform`: records to
 //!   RECORD lines.
 //! - `output`: the one stdout writer, which orders records before the STATE
-//!   that covers them; `sync`: runs the streams concurrently.
+//!   that covers them (`held`: nothing reaches stdout before the API has
+//!   answered); `sync`: runs the streams concurrently.
 //! - `maps`: stream maps and schema flattening (the Meltano SDK's), applied
 //!   by the writer when configured.
 //! - `seen`: the versions a run delivered in its settle window, for the
@@ -28,6 +29,7 @@ pub mod config;
 pub mod conform;
 pub mod diagnose;
 pub mod error;
+pub mod held;
 pub mod maps;
 pub mod metrics;
 pub mod output;

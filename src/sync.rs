@@ -41,6 +41,10 @@ pub async fn sync(
     let (cancel_tx, cancel) = Cancel::new();
     let cancel_tx = Arc::new(cancel_tx);
     let client = Client::new(&config, cancel.clone())?;
+    let stdout = Box::new(crate::held::UntilAnswered::new(
+        stdout,
+        client.answered_flag(),
+    ));
     let stats: Vec<Arc<StreamStats>> = selected
         .iter()
         .map(|s| Arc::new(StreamStats::new(s.def.name)))
@@ -113,7 +117,7 @@ pub async fn sync(
                 continue;
             }
         };
-        match outcome.judge(def, result) {
+        match outcome.judge(def, result, client.has_answered()) {
             Verdict::Ok => {}
             Verdict::StopAll => {
                 // What the other streams read so far is still written, with
@@ -123,17 +127,19 @@ pub async fn sync(
         }
     }
     clock.abort();
-    tracing::info!(
-        "at most {} requests were in flight at once; a page took {:.0} ms on average",
-        client.most_in_flight(),
-        client.latency().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    );
+    if client.has_answered() {
+        tracing::info!(
+            "at most {} requests were in flight at once; a page took {:.0} ms on average",
+            client.most_in_flight(),
+            client.latency().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        );
+    }
     drop(client);
     let finish = writer
         .await
         .map_err(|e| Error::Internal(format!("the writer failed: {e}")))??;
     signal_task.abort();
-    if let Some(e) = outcome.result() {
+    if let Some(e) = outcome.result(&config.api_url) {
         return Err(e);
     }
     if let Finish::BrokenPipe = finish {
@@ -188,8 +194,13 @@ struct Outcome {
     failed: Vec<(&'static str, Error)>,
     /// Streams that completed.
     completed: usize,
-    /// Optional streams skipped: a feature the project's plan lacks.
-    skipped: usize,
+    /// Optional streams that answered 403 or 404 (stream, endpoint,
+    /// status): a feature the project's plan lacks, unless the run stops
+    /// for a cause that explains them too (a wrong `api_url`, refused
+    /// credentials). Reported when the run ends, from all the streams.
+    skipped: Vec<(&'static str, String, u16)>,
+    /// Streams every plan has that answered 404.
+    core_not_found: Vec<String>,
 }
 
 enum Verdict {
@@ -199,7 +210,13 @@ enum Verdict {
 }
 
 impl Outcome {
-    fn judge(&mut self, def: &'static StreamDef, result: Result<(), FetchError>) -> Verdict {
+    /// `answered`: whether any response has arrived from the API yet.
+    fn judge(
+        &mut self,
+        def: &'static StreamDef,
+        result: Result<(), FetchError>,
+        answered: bool,
+    ) -> Verdict {
         let name = def.name;
         let failed = |e: Error| {
             tracing::error!(
@@ -225,12 +242,16 @@ impl Outcome {
             // On a stream every plan has, a 404 is a wrong `api_url` and a
             // 403 refused credentials: nothing else can work either.
             Err(FetchError::NotFound) => {
+                self.core_not_found.push(def.endpoint());
                 return self.stop_all(Error::Api(format!(
                     "stream {name}: the endpoint answered 404: check \"api_url\""
-                )))
+                )));
             }
             Err(FetchError::Forbidden(why)) => return self.stop_all(Error::Auth(why)),
             Err(FetchError::Fatal(e @ Error::Auth(_))) => return self.stop_all(e),
+            // Nothing has ever answered at `api_url`: every stream meets the
+            // same silence, and this one line says it.
+            Err(FetchError::Fatal(e @ Error::Api(_))) if !answered => return self.stop_all(e),
             Err(FetchError::Fatal(e)) => failed(e),
             Err(FetchError::BadRequest(why)) => failed(Error::Api(why)),
             Err(FetchError::Replan) => failed(Error::Internal(format!(
@@ -241,16 +262,22 @@ impl Outcome {
         Verdict::Ok
     }
 
-    /// An optional stream the project's plan lacks: one warning, and the
-    /// run goes on (and may exit 0).
-    fn skip(&mut self, def: &StreamDef, status: u16) {
-        self.skipped += 1;
-        tracing::warn!(
-            stream = def.name,
-            "stream {} skipped: the API answered {status} for it (GET {}): the project's plan does not include this feature, or the key may not read it; the other streams go on",
-            def.name,
-            def.endpoint()
-        );
+    /// An optional stream the project's plan lacks: the run goes on (and
+    /// may exit 0), with one warning for it when it ends.
+    fn skip(&mut self, def: &'static StreamDef, status: u16) {
+        self.skipped.push((def.name, def.endpoint(), status));
+    }
+
+    /// The skipped streams' warnings, when nothing stopped the run: a wrong
+    /// `api_url` or refused credentials also make optional endpoints answer
+    /// 404 or 403, and blaming the plan would send the reader the wrong way.
+    fn warn_skipped(&self) {
+        for (name, endpoint, status) in &self.skipped {
+            tracing::warn!(
+                stream = name,
+                "stream {name} skipped: the API answered {status} for it (GET {endpoint}): the project's plan does not include this feature, or the key may not read it; the other streams go on"
+            );
+        }
     }
 
     /// Keeps the most telling error: an authentication failure explains the rest.
@@ -264,13 +291,30 @@ impl Outcome {
         Verdict::StopAll
     }
 
+    /// A stream every plan has answered 404: the cause, decided from every
+    /// stream (optional ones that answered 404 too are not in the plan's
+    /// absence, but at a wrong `api_url`), in one line. Credentials refused
+    /// elsewhere explain more, and stay the error.
+    fn explain_not_found(&self, e: Error, api_url: &str) -> Error {
+        let Some(first) = self.core_not_found.first() else {
+            return e;
+        };
+        if !matches!(e, Error::Api(_)) {
+            return e;
+        }
+        let others = self.core_not_found.len() - 1
+            + self.skipped.iter().filter(|(_, _, s)| *s == 404).count();
+        crate::client::not_found_at_api_url(first, others, api_url)
+    }
+
     /// The run's error, if any: what stopped everything; else, when streams
     /// failed, the failure itself if none completed, or a partial run
     /// naming them.
-    fn result(mut self) -> Option<Error> {
-        if let Some(e) = self.stop {
-            return Some(e);
+    fn result(mut self, api_url: &str) -> Option<Error> {
+        if let Some(e) = self.stop.take() {
+            return Some(self.explain_not_found(e, api_url));
         }
+        self.warn_skipped();
         if self.failed.is_empty() {
             return None;
         }
@@ -282,7 +326,7 @@ impl Outcome {
             .iter()
             .map(|(name, e)| format!("{name} ({e})"))
             .collect();
-        let skipped = match self.skipped {
+        let skipped = match self.skipped.len() {
             0 => String::new(),
             n => format!(", {n} skipped (not in the project's plan)"),
         };

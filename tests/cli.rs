@@ -502,3 +502,28 @@ fn the_readme_shell_pipeline_works_on_the_first_and_later_runs() {
         bookmarks_only(&state["value"]["bookmarks"])
     );
 }
+
+/// The README's count of `--test=api`'s requests against the bundled fake
+/// is the count the report gives (its first lines), and what the fake saw.
+#[test]
+fn the_readme_gives_test_api_s_request_count_against_the_fake() {
+    let server = start(fake_config());
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({"requests_per_minute": 100000}));
+    let run = tap_plain(&["--config", path_str(&cfg), "--test=api"]);
+    assert_eq!(run.code, 0, "{}", run.error_line());
+    let count: u64 = run
+        .stdout
+        .split(" requests, ")
+        .next()
+        .and_then(|head| head.rsplit('(').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in:\n{}", run.stdout));
+    assert_eq!(count, server.stats().requests, "the report counts them all");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    assert!(
+        readme.contains(&format!("({count} against the bundled fake")),
+        "the README gives another count than {count} for --test=api"
+    );
+}

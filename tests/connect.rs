@@ -31,8 +31,20 @@ fn config_at(s: &Scratch, api_url: &str, extra: Value) -> PathBuf {
     s.write_json("config.json", &c)
 }
 
+/// Lines of stderr at `level` (`ERROR`, `WARN`).
+fn lines_at(stderr: &str, level: &str) -> Vec<String> {
+    let tag = format!(" {level} ");
+    stderr
+        .lines()
+        .filter(|l| l.contains(&tag))
+        .map(str::to_string)
+        .collect()
+}
+
 /// A sync and a `--test` both fail fast, exit 7, and end with one line
-/// naming `api_url` and `host`.
+/// naming `api_url` and `host`: the only ERROR line, beside one warning at
+/// most for the attempts, and nothing on stdout a target would take for a
+/// sync (no SCHEMA, no empty STATE).
 fn assert_fails_fast(cfg: &Path, host: &str, within: Duration, what: &str) {
     for mode in [&[][..], &["--test"][..]] {
         let mut args = vec!["--config", path_str(cfg)];
@@ -48,6 +60,10 @@ fn assert_fails_fast(cfg: &Path, host: &str, within: Duration, what: &str) {
             "{what} {mode:?}: {line}"
         );
         assert!(
+            line.contains("3 attempts over"),
+            "{what} {mode:?}: the attempts the README gives: {line}"
+        );
+        assert!(
             !line.contains("retry_budget_seconds"),
             "{what} {mode:?}: the budget is not what failed: {line}"
         );
@@ -55,6 +71,60 @@ fn assert_fails_fast(cfg: &Path, host: &str, within: Duration, what: &str) {
             run.records("tickets").is_empty(),
             "{what} {mode:?}: nothing read"
         );
+        assert_eq!(run.stdout, "", "{what} {mode:?}: nothing on stdout");
+        let errors = lines_at(&run.stderr, "ERROR");
+        assert_eq!(
+            errors.len(),
+            1,
+            "{what} {mode:?}: one ERROR line: {errors:#?}"
+        );
+        assert!(errors[0].ends_with(&line), "{what} {mode:?}: {errors:#?}");
+        let warnings = lines_at(&run.stderr, "WARN");
+        assert!(
+            warnings.len() <= 1,
+            "{what} {mode:?}: one warning for the run at most: {warnings:#?}"
+        );
+    }
+}
+
+/// A wrong path in `api_url` (`/v2`): every endpoint answers 404, the
+/// optional ones too. The cause is decided from all of them: one line
+/// naming `api_url`, exit 7, and no warning that blames the project's plan
+/// for the optional streams' 404s; a sync and `--test` alike.
+#[test]
+fn a_wrong_path_in_api_url_is_blamed_on_api_url_not_on_the_plan() {
+    let server = start(fake_config());
+    let s = Scratch::new();
+    let url = server.url();
+    assert!(url.ends_with("/v3"), "{url}");
+    let wrong = format!("{}/v2", url.trim_end_matches("/v3"));
+    let cfg = config_at(&s, &wrong, json!({}));
+    for mode in [&[][..], &["--test"][..]] {
+        let mut args = vec!["--config", path_str(&cfg)];
+        args.extend_from_slice(mode);
+        let run = tap(&args);
+        assert_eq!(run.code, API_ERROR, "{mode:?}: {}", run.stderr);
+        let line = run.error_line();
+        assert!(
+            line.contains("answered 404")
+                && line.contains("\"api_url\"")
+                && line.contains(&server.addr().to_string())
+                && line.contains("/v3"),
+            "{mode:?}: names api_url, its host and the path Gleap has: {line}"
+        );
+        assert!(
+            !run.stderr.contains("plan does not include"),
+            "{mode:?}: the plan is not blamed:\n{}",
+            run.stderr
+        );
+        let errors = lines_at(&run.stderr, "ERROR");
+        assert_eq!(errors.len(), 1, "{mode:?}: one ERROR line: {errors:#?}");
+        assert!(
+            lines_at(&run.stderr, "WARN").is_empty(),
+            "{mode:?}: {}",
+            run.stderr
+        );
+        assert!(run.records("tickets").is_empty(), "{mode:?}: nothing read");
     }
 }
 

@@ -11,9 +11,9 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 
 use crate::config::{ErrorBody, Fault, RateLimit, RetryAfter, Stream};
-use crate::http::{json_error, Shared};
 use crate::query::percent_decode;
 use crate::render::escape_into;
+use crate::shared::{json_error, Shared};
 
 fn params(raw: &str) -> Vec<(String, String)> {
     raw.split('&')

@@ -7,9 +7,8 @@
 // boxing them would buy nothing.
 #![allow(clippy::result_large_err)]
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,8 +18,6 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use axum::Router;
 use futures_util::StreamExt;
-use parking_lot::Mutex;
-use serde::Serialize;
 
 use crate::config::{
     ErrorBody, FakeConfig, Fault, Faults, IdRangeFilters, OverLimit, RateLimit, ResponsesShape,
@@ -29,81 +26,8 @@ use crate::config::{
 use crate::data::{mix, Gen, RecMeta};
 use crate::query;
 use crate::render::Json;
-use crate::store::{list, ListOpts, Scope, Store};
-
-/// Counters of what the fake has seen, for tests and benchmarks.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Stats {
-    /// API requests (`/v3/...`), whatever their outcome.
-    pub requests: u64,
-    /// API requests per path (query string left out).
-    pub by_path: BTreeMap<String, u64>,
-    /// Requests answered 429.
-    pub rate_limited: u64,
-    /// Injected faults per kind name (`Fault::name`).
-    pub faults: BTreeMap<String, u64>,
-    pub auth_failures: u64,
-    /// Most requests admitted within any one rate-limit window.
-    pub max_in_window: u32,
-}
-
-/// Settings that can change while the server runs.
-pub(crate) struct Dynamic {
-    pub faults: Faults,
-    pub rate_limit: Option<RateLimit>,
-    pub latency: Duration,
-}
-
-pub(crate) struct Shared {
-    pub cfg: FakeConfig,
-    pub gen: Gen,
-    pub store: Mutex<Store>,
-    pub dynamic: Mutex<Dynamic>,
-    /// Admission times of requests in the current rolling window.
-    pub window: Mutex<VecDeque<Instant>>,
-    pub stats: Mutex<Stats>,
-    /// Sequence number of admitted API requests (drives faults, mutations).
-    pub seq: AtomicU64,
-    /// Bodies of recent list requests by path and query (`FakeConfig::list_cache`).
-    pub list_cache: Mutex<HashMap<String, (Instant, Vec<u8>)>>,
-}
-
-impl Shared {
-    pub fn new(cfg: FakeConfig) -> Self {
-        let gen = Gen::new(&cfg);
-        let mut store = Store::new(&gen);
-        store.clock_offset_ms = cfg.clock_offset_ms;
-        if !cfg.index_lag.is_zero() {
-            store.lag_lists(&gen, cfg.index_lag);
-        }
-        Shared {
-            dynamic: Mutex::new(Dynamic {
-                faults: cfg.faults.clone(),
-                rate_limit: cfg.rate_limit.clone(),
-                latency: cfg.latency,
-            }),
-            cfg,
-            gen,
-            store: Mutex::new(store),
-            window: Mutex::new(VecDeque::new()),
-            stats: Mutex::new(Stats::default()),
-            seq: AtomicU64::new(0),
-            list_cache: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl Shared {
-    /// What a client can reach of `stream` (see `Store::snapshot`): nothing
-    /// of a feature the plan lacks, nor of a child of one.
-    pub fn snapshot(&self, stream: Stream) -> Vec<crate::store::RecordRef> {
-        let cfg = &self.cfg;
-        if cfg.is_missing(stream) || stream.parent().is_some_and(|p| cfg.is_missing(p)) {
-            return Vec::new();
-        }
-        self.store.lock().snapshot(&self.gen, stream)
-    }
-}
+use crate::shared::{json_error, respond, Shared};
+use crate::store::{list, ListOpts, Scope};
 
 pub(crate) fn router(sh: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(sh)
@@ -154,25 +78,6 @@ fn header_is(h: &HeaderMap, name: &str, want: &str) -> bool {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == want)
-}
-
-pub(crate) fn json_error(status: StatusCode, message: &str) -> Response {
-    let mut w = Json::with_capacity(80);
-    w.begin_obj();
-    w.key("statusCode");
-    w.u64(status.as_u16() as u64);
-    w.key("message");
-    w.str(message);
-    w.end_obj();
-    respond(status, "application/json; charset=utf-8", w.into_bytes())
-}
-
-fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r
 }
 
 /// Rolling window admission. Ok(remaining) or Err(time until a slot frees).

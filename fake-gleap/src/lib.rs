@@ -10,6 +10,7 @@
 //! Modules: `config` (settings), `data` (generation), `render` (JSON writer),
 //! `query` (raw query parsing), `store` (overlay and listing), `http`
 //! (router, auth, rate limit, faults), `control` (`/_fake` control plane),
+//! `shared` (the server state and error responses those two share),
 //! `modes` (named deviations from the default, for test matrices).
 
 mod config;
@@ -20,6 +21,7 @@ mod modes;
 mod query;
 mod rawio;
 mod render;
+mod shared;
 mod store;
 
 use std::future::Future;
@@ -32,11 +34,11 @@ pub use config::{
     MutateEvery, OverLimit, RateLimit, ResponsesShape, RetryAfter, Stream, TieOrder, TimeShape,
     UndocumentedSort,
 };
-pub use http::Stats;
 pub use modes::{apply_modes, mode, ServerMode, MODES};
+pub use shared::Stats;
 pub use store::RecordRef;
 
-use http::Shared;
+use shared::Shared;
 
 /// A running fake server. The server stops when this is dropped.
 pub struct FakeGleap {

@@ -15,78 +15,14 @@ use std::sync::Arc;
 
 use md5::Digest;
 
+use super::builtin::Builtin;
 use super::dates::{strftime, Date, DateTime, TimeDelta};
 use super::expr::{BinOp, CmpOp, Expr, FPart, Ref, UnOp};
 use super::value::{py_json, Val};
 
-/// Functions, modules and classes an expression can name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Builtin {
-    Md5,
-    Sha256,
-    Int,
-    Float,
-    Str,
-    Bool,
-    List,
-    Tuple,
-    Dict,
-    DatetimeModule,
-    DatetimeClass,
-    DateClass,
-    TimedeltaClass,
-    TimezoneClass,
-    JsonModule,
-    JsonDumps,
-    JsonLoads,
-    DtFromIsoformat,
-    DtNow,
-    DtUtcnow,
-    DtStrptime,
-    DtFromTimestamp,
-    DtUtcFromTimestamp,
-    DateFromIsoformat,
-    DateToday,
-    DateFromTimestamp,
-}
-
+/// What eval adds to `Builtin`: the members it resolves to, as
+/// expressions (kept here, beside `Expr`, so `builtin.rs` needs neither).
 impl Builtin {
-    pub fn name(&self) -> &'static str {
-        use Builtin::*;
-        match self {
-            Md5 => "md5",
-            Sha256 => "sha256",
-            Int => "int",
-            Float => "float",
-            Str => "str",
-            Bool => "bool",
-            List => "list",
-            Tuple => "tuple",
-            Dict => "dict",
-            DatetimeModule => "datetime",
-            DatetimeClass => "datetime.datetime",
-            DateClass => "datetime.date",
-            TimedeltaClass => "datetime.timedelta",
-            TimezoneClass => "datetime.timezone",
-            JsonModule => "json",
-            JsonDumps => "json.dumps",
-            JsonLoads => "json.loads",
-            DtFromIsoformat => "datetime.datetime.fromisoformat",
-            DtNow => "datetime.datetime.now",
-            DtUtcnow => "datetime.datetime.utcnow",
-            DtStrptime => "datetime.datetime.strptime",
-            DtFromTimestamp => "datetime.datetime.fromtimestamp",
-            DtUtcFromTimestamp => "datetime.datetime.utcfromtimestamp",
-            DateFromIsoformat => "datetime.date.fromisoformat",
-            DateToday => "datetime.date.today",
-            DateFromTimestamp => "datetime.date.fromtimestamp",
-        }
-    }
-
-    fn callable(&self) -> bool {
-        !matches!(self, Builtin::DatetimeModule | Builtin::JsonModule)
-    }
-
     /// `module.attr` / `Class.attr`, resolved when the config is loaded.
     fn member(&self, attr: &str) -> Option<Expr> {
         use Builtin::*;

@@ -55,7 +55,7 @@ pub enum Ref {
     /// `self`: the current value of the property being computed.
     SelfValue,
     /// A function, module or class.
-    Builtin(super::eval::Builtin),
+    Builtin(super::builtin::Builtin),
 }
 
 #[derive(Clone, Debug)]

@@ -5,6 +5,7 @@
 //! - `expr`: the expression syntax (Python's, as simpleeval reads it);
 //!   `eval`: checking names when the config is loaded, and evaluating with
 //!   Python's semantics; `value`, `dates`: Python's values, `datetime`.
+//!   `builtin`: the functions and modules an expression can name.
 //! - `stream_map`: the SDK's stream maps (`__alias__`, `__source__`,
 //!   `__filter__`, `__else__`, `__key_properties__`), their SCHEMA and
 //!   records; `flatten`: the SDK's flattening.
@@ -20,6 +21,7 @@
 //! SCHEMA and ACTIVATE_VERSION lines follow their stream's maps; STATE
 //! lines pass unchanged (bookmarks stay keyed by the tap's stream names).
 
+pub mod builtin;
 pub mod dates;
 pub mod eval;
 pub mod expr;

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 use serde_json::{json, Map, Value};
 
+use super::builtin::Builtin;
 use super::eval::{self, CheckEnv};
 use super::expr::{self, Expr, Ref};
 use super::flatten;
@@ -605,9 +606,9 @@ pub fn eval_alias(text: &str, stream: &str) -> Result<String, String> {
                 let f_ok = match &mut **f {
                     Expr::Name(n) if matches!(n.as_str(), "str" | "int" | "float") => {
                         let b = match n.as_str() {
-                            "str" => eval::Builtin::Str,
-                            "int" => eval::Builtin::Int,
-                            _ => eval::Builtin::Float,
+                            "str" => Builtin::Str,
+                            "int" => Builtin::Int,
+                            _ => Builtin::Float,
                         };
                         **f = Expr::Ref(Ref::Builtin(b));
                         true

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::builtin::Builtin;
 use super::dates::{Date, DateTime, TimeDelta};
-use super::eval::Builtin;
 
 #[derive(Clone, Debug)]
 pub enum Val {
