@@ -39,11 +39,11 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
     let mut short_cut: Option<usize> = None;
     // Whether this slice has read a page that moved its cursor.
     let mut advanced_before = false;
-    // A walk that reads from far back (a first sync, a `start_date` years
-    // ago) asks where its records end beside its first page, not after it:
-    // its slices start a round trip earlier.
+    // A walk from the beginning (a first sync) asks where its records end
+    // beside its first page, not after it: its slices start a round trip
+    // earlier.
     let mut newest_beside = None;
-    if h.reads_from_far_back() && h.wants_newest().await {
+    if h.reads_from_the_beginning() && h.wants_newest().await {
         let (mut pw, target, q) = (w.fork(), target.clone(), query(w, target, lower, h.end()));
         newest_beside = Some(tokio::spawn(async move {
             probe::newest(&mut pw, &target, &q).await

@@ -163,12 +163,11 @@ impl SliceHandle {
         .await
     }
 
-    /// Whether this is a walk's first slice, reading from far back: from
-    /// the beginning, or from more than `FAR_BACK_MS` before the sync.
-    pub fn reads_from_far_back(&self) -> bool {
-        const FAR_BACK_MS: i64 = 30 * 86_400_000;
-        let now = self.walk.signpost.now_or_local();
-        self.lo.is_none_or(|lo| now - lo > FAR_BACK_MS)
+    /// Whether this slice reads from the very beginning: a first sync
+    /// without `start_date` (a bookmark, however old, may have nothing
+    /// after it: a quiet stream's incremental run costs one request).
+    pub fn reads_from_the_beginning(&self) -> bool {
+        self.lo.is_none()
     }
 
     /// Whether the walk still wants to know where its records end: the
