@@ -96,6 +96,21 @@ fn updates_listed_late_are_never_lost_and_are_counted() {
         runs.push(last);
         let outputs: Vec<&[Message]> = runs.iter().map(|r| r.messages.as_slice()).collect();
         let (t, lost) = count_streams(&server, &outputs, &CHANGED);
+        let late: u64 = runs
+            .iter()
+            .flat_map(|r| CHANGED.iter().filter_map(|n| metric(r, "late_updates", n)))
+            .sum();
+        eprintln!(
+            "lag up to {} ms, window {window} s: {} runs, {} records at their latest version, {} lost, {} duplicates ({:.1} a run), {} requests ({:.1} a run), {late} proven late",
+            lag.as_millis(),
+            runs.len(),
+            t.expected,
+            t.lost,
+            t.duplicates,
+            t.duplicates as f64 / runs.len() as f64,
+            server.stats().requests,
+            server.stats().requests as f64 / runs.len() as f64,
+        );
         if window == 0 {
             lost_without_window = t.lost;
             continue;
