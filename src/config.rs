@@ -113,6 +113,14 @@ pub const SETTINGS: &[Setting] = &[
         description: "Full-table streams send ACTIVATE_VERSION after a complete pass, so targets can drop rows that disappeared.",
     },
     Setting {
+        name: "schema_evolution",
+        kind: Kind::String,
+        default: Some("evolve"),
+        required: false,
+        secret: false,
+        description: "Fields the API sends that the stream's schema lacks: evolve (add them to the schema, typed from their values, and send the SCHEMA again), freeze (fail the stream on one) or discard (drop them with a warning). Fields deselected in the catalog stay out in every mode.",
+    },
+    Setting {
         name: "allow_insecure_http",
         kind: Kind::Boolean,
         default: Some("false"),
@@ -184,6 +192,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub retry_budget: Duration,
     pub emit_activate_version_messages: bool,
+    /// What becomes of fields the schema lacks (`evolve.rs`).
+    pub schema_evolution: crate::evolve::Mode,
     pub allow_insecure_http: bool,
     /// `stream_maps`, `stream_map_config`, `flattening_*`: checked in full
     /// against the catalog by `maps::Mapper::new`.
@@ -375,6 +385,17 @@ fn validate(merged: Vec<(String, Raw)>, require_credentials: bool) -> Result<Con
         request_timeout: Duration::from_secs(int("request_timeout_seconds") as u64),
         retry_budget: Duration::from_secs(int("retry_budget_seconds") as u64),
         emit_activate_version_messages: flag("emit_activate_version_messages"),
+        schema_evolution: {
+            let mode = text("schema_evolution");
+            crate::evolve::Mode::parse(&mode).ok_or_else(|| {
+                Error::Config(format!(
+                    "{}: \"schema_evolution\" must be one of {}, got {}",
+                    get("schema_evolution").map_or("config", |r| r.source.as_str()),
+                    crate::evolve::Mode::NAMES.join(", "),
+                    short(&Value::String(mode.clone()))
+                ))
+            })?
+        },
         allow_insecure_http: flag("allow_insecure_http"),
         maps: crate::maps::MapSettings {
             stream_maps: object("stream_maps"),

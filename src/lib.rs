@@ -24,11 +24,13 @@ pub mod config;
 pub mod conform;
 pub mod diagnose;
 pub mod error;
+pub mod evolve;
 pub mod maps;
 pub mod metrics;
 pub mod output;
 pub mod pager;
 pub mod pool;
+pub mod sample;
 pub mod scan;
 pub mod state;
 pub mod streams;
@@ -73,7 +75,21 @@ pub fn run(args: Args, stdout: Box<dyn Write + Send>) -> Result<()> {
         // given is still checked, so that a typo shows up early.
         config::check_without_credentials(&args.config)?;
         if args.discover {
-            let catalog = catalog::discover_only(&args.select);
+            let mut catalog = catalog::discover_only(&args.select);
+            // With credentials in a --config, discovery reads a page of
+            // each stream and adds the fields the API sends (`sample.rs`).
+            let credentials = match args.config.is_empty() {
+                true => None,
+                false => config::load(&args.config).ok(),
+            };
+            if let Some(config) = credentials {
+                let seen = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?
+                    .block_on(sample::sample(&config))?;
+                catalog::add_seen(&mut catalog, &seen);
+            }
             return print(
                 &mut stdout,
                 &serde_json::to_string_pretty(&catalog).expect("JSON serialises"),

@@ -85,7 +85,11 @@ pub async fn sync(
             tx: tx.clone(),
             line_buffers: line_buffers.clone(),
             stats,
-            conformer: Conformer::new(sel.def, &sel.fields),
+            conformer: Conformer::evolving(
+                &sel,
+                config.schema_evolution,
+                sel.method == Method::Incremental,
+            ),
             page_size: config.page_size,
             signpost: signpost_ms.clone(),
             version: (sel.method == Method::FullTable && config.emit_activate_version_messages)
