@@ -797,7 +797,7 @@ class E2E:
             defined = {s["name"]: s for s in plugin.get("settings", [])}
             check("plugin: every setting of --about is declared, and no other",
                   set(defined) == set(props), f"{sorted(defined)} vs {sorted(props)}")
-            kinds = {"string": {"string", "date_iso8601"}, "integer": {"integer"}, "boolean": {"boolean"},
+            kinds = {"string": {"string", "date_iso8601", "options"}, "integer": {"integer"}, "boolean": {"boolean"},
                      "object": {"object"}}
             bad = [n for n, p in props.items() if n in defined and defined[n].get("kind") not in kinds[p["type"]]]
             check("plugin: every setting's kind fits its type", not bad, f"wrong kind: {bad}")

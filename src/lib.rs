@@ -88,7 +88,9 @@ pub fn run(args: Args, stdout: Box<dyn Write + Send>) -> Result<()> {
                     .build()
                     .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?
                     .block_on(sample::sample(&config))?;
-                catalog::add_seen(&mut catalog, &seen);
+                if let Some(seen) = seen {
+                    catalog::add_seen(&mut catalog, &seen);
+                }
             }
             return print(
                 &mut stdout,

@@ -28,11 +28,13 @@ pub type Seen = Vec<(&'static str, Vec<(String, u8)>)>;
 
 /// Reads one page of every stream (a child stream: of its parent's first
 /// record). A stream that cannot be read is left as `schemas/` has it,
-/// with a warning; refused credentials fail discovery.
-pub async fn sample(config: &Config) -> Result<Seen, Error> {
+/// with a warning; refused credentials fail discovery. `None` when no
+/// stream could be read (the API unreachable): the catalog of `schemas/`.
+pub async fn sample(config: &Config) -> Result<Option<Seen>, Error> {
     let (_cancel_tx, cancel) = Cancel::new();
     let client = Client::new(config, cancel)?;
     let mut seen = Seen::new();
+    let mut failures: Vec<(&'static StreamDef, String)> = Vec::new();
     // Parents first: their first ids are the children's.
     let mut first_ids: Vec<(&'static str, String)> = Vec::new();
     for children in [false, true] {
@@ -66,18 +68,27 @@ pub async fn sample(config: &Config) -> Result<Seen, Error> {
                         def.endpoint()
                     );
                 }
-                Err(e) => tracing::warn!(
-                    stream = def.name,
-                    "discovery could not read a page of {} ({}); its fields are the schema's",
-                    def.endpoint(),
-                    describe(e)
-                ),
+                Err(e) => failures.push((def, describe(e))),
             }
         }
     }
+    if seen.is_empty() {
+        let why = failures
+            .first()
+            .map_or("no answer".into(), |(_, w)| w.clone());
+        tracing::warn!("discovery could not read the API ({why}): the catalog lists the fields of schemas/ only");
+        return Ok(None);
+    }
+    for (def, why) in failures {
+        tracing::warn!(
+            stream = def.name,
+            "discovery could not read a page of {} ({why}); its fields are the schema's",
+            def.endpoint()
+        );
+    }
     // The catalog's order, whatever order the answers came in.
     seen.sort_by_key(|(name, _)| STREAMS.iter().position(|d| d.name == *name));
-    Ok(seen)
+    Ok(Some(seen))
 }
 
 fn describe(e: FetchError) -> String {
