@@ -338,7 +338,12 @@ impl Conformer {
                 if self.known.len() >= MAX_REMEMBERED_NAMES {
                     *prev = UNREMEMBERED;
                     return match slot {
-                        Slot::New(_) => Slot::Drift,
+                        Slot::New(_) => {
+                            self.report(format!(
+                                "schema drift: field \"{name}\" is dropped: more than {MAX_REMEMBERED_NAMES} field names met"
+                            ));
+                            Slot::Drift
+                        }
                         other => other,
                     };
                 }

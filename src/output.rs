@@ -206,6 +206,12 @@ impl SchemaFilter {
         if !any_marked() {
             return None;
         }
+        // A stream's plain SCHEMA (sent as a batch of its own, at the start
+        // of a pass) sets its schema back: the next marked line is needed.
+        if lines.starts_with(br#"{"type":"SCHEMA","stream":""#) {
+            let stream = stream_of(lines);
+            self.written.retain(|(s, _)| **s != *stream);
+        }
         let mut at = memchr::memchr(MARK, lines)?;
         let mut out = Vec::with_capacity(lines.len());
         let mut from = 0;
@@ -292,5 +298,11 @@ mod tests {
         // An older version, or the same again, is dropped.
         let out = f.apply(&page(&[&v1, &v2])).unwrap();
         assert_eq!(out, record.repeat(3));
+        // After the stream's plain SCHEMA (a new pass), the current one is
+        // written again.
+        let plain = schema_line(def, &json!({}), false);
+        assert!(f.apply(&plain).is_none());
+        let out = f.apply(&page(&[&v2])).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 3);
     }
 }
