@@ -374,7 +374,13 @@ impl Conformer {
         if self.registry.deselected.iter().any(|d| d == name) {
             return Slot::Quiet;
         }
+        // Known to the registry: a field the catalog adds (in every mode),
+        // or one another task of the stream added.
+        if let Some(known) = self.registry.known(name) {
+            return self.new_field(name, known);
+        }
         match self.registry.mode {
+            Mode::Evolve => self.new_field(name, (0, 0)),
             Mode::Discard => {
                 self.report(format!(
                     "schema drift: field \"{name}\" is not in the schema and is dropped"
@@ -385,20 +391,24 @@ impl Conformer {
                 self.registry.violate(name);
                 Slot::Drift
             }
-            Mode::Evolve if self.news.len() >= MAX_REMEMBERED_NAMES => Slot::Drift,
-            Mode::Evolve => {
-                let (types, since) = self.registry.known(name).unwrap_or((0, 0));
-                let mut key_json = Vec::with_capacity(name.len() + 3);
-                write_json_str(&mut key_json, name);
-                key_json.push(b':');
-                self.news.push(Local {
-                    key_json: key_json.into(),
-                    types,
-                    since,
-                });
-                Slot::New(self.news.len() as u32 - 1)
-            }
         }
+    }
+
+    /// A field the schema lacks, written: `(types, since)` as the registry
+    /// knows it (`(0, 0)`: not yet).
+    fn new_field(&mut self, name: &str, (types, since): (u8, u32)) -> Slot {
+        if self.news.len() >= MAX_REMEMBERED_NAMES {
+            return Slot::Drift;
+        }
+        let mut key_json = Vec::with_capacity(name.len() + 3);
+        write_json_str(&mut key_json, name);
+        key_json.push(b':');
+        self.news.push(Local {
+            key_json: key_json.into(),
+            types,
+            since,
+        });
+        Slot::New(self.news.len() as u32 - 1)
     }
 
     /// Whether the value `raw` of new field `i` (named `name`) is written:

@@ -171,6 +171,23 @@ fn freeze_fails_the_stream_on_a_new_field_and_discard_drops_it() {
     assert!(run.records("tickets").is_empty());
     assert_eq!(run.ids("team_members"), fake_ids(&server, "team_members"));
 
+    // Frozen to a catalog that names the fields (as `--discover` writes
+    // it): they are the schema's, and nothing fails.
+    let cat = catalog_selecting(&cfg, &["tickets"], |_| {});
+    let cat = s.write_json("catalog.json", &cat);
+    let run = tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
+    run.assert_ok();
+    let tickets = run.records("tickets");
+    assert!(tickets.iter().all(|r| r.contains_key("attachments")));
+    assert_eq!(
+        tickets
+            .iter()
+            .filter(|r| r.contains_key("escalation"))
+            .count(),
+        2
+    );
+    assert_eq!(schemas_in_order(&run)["tickets"].len(), 1);
+
     let cfg = s.config(&server, json!({"schema_evolution": "discard"}));
     let run = tap(&["--config", path_str(&cfg), "--select", "tickets"]);
     run.assert_ok();
