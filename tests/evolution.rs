@@ -173,7 +173,7 @@ fn freeze_fails_the_stream_on_a_new_field_and_discard_drops_it() {
 
     // Frozen to a catalog that names the fields (as `--discover` writes
     // it): they are the schema's, and nothing fails.
-    let cat = catalog_selecting(&cfg, &["tickets"], |_| {});
+    let cat = discovered_selecting(&cfg, &["tickets"], |_| {});
     let cat = s.write_json("catalog.json", &cat);
     let run = tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
     run.assert_ok();
@@ -337,7 +337,7 @@ fn maps_and_flattening_treat_new_fields_as_any_field() {
 
     // A map naming a new field needs it in the catalog, as `--discover`
     // with credentials writes it; `__else__` leaves the others out.
-    let cat = catalog_selecting(&cfg, &["tickets"], |_| {});
+    let cat = discovered_selecting(&cfg, &["tickets"], |_| {});
     let cat = s.write_json("catalog.json", &cat);
     let cfg = maps(
         json!({"stream_maps": {"tickets": {"id": "id", "linked": "str(linkedIssue)", "__else__": null}}}),
