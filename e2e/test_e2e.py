@@ -465,6 +465,22 @@ SQL_TYPES = {
 }
 
 
+# Fields the fake sends that no schema names (fake-gleap's
+# undocumented_fields): schema evolution makes each a column. tickets'
+# escalation first comes with ticket 99 (mid-stream: its SCHEMA follows
+# records already loaded); linkedIssue is a string, then a number too (the
+# SCHEMA is sent again, widened).
+NEW_FIELDS = {
+    "tickets": ["attachments", "linkedIssue", "escalation"],
+    "sessions": ["project", "unsubscribeReason"],
+    "messages": ["project"],
+    "teams": ["project"],
+    "surveys": ["project", "format"],
+    "message_templates": ["project", "type", "lang"],
+    "helpcenter_collections": ["lexorank"],
+}
+
+
 def json_value(v):
     """A JSON column's value as Python data; a str that is not JSON stays a str."""
     if isinstance(v, str):
@@ -826,7 +842,7 @@ class E2E:
             defined = {s["name"]: s for s in plugin.get("settings", [])}
             check("plugin: every setting of --about is declared, and no other",
                   set(defined) == set(props), f"{sorted(defined)} vs {sorted(props)}")
-            kinds = {"string": {"string", "date_iso8601"}, "integer": {"integer"}, "boolean": {"boolean"},
+            kinds = {"string": {"string", "date_iso8601", "options"}, "integer": {"integer"}, "boolean": {"boolean"},
                      "object": {"object"}}
             bad = [n for n, p in props.items() if n in defined and defined[n].get("kind") not in kinds[p["type"]]]
             check("plugin: every setting's kind fits its type", not bad, f"wrong kind: {bad}")
@@ -1066,6 +1082,7 @@ class E2E:
                   f"{by_id[stale[0]].get('updatedat')!r} vs {snap[s][stale[0]]}" if stale else "")
             if n == 1:
                 self.check_sql_types(target, s, rows, cols)
+                self.check_new_fields(target, s, rows, cols)
             if n == 2 and deleted_ids and target == "target-postgres":
                 gone = [i for i in deleted_ids if i in by_id and by_id[i].get("_sdc_deleted_at") is None]
                 live = [i for i in snap[s] if by_id.get(i, {}).get("_sdc_deleted_at") is not None]
@@ -1077,6 +1094,23 @@ class E2E:
                 if col in cols:
                     again = [r["id"] for r in rows if r.get(col) and as_naive_utc(r[col]) >= self.run2_start]
                     self.check_second_extraction(target, s, again)
+
+    def check_new_fields(self, target: str, s: str, rows: list[dict], cols: dict[str, str]):
+        """Schema evolution: every field the fake sends beyond the schemas is a column with its
+        values, including one first sent mid-stream and one whose type widens (the repeated
+        SCHEMA accepted: target-duckdb is pipelinewise-based, target-postgres SDK-based)."""
+        for f in NEW_FIELDS.get(s, []):
+            col = f.lower()
+            values = [r.get(col) for r in rows if r.get(col) is not None]
+            check(f"run 1 {target}: {s}.{f} (in no schema) is a column holding its values",
+                  col in cols and values, f"column {cols.get(col)}, {len(values)} values")
+        if s == "tickets" and "linkedissue" in cols:
+            values = {str(r.get("linkedissue")) for r in rows if r.get("linkedissue") is not None}
+            numbers = [v for v in values if v.isdigit()]
+            check(f"run 1 {target}: tickets.linkedIssue holds both its strings and its numbers ({cols['linkedissue']})",
+                  numbers and any(v.startswith("GLEAP-") for v in values), f"{sorted(values)[:5]}")
+            print(f"    {target}: new columns of tickets: " + ", ".join(
+                f"{f} {cols.get(f.lower())}" for f in NEW_FIELDS["tickets"]))
 
     def check_sql_types(self, target: str, s: str, rows: list[dict], cols: dict[str, str]):
         kinds = schema_kinds(s)

@@ -9,6 +9,8 @@
 #   RATE_SECONDS=0 scripts/bench.sh       # skip the rate-limit check
 #   LATENCY_SIZES=0 scripts/bench.sh      # skip the latency rows
 #   SHAPES=0 scripts/bench.sh             # skip the data-shape rows
+#   FAKE_ARGS=--no-undocumented-fields scripts/bench.sh   # records hold only fields the schemas name
+#   TAP=/path/to/tap-gleap scripts/bench.sh   # time another build of the tap (e.g. an older commit's)
 #
 # Each size: the fake starts with N tickets, N/10 sessions, N/10 messages and
 # 10 surveys of N/1000 responses each; one untimed run (into a counter)
@@ -63,7 +65,7 @@ echo "==> building tap-gleap and fake-gleap (scripts/build.sh), then the fetch_o
 ./scripts/build.sh >&2
 cargo build --release --locked --example fetch_only >&2
 bin=$target/release
-tap=$bin/tap-gleap
+tap=${TAP:-$bin/tap-gleap}
 fake=$bin/fake-gleap
 helper=$bin/examples/fetch_only
 
@@ -119,7 +121,8 @@ echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f
 printf "\n%-9s %9s %7s %7s %8s %10s %7s %8s | %9s %6s %8s | %9s %9s | %9s %10s\n" \
   tickets records wall_s cpu_s us/rec records/s MB/s rss_MB ceiling_s x_ceil ceil_MB fake_cpu_s fake_MB/s map_cpu_s map_us/rec
 for n in $SIZES; do
-  start_fake $gzip_flag --tickets "$n" --sessions $((n / 10)) --messages $((n / 10)) \
+  # shellcheck disable=SC2086 # FAKE_ARGS: several options
+  start_fake $gzip_flag ${FAKE_ARGS:-} --tickets "$n" --sessions $((n / 10)) --messages $((n / 10)) \
     --surveys 10 --responses-per-survey $(((n / 1000) > 1 ? n / 1000 : 1))
   cat >"$work/config.json" <<EOF
 {"api_key": "fake-api-key", "project_id": "fake-project", "api_url": "$url", "requests_per_minute": 100000}

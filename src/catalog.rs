@@ -22,8 +22,12 @@ pub struct Selected {
     /// key always are), in schema order.
     pub fields: Vec<String>,
     /// The schema sent in the SCHEMA message: deselected fields removed,
-    /// from `required` too.
+    /// from `required` too; fields the catalog adds to `schemas/` (found by
+    /// `--discover`) added, as the catalog types them.
     pub schema: Value,
+    /// Fields the catalog deselects that `schemas/` lacks: kept out when the
+    /// API sends them (`evolve.rs`).
+    pub deselected: Vec<String>,
 }
 
 pub fn schema_of(def: &StreamDef) -> Value {
@@ -123,6 +127,47 @@ fn discover_stream(def: &StreamDef) -> Value {
     entry
 }
 
+/// Adds the fields `--discover` saw the API send (`sample.rs`) to their
+/// streams' entries, typed as their values were (nullable), selected by
+/// default; and says where each field of the catalog comes from, in its
+/// metadata: `"tap-gleap.source": "schema"` (`schemas/`) or `"api"`.
+pub fn add_seen(catalog: &mut Value, seen: &[(&str, Vec<(String, u8)>)]) {
+    use crate::evolve::types;
+    let Some(entries) = catalog["streams"].as_array_mut() else {
+        return;
+    };
+    for entry in entries {
+        let name = entry["tap_stream_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let Some(metadata) = entry["metadata"].as_array_mut() else {
+            continue;
+        };
+        for m in metadata.iter_mut() {
+            if m["breadcrumb"].as_array().is_some_and(|b| b.len() == 2) {
+                m["metadata"]["tap-gleap.source"] = json!("schema");
+            }
+        }
+        let Some((_, fields)) = seen.iter().find(|(s, _)| *s == name) else {
+            continue;
+        };
+        for (field, _) in fields {
+            metadata.push(json!({
+                "breadcrumb": ["properties", field],
+                "metadata": {
+                    "inclusion": "available",
+                    "selected-by-default": true,
+                    "tap-gleap.source": "api"
+                }
+            }));
+        }
+        for (field, t) in fields {
+            entry["schema"]["properties"][field] = types::schema(t | types::NULL);
+        }
+    }
+}
+
 /// The streams selected by default, with every field: a sync without a
 /// catalog (every stream but those costing a request per changed parent).
 pub fn select_all() -> Vec<Selected> {
@@ -149,6 +194,7 @@ pub fn select_only(only: &[String]) -> Vec<Selected> {
                 method: def.default_method,
                 fields: property_names(&schema),
                 schema,
+                deselected: Vec::new(),
             }
         })
         .collect()
@@ -315,12 +361,57 @@ fn select_stream(def: &'static StreamDef, entry: &Value) -> std::result::Result<
     if let Some(req) = schema.get_mut("required").and_then(Value::as_array_mut) {
         req.retain(|k| k.as_str().is_some_and(|k| fields.iter().any(|f| f == k)));
     }
+    let (added, deselected) = fields_beyond_schemas(entry, &all);
+    if let Some(props) = schema["properties"].as_object_mut() {
+        props.extend(added);
+    }
     Ok(Selected {
         def,
         method,
         fields,
         schema,
+        deselected,
     })
+}
+
+/// The fields a catalog entry names that `schemas/` lacks (`known`): those
+/// selected, with the type the entry's schema gives them (any, without
+/// one), and the names of those deselected. A field the catalog does not
+/// name at all is neither: it follows `schema_evolution`.
+fn fields_beyond_schemas(entry: &Value, known: &[String]) -> (Map<String, Value>, Vec<String>) {
+    let mut added = Map::new();
+    let mut deselected = Vec::new();
+    let in_schema = entry["schema"]["properties"].as_object();
+    let in_metadata = entry["metadata"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| match m["breadcrumb"].as_array()?.as_slice() {
+            [p, name] if p == "properties" => name.as_str(),
+            _ => None,
+        });
+    let names: BTreeSet<&str> = in_schema
+        .into_iter()
+        .flat_map(|p| p.keys().map(String::as_str))
+        .chain(in_metadata)
+        .filter(|n| !known.iter().any(|k| k == n))
+        .collect();
+    for name in names {
+        let md = metadata_for(entry, &["properties", name]);
+        let flag = |k: &str| md.and_then(|m| m.get(k)).and_then(Value::as_bool);
+        let unsupported =
+            md.and_then(|m| m.get("inclusion")).and_then(Value::as_str) == Some("unsupported");
+        let chosen = !unsupported
+            && flag("selected")
+                .or_else(|| flag("selected-by-default"))
+                .unwrap_or(true);
+        if !chosen {
+            deselected.push(name.to_string());
+        } else if let Some(s) = in_schema.and_then(|p| p.get(name)) {
+            added.insert(name.to_string(), s.clone());
+        }
+    }
+    (added, deselected)
 }
 
 #[cfg(test)]

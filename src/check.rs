@@ -47,7 +47,8 @@ pub async fn connection(
     let mut tasks = JoinSet::new();
     for i in 0..selected.len() {
         let (client, selected) = (client.clone(), selected.clone());
-        tasks.spawn(async move { (i, one_record(&client, &selected[i]).await) });
+        let mode = config.schema_evolution;
+        tasks.spawn(async move { (i, one_record(&client, &selected[i], mode).await) });
     }
     let mut results: Vec<Option<Checked>> = std::iter::repeat_with(|| None)
         .take(selected.len())
@@ -167,8 +168,8 @@ fn one_cause(
 /// The first record of a stream as a RECORD line (empty when there is
 /// none); `None` for an optional stream the API answers 403 or 404 for (a
 /// feature the project's plan lacks, which a sync skips).
-async fn one_record(client: &Arc<Client>, sel: &Selected) -> Checked {
-    let result = first_record(client, sel).await;
+async fn one_record(client: &Arc<Client>, sel: &Selected, mode: crate::evolve::Mode) -> Checked {
+    let result = first_record(client, sel, mode).await;
     let not_found = matches!(result, Err(FetchError::NotFound));
     let result = match result {
         Ok(line) => Ok(Some(line)),
@@ -182,7 +183,13 @@ async fn one_record(client: &Arc<Client>, sel: &Selected) -> Checked {
 /// for an optional stream answering 403 or 404; and whether it was a 404.
 type Checked = (Result<Option<Vec<u8>>, Error>, bool);
 
-async fn first_record(client: &Arc<Client>, sel: &Selected) -> Result<Vec<u8>, FetchError> {
+/// As a sync writes it: with `mode`, a field the schema lacks extends the
+/// SCHEMA (written before the record), fails the stream, or is dropped.
+async fn first_record(
+    client: &Arc<Client>,
+    sel: &Selected,
+    mode: crate::evolve::Mode,
+) -> Result<Vec<u8>, FetchError> {
     let def = sel.def;
     let stats = StreamStats::new(def.name);
     let (path, parent_id) = match def.parent {
@@ -195,7 +202,7 @@ async fn first_record(client: &Arc<Client>, sel: &Selected) -> Result<Vec<u8>, F
             }
         }
     };
-    let mut conformer = Conformer::new(def, &sel.fields);
+    let mut conformer = Conformer::evolving(sel, mode, sel.method == Method::Incremental);
     let page = client.get(&stats, &path, "limit=1", |body| {
         let tail = conform::record_tail(&timefmt::format_ms(chrono::Utc::now()), None);
         let mut line = Vec::new();
@@ -209,7 +216,12 @@ async fn first_record(client: &Arc<Client>, sel: &Selected) -> Result<Vec<u8>, F
         })?;
         Ok(line)
     });
-    page.await
+    let line = page.await?;
+    if let Some(why) = conformer.violation() {
+        return Err(FetchError::Fatal(Error::Api(why.to_string())));
+    }
+    // Unmarked, as the writer writes it.
+    Ok(output::SchemaFilter::default().apply(&line).unwrap_or(line))
 }
 
 async fn first_id(

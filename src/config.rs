@@ -144,6 +144,14 @@ pub const SETTINGS: &[Setting] = &[
         description: "Periods per stream, overriding reconcile_every, e.g. {\"tickets\": \"7d\", \"messages\": \"off\"}. The streams listed per changed parent (ticket_activity_logs, session_activities, session_events) are never reconciled: a whole pass would cost a request per ticket or contact.",
     },
     Setting {
+        name: "schema_evolution",
+        kind: Kind::String,
+        default: Some("evolve"),
+        required: false,
+        secret: false,
+        description: "Fields the API sends that the stream's schema lacks: evolve (add them to the schema, typed from their values, and send the SCHEMA again), freeze (fail the stream on one) or discard (drop them with a warning). Fields deselected in the catalog stay out in every mode.",
+    },
+    Setting {
         name: "allow_insecure_http",
         kind: Kind::Boolean,
         default: Some("false"),
@@ -221,6 +229,8 @@ pub struct Config {
     pub reconcile_every: Option<chrono::Duration>,
     /// `reconcile_streams`: per stream, a period or `None` ("off").
     pub reconcile_streams: Vec<(&'static str, Option<chrono::Duration>)>,
+    /// What becomes of fields the schema lacks (`evolve.rs`).
+    pub schema_evolution: crate::evolve::Mode,
     pub allow_insecure_http: bool,
     /// `stream_maps`, `stream_map_config`, `flattening_*`: checked in full
     /// against the catalog by `maps::Mapper::new`.
@@ -431,6 +441,17 @@ fn validate(merged: Vec<(String, Raw)>, require_credentials: bool) -> Result<Con
         reconcile_streams: match object("reconcile_streams") {
             Some(o) => reconcile_streams(&o, get("reconcile_streams").map(|r| r.source.as_str()))?,
             None => Vec::new(),
+        },
+        schema_evolution: {
+            let mode = text("schema_evolution");
+            crate::evolve::Mode::parse(&mode).ok_or_else(|| {
+                Error::Config(format!(
+                    "{}: \"schema_evolution\" must be one of {}, got {}",
+                    get("schema_evolution").map_or("config", |r| r.source.as_str()),
+                    crate::evolve::Mode::NAMES.join(", "),
+                    short(&Value::String(mode.clone()))
+                ))
+            })?
         },
         allow_insecure_http: flag("allow_insecure_http"),
         maps: crate::maps::MapSettings {

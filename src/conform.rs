@@ -5,8 +5,9 @@
 //! schema type: free-form JSON (`formData`, `customData`, ...) and
 //! canonical dates are copied byte for byte (runs of such fields in one
 //! piece), other date forms normalised, populated references reduced to
-//! their id, and fields the schema does not know dropped and reported once
-//! per stream (schema drift).
+//! their id. Fields the schema does not know follow `schema_evolution`
+//! (`evolve.rs`): written as sent and added to the schema, or dropped and
+//! reported once per stream (schema drift), or failing the stream.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::evolve::{types, Mode, Registry};
 use crate::scan::{self, Record};
 use crate::streams::StreamDef;
 use crate::timefmt;
@@ -92,6 +94,19 @@ enum Slot {
     Quiet,
     /// Drop it: not in the schema (reported once when first met).
     Drift,
+    /// Not in the schema, evolving: index into `Conformer::news`.
+    New(u32),
+}
+
+/// A field the schema lacks, as this conformer last knew it from the
+/// stream's `Registry`.
+#[derive(Clone)]
+struct Local {
+    key_json: Box<[u8]>,
+    /// The types the registry allows (0: not in the schema yet).
+    types: u8,
+    /// The registry's version that has them.
+    since: u32,
 }
 
 /// A selected field: how to conform it, and `"name":` ready to copy.
@@ -160,10 +175,42 @@ pub struct Conformer {
     child_field: Option<&'static str>,
     /// `"<child_field>":`
     child_key_json: Vec<u8>,
+    /// The stream's schema as extended by new fields, shared by its tasks.
+    registry: Arc<Registry>,
+    /// New fields met, by `Slot::New` index.
+    news: Vec<Local>,
+    /// The schema version whose SCHEMA line the current page holds.
+    announced: u32,
 }
 
 impl Conformer {
+    /// A conformer that drops fields the schema lacks (with a warning).
     pub fn new(def: &'static StreamDef, selected: &[String]) -> Conformer {
+        Conformer::with_registry(def, selected, Registry::discard(def))
+    }
+
+    /// A conformer of a stream selected for a sync: unknown fields follow
+    /// `mode`; `incremental` as the stream's SCHEMA says.
+    pub fn evolving(sel: &crate::catalog::Selected, mode: Mode, incremental: bool) -> Conformer {
+        let builtin = crate::catalog::schema_of(sel.def);
+        let registry = Registry::new(
+            sel.def,
+            sel.schema.clone(),
+            builtin["properties"]
+                .as_object()
+                .unwrap_or(&Default::default()),
+            sel.deselected.clone(),
+            mode,
+            incremental,
+        );
+        Conformer::with_registry(sel.def, &sel.fields, registry)
+    }
+
+    fn with_registry(
+        def: &'static StreamDef,
+        selected: &[String],
+        registry: Arc<Registry>,
+    ) -> Conformer {
         let full = crate::catalog::schema_of(def);
         let props = full["properties"].as_object().cloned().unwrap_or_default();
         let child_field = def.parent.map(|p| p.child_field);
@@ -227,7 +274,27 @@ impl Conformer {
             flag_fields: def.hidden.iter().map(|h| (h.flag, 0)).collect(),
             child_field,
             child_key_json,
+            registry,
+            news: Vec::new(),
+            announced: 0,
         }
+    }
+
+    /// A new page's lines begin: the SCHEMA lines of the last page may not
+    /// reach stdout (a page can be dropped and fetched again), so records of
+    /// this one with new fields are preceded by one of their own.
+    pub fn begin_page(&mut self) {
+        self.announced = 0;
+    }
+
+    /// Why the stream must fail (`freeze` met an unknown field), once it must.
+    pub fn violation(&self) -> Option<&str> {
+        self.registry.violation()
+    }
+
+    /// The stream's schema now, new fields included.
+    pub fn schema(&self) -> Value {
+        self.registry.schema()
     }
 
     fn report(&mut self, what: String) {
@@ -267,17 +334,23 @@ impl Conformer {
         let id = match self.ids.get(name) {
             Some(&id) => id,
             None => {
-                self.report(format!(
-                    "schema drift: field \"{name}\" is not in the schema and is dropped"
-                ));
+                let slot = self.classify_unknown(name);
                 if self.known.len() >= MAX_REMEMBERED_NAMES {
                     *prev = UNREMEMBERED;
-                    return Slot::Drift;
+                    return match slot {
+                        Slot::New(_) => {
+                            self.report(format!(
+                                "schema drift: field \"{name}\" is dropped: more than {MAX_REMEMBERED_NAMES} field names met"
+                            ));
+                            Slot::Drift
+                        }
+                        other => other,
+                    };
                 }
                 let id = self.known.len() as u32;
                 self.known.push(Known {
                     name: name.into(),
-                    slot: Slot::Drift,
+                    slot,
                     next: NO_NAME,
                 });
                 self.ids.insert(name.into(), id);
@@ -291,6 +364,73 @@ impl Conformer {
         }
         *prev = id;
         self.known[id as usize].slot
+    }
+
+    /// What to do with a field the schema lacks (met for the first time by
+    /// this conformer): `schema_evolution` decides, but a field the catalog
+    /// deselects stays out whatever it is.
+    #[cold]
+    fn classify_unknown(&mut self, name: &str) -> Slot {
+        if self.registry.deselected.iter().any(|d| d == name) {
+            return Slot::Quiet;
+        }
+        // Known to the registry: a field the catalog adds (in every mode),
+        // or one another task of the stream added.
+        if let Some(known) = self.registry.known(name) {
+            return self.new_field(name, known);
+        }
+        match self.registry.mode {
+            Mode::Evolve => self.new_field(name, (0, 0)),
+            Mode::Discard => {
+                self.report(format!(
+                    "schema drift: field \"{name}\" is not in the schema and is dropped"
+                ));
+                Slot::Drift
+            }
+            Mode::Freeze => {
+                self.registry.violate(name);
+                Slot::Drift
+            }
+        }
+    }
+
+    /// A field the schema lacks, written: `(types, since)` as the registry
+    /// knows it (`(0, 0)`: not yet).
+    fn new_field(&mut self, name: &str, (types, since): (u8, u32)) -> Slot {
+        if self.news.len() >= MAX_REMEMBERED_NAMES {
+            return Slot::Drift;
+        }
+        let mut key_json = Vec::with_capacity(name.len() + 3);
+        write_json_str(&mut key_json, name);
+        key_json.push(b':');
+        self.news.push(Local {
+            key_json: key_json.into(),
+            types,
+            since,
+        });
+        Slot::New(self.news.len() as u32 - 1)
+    }
+
+    /// Whether the value `raw` of new field `i` (named `name`) is written:
+    /// not when the field is not in the schema yet and the value is null.
+    /// A value of a type the field's schema lacks widens it (the registry
+    /// makes the new version); `needs` becomes the version the record needs.
+    #[cold]
+    fn admit(&mut self, i: usize, name: &[u8], raw: &[u8], needs: &mut u32) -> bool {
+        let t = types::of(raw);
+        let local = &self.news[i];
+        if t == types::NULL && local.types == 0 {
+            return false;
+        }
+        if !types::fits(t, local.types) {
+            let name = String::from_utf8_lossy(name);
+            let (types, since) = self.registry.admit(&name, t);
+            let local = &mut self.news[i];
+            local.types = types;
+            local.since = local.since.max(since);
+        }
+        *needs = (*needs).max(self.news[i].since);
+        true
     }
 
     /// Reports (once) an element that cannot be a record: not an object, or
@@ -375,6 +515,8 @@ impl Conformer {
         }
         let has_key = record.get_near(self.key, &mut self.key_at).is_some();
         let mut prev = NO_NAME;
+        // The schema version this record's new fields need.
+        let mut needs = 0;
         // The run of fields written as sent and not copied yet: `from..=to`.
         let mut run: Option<(usize, usize)> = None;
         for at in 0..record.len() {
@@ -382,14 +524,21 @@ impl Conformer {
             // A record with `_id` but no `id` gets its id from `_id`.
             let renamed = !has_key && name == b"_id";
             let name = if renamed { self.key.as_bytes() } else { name };
-            let Slot::Write(f) = self.slot(&mut prev, name) else {
-                if let Some((from, to)) = run.take() {
-                    out.extend_from_slice(record.members(from, to).as_bytes());
+            let (f, kind) = match self.slot(&mut prev, name) {
+                Slot::Write(f) => (f, Some(self.fields[f].kind)),
+                // A new field's values are written as sent.
+                Slot::New(i) if self.admit(i as usize, name, value.as_bytes(), &mut needs) => {
+                    (i as usize, None)
                 }
-                continue;
+                _ => {
+                    if let Some((from, to)) = run.take() {
+                        out.extend_from_slice(record.members(from, to).as_bytes());
+                    }
+                    continue;
+                }
             };
-            let kind = self.fields[f].kind;
-            if !renamed && record.name_as_sent(at) && as_sent(kind, value.as_bytes()) {
+            let written_as_sent = kind.is_none_or(|kind| as_sent(kind, value.as_bytes()));
+            if !renamed && record.name_as_sent(at) && written_as_sent {
                 match &mut run {
                     Some((_, to)) if *to + 1 == at => *to = at,
                     _ => {
@@ -410,6 +559,12 @@ impl Conformer {
             if !std::mem::take(&mut first) {
                 out.push(b',');
             }
+            let Some(kind) = kind else {
+                // A new field whose name was sent escaped: its value as sent.
+                out.extend_from_slice(&self.news[f].key_json);
+                out.extend_from_slice(value.as_bytes());
+                continue;
+            };
             out.extend_from_slice(&self.fields[f].key_json);
             if let Err(problem) = conform_value(kind, value, out) {
                 let name = String::from_utf8_lossy(name);
@@ -423,7 +578,19 @@ impl Conformer {
         if record.multiline() {
             unbreak_lines(&mut out[line_start..]);
         }
+        if needs > self.announced {
+            self.announce(line_start, out);
+        }
         out.extend_from_slice(tail);
+    }
+
+    /// Puts the stream's SCHEMA line (marked with its version, see
+    /// `evolve.rs`) before the record line that starts at `line_start`.
+    #[cold]
+    fn announce(&mut self, line_start: usize, out: &mut Vec<u8>) {
+        let (line, version) = self.registry.line();
+        out.splice(line_start..line_start, line.iter().copied());
+        self.announced = version;
     }
 }
 

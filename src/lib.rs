@@ -29,6 +29,7 @@ pub mod config;
 pub mod conform;
 pub mod diagnose;
 pub mod error;
+pub mod evolve;
 pub mod held;
 pub mod maps;
 pub mod metrics;
@@ -36,6 +37,7 @@ pub mod output;
 pub mod pager;
 pub mod pool;
 pub mod reconcile;
+pub mod sample;
 pub mod scan;
 pub mod seen;
 pub mod state;
@@ -81,7 +83,23 @@ pub fn run(args: Args, stdout: Box<dyn Write + Send>) -> Result<()> {
         // given is still checked, so that a typo shows up early.
         config::check_without_credentials(&args.config)?;
         if args.discover {
-            let catalog = catalog::discover_only(&args.select);
+            let mut catalog = catalog::discover_only(&args.select);
+            // With credentials in a --config, discovery reads a page of
+            // each stream and adds the fields the API sends (`sample.rs`).
+            let credentials = match args.config.is_empty() {
+                true => None,
+                false => config::load(&args.config).ok(),
+            };
+            if let Some(config) = credentials {
+                let seen = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?
+                    .block_on(sample::sample(&config))?;
+                if let Some(seen) = seen {
+                    catalog::add_seen(&mut catalog, &seen);
+                }
+            }
             return print(
                 &mut stdout,
                 &serde_json::to_string_pretty(&catalog).expect("JSON serialises"),

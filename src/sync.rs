@@ -89,7 +89,11 @@ pub async fn sync(
             tx: tx.clone(),
             line_buffers: line_buffers.clone(),
             stats,
-            conformer: Conformer::new(sel.def, &sel.fields),
+            conformer: Conformer::evolving(
+                &sel,
+                config.schema_evolution,
+                sel.method == Method::Incremental,
+            ),
             page_size: config.page_size,
             signpost: signpost_ms.clone(),
             version: crate::reconcile::version(&config, sel.def, sel.method, &state, signpost),

@@ -7,6 +7,7 @@ mod util;
 
 mod cli;
 mod connect;
+mod evolution;
 mod faults;
 mod fuzz;
 mod incremental;

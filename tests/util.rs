@@ -444,9 +444,35 @@ pub fn path_str(p: &Path) -> &str {
 }
 
 /// A catalog from `--discover` where only `streams` are selected; `edit` may
-/// change each selected entry.
+/// change each selected entry. The catalog of `schemas/`: discovery is
+/// given the config without its key, so that it calls no API (with
+/// credentials it reads a page of each stream: `evolution.rs`).
 pub fn catalog_selecting(config: &Path, streams: &[&str], edit: impl Fn(&mut Value)) -> Value {
-    let run = tap_plain(&["--config", path_str(config), "--discover"]);
+    let mut settings: Value =
+        serde_json::from_str(&std::fs::read_to_string(config).expect("config")).expect("JSON");
+    if let Some(o) = settings.as_object_mut() {
+        o.remove("api_key");
+    }
+    let keyless = config.with_extension("keyless.json");
+    std::fs::write(&keyless, settings.to_string()).expect("write keyless config");
+    catalog_from(
+        tap_plain(&["--config", path_str(&keyless), "--discover"]),
+        streams,
+        edit,
+    )
+}
+
+/// As [`catalog_selecting`], from `--discover` with the config as it is:
+/// with credentials, the fields the API sends are in it.
+pub fn discovered_selecting(config: &Path, streams: &[&str], edit: impl Fn(&mut Value)) -> Value {
+    catalog_from(
+        tap_plain(&["--config", path_str(config), "--discover"]),
+        streams,
+        edit,
+    )
+}
+
+fn catalog_from(run: Run, streams: &[&str], edit: impl Fn(&mut Value)) -> Value {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let mut cat: Value = serde_json::from_str(&run.stdout).unwrap();
     for e in cat["streams"].as_array_mut().unwrap() {

@@ -738,6 +738,10 @@ pub struct FakeConfig {
     pub gzip: bool,
     pub mutate_every: Option<MutateEvery>,
     pub odd_records: bool,
+    /// Records carry fields no schema of the tap names, as the real API's
+    /// do (`data.rs`, `undocumented`): some on every record, some on one
+    /// record in ten or in a hundred, one that changes type. Default on.
+    pub undocumented_fields: bool,
     /// Undocumented page caps: every list endpoint silently serves at most
     /// this many records per page, whatever `limit` asks (default: none
     /// beyond the documented caps).
@@ -816,6 +820,7 @@ impl Default for FakeConfig {
             gzip: true,
             mutate_every: None,
             odd_records: false,
+            undocumented_fields: true,
             max_limit: None,
             clock_offset_ms: 0,
             index_lag: Duration::ZERO,

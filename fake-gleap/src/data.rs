@@ -92,6 +92,7 @@ pub(crate) struct Gen {
     /// Tie groups share createdAt too (`FakeConfig::tie_created`).
     pub tie_created: bool,
     pub odd_records: bool,
+    pub undocumented_fields: bool,
     pub project_id: String,
     pub base: [u64; STREAM_COUNT],
     /// Base records per parent, of each child stream.
@@ -117,6 +118,7 @@ impl Gen {
             tie_group: cfg.tie_group.max(1),
             tie_created: cfg.tie_created,
             odd_records: cfg.odd_records,
+            undocumented_fields: cfg.undocumented_fields,
             project_id: cfg.project_id.clone(),
             base,
             per_parent,
@@ -381,6 +383,9 @@ impl Gen {
             Stream::SessionEvents => c.session_event(m),
             s if Stream::ENGAGEMENT.contains(&s) => c.outbound(m),
             _ => unreachable!("every stream renders"),
+        }
+        if self.undocumented_fields {
+            c.undocumented(m);
         }
         if populate {
             // Fields no schema names: the API may add them at any time.
@@ -1346,6 +1351,78 @@ impl Ctx<'_> {
         self.w.key("content");
         self.doc();
         self.timestamps(m);
+    }
+
+    /// Fields no schema of the tap names (`undocumented_fields`): those the
+    /// spec and client code show and a guessed schema misses, on every
+    /// record; a few on one record in ten (`linkedIssue`, which is a
+    /// tracker's key but a plain number on one ticket in fifty: its type
+    /// changes) or in a hundred (`escalation`). Which records carry them
+    /// follows the index, so the first ticket with `linkedIssue` comes
+    /// before the first with a number in it. Drawn from a generator of
+    /// their own: the other fields' values do not change.
+    fn undocumented(&mut self, m: &RecMeta) {
+        let i = m.index;
+        let mut r =
+            Rng::new(self.g.seed ^ mix(i ^ ((m.stream.code() as u64) << 56) ^ 0x0F1E_1D50_0000));
+        let mut b = itoa::Buffer::new();
+        match m.stream {
+            Stream::Tickets => {
+                self.w.key("attachments");
+                self.w.begin_arr();
+                for k in 0..r.below(3) {
+                    self.w.begin_obj();
+                    self.w.key("url");
+                    self.w
+                        .str_parts(&["https://files.example.com/", b.format(i * 10 + k), ".png"]);
+                    self.kstr("name", "screenshot.png");
+                    self.kstr("type", "image/png");
+                    self.w.end_obj();
+                }
+                self.w.end_arr();
+                if i % 10 == 3 {
+                    self.w.key("linkedIssue");
+                    if i % 50 == 23 {
+                        self.w.u64(10_000 + i);
+                    } else {
+                        self.w.str_parts(&["GLEAP-", b.format(i)]);
+                    }
+                }
+                if i % 100 == 99 {
+                    self.w.key("escalation");
+                    self.w.begin_obj();
+                    self.w.key("level");
+                    self.w.u64(1 + r.below(3));
+                    self.kstr("reason", "VIP customer");
+                    self.w.end_obj();
+                }
+            }
+            Stream::Sessions => {
+                self.project();
+                if i % 10 == 7 {
+                    let reason = *r.pick(&["too many emails", "not relevant", "other"]);
+                    self.kstr("unsubscribeReason", reason);
+                }
+            }
+            Stream::Messages | Stream::Teams => self.project(),
+            Stream::Surveys => {
+                self.project();
+                let f = *r.pick(&["survey", "nps", "csat"]);
+                self.kstr("format", f);
+            }
+            Stream::MessageTemplates => {
+                self.project();
+                let t = *r.pick(&["chat", "email"]);
+                self.kstr("type", t);
+                let l = *r.pick(&["en", "de", "fr"]);
+                self.kstr("lang", l);
+            }
+            Stream::HelpcenterCollections => {
+                self.w.key("lexorank");
+                self.w.str_parts(&["0|hzzzzz:", b.format(i)]);
+            }
+            _ => {}
+        }
     }
 
     /// The parent's id under `key` (a survey response's `survey`, an

@@ -179,6 +179,9 @@ struct Cli {
     mutate_deletes: u64,
     #[arg(long)]
     odd_records: bool,
+    /// Serve only the fields the tap's schemas name (no undocumented ones).
+    #[arg(long)]
+    no_undocumented_fields: bool,
     /// Serve at most this many records per page on every endpoint, silently.
     #[arg(long)]
     max_limit: Option<u64>,
@@ -221,6 +224,7 @@ fn config(c: &Cli) -> Result<FakeConfig, String> {
         auth_failure_status: c.auth_failure_status,
         gzip: !c.no_gzip,
         odd_records: c.odd_records,
+        undocumented_fields: !c.no_undocumented_fields,
         max_limit: c.max_limit,
         messages_sort_ignored: c.messages_sort_ignored,
         tie_created: c.tie_created,

@@ -34,7 +34,7 @@ use serde_json::{Map, Value};
 
 use crate::catalog::Selected;
 use crate::error::Error;
-use crate::streams::STREAMS;
+use crate::streams::{StreamDef, STREAMS};
 use stream_map::{Kind, Source, StreamMap};
 use value::{write_json_str, Val};
 
@@ -57,11 +57,24 @@ struct StreamMaps {
     unchanged: bool,
     /// The members the maps read (`None`: all of them).
     needed: Option<Vec<String>>,
+    /// The tap's schema the maps were made for: a SCHEMA line of the
+    /// stream with another one (new fields, `evolve.rs`) makes them again.
+    source: Value,
 }
 
 pub struct Mapper {
     streams: Vec<StreamMaps>,
     config: Val,
+    /// What makes a stream's maps again for another schema.
+    build: Build,
+}
+
+/// The settings every stream's maps are made from.
+struct Build {
+    maps: Map<String, Value>,
+    flatten: Option<usize>,
+    remove_others: bool,
+    config_keys: Vec<String>,
 }
 
 fn cfg(msg: String) -> Error {
@@ -132,95 +145,25 @@ impl Mapper {
             }
         }
 
+        let build = Build {
+            maps: maps.clone(),
+            flatten,
+            remove_others,
+            config_keys,
+        };
         let mut streams = Vec::new();
         for def in STREAMS {
             let schema = match selected.iter().find(|s| s.def.name == def.name) {
                 Some(s) => s.schema.clone(),
                 None => crate::catalog::schema_of(def),
             };
-            let src = Source {
-                name: def.name,
-                schema: &schema,
-                key_properties: vec![def.key.to_string()],
-            };
-            let mut list = vec![StreamMap::same(&src, flatten, remove_others).map_err(cfg)?];
-            for (key, val) in maps.iter().filter(|(k, _)| !k.starts_with("__")) {
-                let mut source = key.clone();
-                let mut alias = key.clone();
-                let mut primary = true;
-                let mut body = val.as_object().cloned();
-                if let Some(obj) = body.as_mut() {
-                    if let Some(Value::String(s)) = obj.remove("__source__") {
-                        source = s;
-                        primary = false;
-                        if obj.contains_key("__alias__") {
-                            return Err(cfg(format!("stream_maps: stream '{key}': __alias__ and __source__ cannot be used together")));
-                        }
-                    } else if let Some(Value::String(a)) = obj.remove("__alias__") {
-                        alias = stream_map::eval_alias(&a, def.name).map_err(cfg)?;
-                    }
-                }
-                if def.name != source {
-                    if !stream_map::fnmatch(def.name, &source) {
-                        continue;
-                    }
-                    if alias == source {
-                        alias = def.name.to_string();
-                    }
-                }
-                let m = match (&body, val) {
-                    (Some(obj), _) => {
-                        StreamMap::custom(&src, &alias, obj, &config_keys, flatten).map_err(cfg)?
-                    }
-                    (None, v) if stream_map_null(v) => {
-                        let mut m = StreamMap::same(&src, flatten, true).map_err(cfg)?;
-                        m.alias = alias;
-                        m
-                    }
-                    (None, Value::String(s)) => {
-                        return Err(cfg(format!(
-                            "stream_maps: stream '{key}': option '{s}' is not expected (a stream map is an object of properties, or null to leave the stream out)"
-                        )))
-                    }
-                    (None, other) => {
-                        return Err(cfg(format!(
-                            "stream_maps: stream '{key}': expected an object of properties or null, got {other}"
-                        )))
-                    }
-                };
-                if primary {
-                    list[0] = m;
-                } else {
-                    list.push(m);
-                }
-            }
-            let unchanged = list.len() == 1
-                && matches!(list[0].kind, Kind::Same)
-                && list[0].flatten.is_none()
-                && list[0].alias == def.name;
-            let prefixes = list
-                .iter()
-                .map(|m| {
-                    let mut p = br#"{"type":"RECORD","stream":"#.to_vec();
-                    write_json_str(&mut p, &m.alias);
-                    p.extend_from_slice(br#","record":"#);
-                    p
-                })
-                .collect();
-            streams.push(StreamMaps {
-                stream: def.name.to_string(),
-                needed: list.iter().try_fold(Vec::new(), |mut acc, m| {
-                    acc.extend(m.needed_members()?);
-                    acc.sort();
-                    acc.dedup();
-                    Some(acc)
-                }),
-                maps: list,
-                prefixes,
-                unchanged,
-            });
+            streams.push(build.stream(def, schema)?);
         }
-        Ok(Some(Mapper { streams, config }))
+        Ok(Some(Mapper {
+            streams,
+            config,
+            build,
+        }))
     }
 
     fn of(&self, stream: &str) -> Option<&StreamMaps> {
@@ -251,7 +194,7 @@ impl Mapper {
 
     /// Maps a batch of Singer lines into `out`. An error is one line naming
     /// the stream, the property and what went wrong (with the record's id).
-    pub fn map_lines(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    pub fn map_lines(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         let mut rest = input;
         while !rest.is_empty() {
             let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
@@ -261,7 +204,7 @@ impl Mapper {
         Ok(())
     }
 
-    fn map_line(&self, line: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    fn map_line(&mut self, line: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         const RECORD: &[u8] = br#"{"type":"RECORD","stream":""#;
         if let Some(rest) = line.strip_prefix(RECORD) {
             let Some(end) = memchr::memchr2(b'"', b'\\', rest) else {
@@ -305,6 +248,9 @@ impl Mapper {
         if is("SCHEMA") || is("ACTIVATE_VERSION") {
             let msg: Value = serde_json::from_slice(line).map_err(|e| format!("internal: {e}"))?;
             let stream = msg["stream"].as_str().unwrap_or_default();
+            if is("SCHEMA") {
+                self.follow_schema(stream, &msg["schema"])?;
+            }
             let Some(maps) = self.of(stream) else {
                 out.extend_from_slice(line);
                 return Ok(());
@@ -323,6 +269,121 @@ impl Mapper {
             return Ok(());
         }
         out.extend_from_slice(line);
+        Ok(())
+    }
+}
+
+impl Build {
+    /// The maps of one of the tap's streams, whose schema is `schema`.
+    fn stream(&self, def: &StreamDef, schema: Value) -> Result<StreamMaps, Error> {
+        let (maps, flatten, remove_others, config_keys) = (
+            &self.maps,
+            self.flatten,
+            self.remove_others,
+            &self.config_keys,
+        );
+        let src = Source {
+            name: def.name,
+            schema: &schema,
+            key_properties: vec![def.key.to_string()],
+        };
+        let mut list = vec![StreamMap::same(&src, flatten, remove_others).map_err(cfg)?];
+        for (key, val) in maps.iter().filter(|(k, _)| !k.starts_with("__")) {
+            let mut source = key.clone();
+            let mut alias = key.clone();
+            let mut primary = true;
+            let mut body = val.as_object().cloned();
+            if let Some(obj) = body.as_mut() {
+                if let Some(Value::String(s)) = obj.remove("__source__") {
+                    source = s;
+                    primary = false;
+                    if obj.contains_key("__alias__") {
+                        return Err(cfg(format!("stream_maps: stream '{key}': __alias__ and __source__ cannot be used together")));
+                    }
+                } else if let Some(Value::String(a)) = obj.remove("__alias__") {
+                    alias = stream_map::eval_alias(&a, def.name).map_err(cfg)?;
+                }
+            }
+            if def.name != source {
+                if !stream_map::fnmatch(def.name, &source) {
+                    continue;
+                }
+                if alias == source {
+                    alias = def.name.to_string();
+                }
+            }
+            let m = match (&body, val) {
+                (Some(obj), _) => {
+                    StreamMap::custom(&src, &alias, obj, config_keys, flatten).map_err(cfg)?
+                }
+                (None, v) if stream_map_null(v) => {
+                    let mut m = StreamMap::same(&src, flatten, true).map_err(cfg)?;
+                    m.alias = alias;
+                    m
+                }
+                (None, Value::String(s)) => {
+                    return Err(cfg(format!(
+                        "stream_maps: stream '{key}': option '{s}' is not expected (a stream map is an object of properties, or null to leave the stream out)"
+                    )))
+                }
+                (None, other) => {
+                    return Err(cfg(format!(
+                        "stream_maps: stream '{key}': expected an object of properties or null, got {other}"
+                    )))
+                }
+            };
+            if primary {
+                list[0] = m;
+            } else {
+                list.push(m);
+            }
+        }
+        let unchanged = list.len() == 1
+            && matches!(list[0].kind, Kind::Same)
+            && list[0].flatten.is_none()
+            && list[0].alias == def.name;
+        let prefixes = list
+            .iter()
+            .map(|m| {
+                let mut p = br#"{"type":"RECORD","stream":"#.to_vec();
+                write_json_str(&mut p, &m.alias);
+                p.extend_from_slice(br#","record":"#);
+                p
+            })
+            .collect();
+        Ok(StreamMaps {
+            stream: def.name.to_string(),
+            needed: list.iter().try_fold(Vec::new(), |mut acc, m| {
+                acc.extend(m.needed_members()?);
+                acc.sort();
+                acc.dedup();
+                Some(acc)
+            }),
+            maps: list,
+            prefixes,
+            unchanged,
+            source: schema,
+        })
+    }
+}
+
+impl Mapper {
+    /// A stream's schema changed (new fields, `evolve.rs`): its maps are
+    /// made again for it, so that new fields go through them as any field
+    /// does (passed on, flattened, left out by `__else__`).
+    fn follow_schema(&mut self, stream: &str, schema: &Value) -> Result<(), String> {
+        let Some(at) = self.streams.iter().position(|s| s.stream == stream) else {
+            return Ok(());
+        };
+        if self.streams[at].source == *schema {
+            return Ok(());
+        }
+        let def = crate::streams::find(stream)
+            .ok_or_else(|| format!("internal: a SCHEMA of unknown stream {stream}"))?;
+        self.streams[at] = self
+            .build
+            .stream(def, schema.clone())
+            .map_err(|e| e.to_string())?;
         Ok(())
     }
 }

@@ -555,6 +555,7 @@ impl Walker {
                         ..Page::default()
                     };
                     let mut without_id = 0;
+                    conformer.begin_page();
                     // Each record is conformed as soon as it is read. Should
                     // the body turn out broken further on, the whole page
                     // (`out`) is dropped and fetched again.
@@ -603,6 +604,10 @@ impl Walker {
                 },
             )
             .await?;
+        if let Some(why) = conformer.violation() {
+            // `schema_evolution` is `freeze`: the stream fails.
+            return Err(FetchError::Fatal(crate::error::Error::Api(why.to_string())));
+        }
         page.permit = permit;
         if let Some(settle) = settle {
             settle.delivered(target.partition, &page.versions);
