@@ -132,7 +132,7 @@ fn discover_stream(def: &StreamDef) -> Value {
 /// default; and says where each field of the catalog comes from, in its
 /// metadata: `"tap-gleap.source": "schema"` (`schemas/`) or `"api"`.
 pub fn add_seen(catalog: &mut Value, seen: &[(&str, Vec<(String, u8)>)]) {
-    use crate::evolve::types;
+    use crate::json_types as types;
     let Some(entries) = catalog["streams"].as_array_mut() else {
         return;
     };

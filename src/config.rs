@@ -42,9 +42,7 @@ pub struct Setting {
 
 pub const DEFAULT_API_URL: &str = "https://api.gleap.io/v3";
 
-/// The widest settle window, set or learned: a day. A list that shows
-/// updates later than that is no list to sync incrementally.
-pub const MAX_LOOKBACK_WINDOW_SECONDS: u32 = 86_400;
+use crate::state::MAX_LOOKBACK_WINDOW_SECONDS;
 
 pub const SETTINGS: &[Setting] = &[
     Setting {

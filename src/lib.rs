@@ -31,6 +31,7 @@ pub mod diagnose;
 pub mod error;
 pub mod evolve;
 pub mod held;
+pub mod json_types;
 pub mod maps;
 pub mod metrics;
 pub mod output;

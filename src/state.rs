@@ -312,6 +312,10 @@ impl Progress {
     }
 }
 
+/// The widest settle window, set or learned: a day. A list that shows
+/// updates later than that is no list to sync incrementally.
+pub const MAX_LOOKBACK_WINDOW_SECONDS: u32 = 86_400;
+
 /// The key of a bookmark's [`Lookback`] in the state.
 const LOOKBACK: &str = "lookback";
 
@@ -384,7 +388,7 @@ impl Lookback {
             Some(v) => Some(
                 v.as_u64()
                     .and_then(|n| u32::try_from(n).ok())
-                    .filter(|&n| n <= crate::config::MAX_LOOKBACK_WINDOW_SECONDS)
+                    .filter(|&n| n <= MAX_LOOKBACK_WINDOW_SECONDS)
                     .ok_or("\"learned_window_seconds\" must be a whole number of seconds, at most 86400")?,
             ),
         };

@@ -42,9 +42,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::config::MAX_LOOKBACK_WINDOW_SECONDS;
 use crate::seen::Seen;
-use crate::state::{Context, Lookback, SeenWindow, State};
+use crate::state::{Context, Lookback, SeenWindow, State, MAX_LOOKBACK_WINDOW_SECONDS};
 use crate::streams::StreamDef;
 
 /// A late update this close to the window (as a fraction of it) widens it.
