@@ -155,6 +155,11 @@ pub(crate) async fn run_observed(
                 t.max_read = t.max_read.max(Some(b));
             }
             slices.push((at, end));
+            // A question about where the records end that a replan cut
+            // short would keep the new slices from ever being cut.
+            if t.newest == Newest::Asking {
+                t.newest = Newest::Unknown;
+            }
             if written.is_empty() {
                 t.max_read = None;
             } else {
