@@ -1,7 +1,7 @@
 //! The settle window: Gleap's lists may show an update late, and out of
 //! the order it was written.
 //!
-//! **Assumption** (`Assumption::ListsLag`). Gleap documents that its lists
+//! **Assumption** (`Assumption::ListsShowWritesAtOnce`, never made). Gleap documents that its lists
 //! are served, at least in part, by a search index (OpenSearch) and a list
 //! cache (Redis): `POST /sessions/warmup` "pre-warms OpenSearch shards +
 //! Redis list cache". An index shows a write after a refresh or a queue,
@@ -36,7 +36,11 @@
 //! bookmarks back, and nothing is measured.
 //!
 //! The window moves bookmarks only: no request waits for it, and the first
-//! page of a run is asked for at once.
+//! page of a run is asked for at once. (A walk's last bookmark waits for
+//! the API's clock, asked as the sync starts, to record what it saw.)
+//!
+//! A cache answering with an older body is a lag too, covered alike; no
+//! probe needs a repeated request to come back fresh (`probe.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -46,7 +50,8 @@ use crate::seen::Seen;
 use crate::state::{Context, Lookback, SeenWindow, State, MAX_LOOKBACK_WINDOW_SECONDS};
 use crate::streams::StreamDef;
 
-/// A late update this close to the window (as a fraction of it) widens it.
+/// A late update this close to the span the last run's record covers (as
+/// a fraction of it) widens the window.
 const WIDEN_AT: f64 = 0.75;
 /// How much a window found short is widened.
 const WIDEN_BY: i64 = 4;
