@@ -92,6 +92,9 @@ stop_fake() { kill "$fake_pid" 2>/dev/null || true; wait "$fake_pid" 2>/dev/null
 # CPU seconds the fake has used so far (utime + stime).
 fake_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$fake_pid/stat"; }
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# The median, and the largest, of the values given as arguments.
+median_of() { printf '%s\n' "$@" | median; }
+largest_of() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 # Runs a command, its stdout into $1; prints "wall cpu peak_rss_kb fake_cpu".
 # Peak RSS from GNU time. CPU (user + system) from the rusage that wait4
 # returns for GNU time and the command: exact (the kernel adjusts the sum
@@ -140,12 +143,12 @@ EOF
     read -r _ c _ _ < <(timed /dev/null "$tap" --config "$work/config.json" --config "$work/map.json" 2>"$work/tap-map.log")
     mcpus+=("$c")
   done
-  wall=$(printf '%s\n' "${walls[@]}" | median)
-  cpu=$(printf '%s\n' "${cpus[@]}" | median)
-  rss=$(printf '%s\n' "${rsss[@]}" | median)
-  fcpu=$(printf '%s\n' "${fcpus[@]}" | median)
-  ceil=$(printf '%s\n' "${cwalls[@]}" | median)
-  mcpu=$(printf '%s\n' "${mcpus[@]}" | median)
+  wall=$(median_of "${walls[@]}")
+  cpu=$(median_of "${cpus[@]}")
+  rss=$(median_of "${rsss[@]}")
+  fcpu=$(median_of "${fcpus[@]}")
+  ceil=$(median_of "${cwalls[@]}")
+  mcpu=$(median_of "${mcpus[@]}")
   awk -v n="$n" -v r="$records" -v w="$wall" -v c="$cpu" -v m="$rss" -v b="$bytes" -v cw="$ceil" -v f="$fcpu" -v mc="$mcpu" 'BEGIN {
     printf "%-9d %9d %7.2f %7.2f %8.2f %10.0f %7.0f %8.1f | %9.2f %6.2f %8.0f | %9.2f %9.0f | %9.2f %10.2f\n",
       n, r, w, c, c * 1e6 / r, r / w, b / 1e6 / w, m / 1024, cw, w / cw, b / 1e6 / cw, f, b / 1e6 / f, mc, mc * 1e6 / r }'
@@ -211,11 +214,11 @@ EOF
         maxes+=("$(jq -r .max_in_window <<<"$stats")")
         limited+=("$(jq -r .rate_limited <<<"$stats")")
       done
-      wall=$(printf '%s\n' "${walls[@]}" | median)
-      req=$(printf '%s\n' "${reqs[@]}" | median)
-      rss=$(printf '%s\n' "${rsss[@]}" | median)
-      mx=$(printf '%s\n' "${maxes[@]}" | sort -g | tail -n 1)
-      rl=$(printf '%s\n' "${limited[@]}" | sort -g | tail -n 1)
+      wall=$(median_of "${walls[@]}")
+      req=$(median_of "${reqs[@]}")
+      rss=$(median_of "${rsss[@]}")
+      mx=$(largest_of "${maxes[@]}")
+      rl=$(largest_of "${limited[@]}")
       awk -v s="$stream" -v r="$records" -v q="$req" -v w="$wall" -v m="$rss" -v x="$mx" -v l="$rl" 'BEGIN {
         budget = q * 60 / 900
         printf "%-9s %9d %8d %8.2f %7.2f %8.2f %8.1f %7d %6d\n", s, r, q, w, budget, w / budget, m / 1024, x, l }'
@@ -264,11 +267,11 @@ if [ "$SHAPES" != 0 ]; then
       limited+=("$(jq -r .rate_limited <<<"$stats")")
       incrs+=("$(($(jq -r .requests <<<"$after") - $(jq -r .requests <<<"$stats")))")
     done
-    wall=$(printf '%s\n' "${walls[@]}" | median)
-    req=$(printf '%s\n' "${reqs[@]}" | median)
-    rss=$(printf '%s\n' "${rsss[@]}" | median)
-    rl=$(printf '%s\n' "${limited[@]}" | sort -g | tail -n 1)
-    incr=$(printf '%s\n' "${incrs[@]}" | median)
+    wall=$(median_of "${walls[@]}")
+    req=$(median_of "${reqs[@]}")
+    rss=$(median_of "${rsss[@]}")
+    rl=$(largest_of "${limited[@]}")
+    incr=$(median_of "${incrs[@]}")
     awk -v s="$shape" -v r="$records" -v q="$req" -v mn="$minimum" -v w="$wall" -v m="$rss" -v l="$rl" -v i="$incr" 'BEGIN {
       budget = q * 60 / 900
       printf "%-8s %9d %8d %8d %6.2f %7.2f %8.2f %8.2f %6.1f %5d %13d\n", s, r, q, mn, q / mn, w, budget, w / budget, m / 1024, l, i }'
