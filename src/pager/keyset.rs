@@ -44,7 +44,11 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
     // earlier.
     let mut newest_beside = None;
     if h.reads_from_the_beginning() && h.wants_newest().await {
-        let (mut pw, target, q) = (w.fork(), target.clone(), query(w, target, lower, h.end()));
+        let (mut pw, target, q) = (
+            w.fork(),
+            target.clone(),
+            query(w, target, limit, lower, h.end()),
+        );
         newest_beside = Some(tokio::spawn(async move {
             probe::newest(&mut pw, &target, &q).await
         }));
@@ -55,7 +59,7 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
         if lower.is_some_and(|(v, inclusive)| v >= end || (!inclusive && v + 1 >= end)) {
             return h.finish(w).await;
         }
-        let q = query(w, target, lower, end);
+        let q = query(w, target, limit, lower, end);
         let at_cursor = &seen;
         let page = w
             .fetch(def, target, &q, |m| match m.updated_ms {
@@ -216,12 +220,11 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
     }
 }
 
-/// The page request of a keyset slice: from `lower` to `end`, in order.
-fn query(w: &Walker, target: &Target, lower: Option<(i64, bool)>, end: i64) -> Query {
+/// The page request of a keyset slice: from `lower` to `end`, in order,
+/// `limit` records (the slice's, fixed when it starts).
+fn query(w: &Walker, target: &Target, limit: usize, lower: Option<(i64, bool)>, end: i64) -> Query {
     let rk = w.replication_key();
-    let mut q = Query::new(target.partition)
-        .sort(rk, false)
-        .limit(w.limit());
+    let mut q = Query::new(target.partition).sort(rk, false).limit(limit);
     if let Some((v, inclusive)) = lower {
         q = q.at(rk, if inclusive { Op::Ge } else { Op::Gt }, v);
     }
