@@ -159,7 +159,7 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
         let mut report = Report::page(page, from, end_now);
         report.cursor = if known.sort.holds() { cursor } else { None };
         report.at = cursor;
-        report.more = surely;
+        report.more = Some(surely);
         report.done = done;
         h.report(w, report).await?;
         let mut asked = None;

@@ -89,7 +89,9 @@ impl SliceHandle {
         }
         s.at = s.at.max(page.at).max(s.cursor);
         s.done |= page.done;
-        s.more = page.more;
+        if let Some(more) = page.more {
+            s.more = more;
+        }
         let empty_from = if page.done && s.records == 0 {
             s.lo
         } else {
@@ -218,8 +220,10 @@ pub(crate) struct Report {
     pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// How far the slice has read, before the sort is verified (see `Slice::at`).
     pub at: Option<i64>,
-    /// The page may have been cut: the slice has more to read.
-    pub more: bool,
+    /// Whether the page may have been cut, so that the slice has more to
+    /// read; `None` for a report that carries no page (a cursor moved by a
+    /// check), which leaves what the last page told.
+    pub more: Option<bool>,
     /// The slice has read its whole range.
     pub done: bool,
 }

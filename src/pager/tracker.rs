@@ -151,12 +151,14 @@ impl Tracker {
         Some(w.max(self.from.unwrap_or(i64::MIN)))
     }
 
-    /// Cuts the slice with the most left into up to `seats + 1` pieces of
-    /// an equal share of what is left (among `target` seats, at least
-    /// `MIN_CHUNK_PAGES` pages), by its density so far, the last piece
-    /// keeping whatever lies above; returns the new pieces' indices. As the
-    /// walk nears its end the shares shrink, so that the last pages are
-    /// read by several slices at once, not one after another.
+    /// Cuts the slice with the most left, if it would finish after the rest
+    /// of the walk, into as many equal pieces (by its density so far) as
+    /// it takes for each to finish with the rest, up to `seats + 1` and at
+    /// least `MIN_CHUNK_PAGES` pages each, the last piece keeping whatever
+    /// lies above; returns the new pieces' indices. A walk whose slices are
+    /// too few to keep the rate budget busy thus gets more, and as it nears
+    /// its end its last pages are read by several slices at once, not one
+    /// after another.
     ///
     /// Cuts are placed by density, not by halving time: where records crowd
     /// near the cursor and a long empty stretch follows (a project quiet for
@@ -215,29 +217,30 @@ impl Tracker {
             left = left.min(unread);
         }
         // The time the rest of the walk needs at the rate budget, and the
-        // time this slice alone needs, a page per round trip: a slice is cut
-        // only when it would hold the walk up, into pieces that each finish
-        // in about that time (every piece costs a request more).
+        // time this slice alone needs, a page per cycle (a round trip and
+        // its turn at the limiter). A slice is cut only when it would hold
+        // the walk up by more than a page's cycle (every piece costs about
+        // a request more: its last, short page), into pieces that each
+        // finish in about the rest's time. Other slices keeping the budget
+        // busy meanwhile is not assumed: a free seat says they do not.
+        let cycle = pace.rtt + 1.0 / pace.rate.max(1e-3);
         let pages_left = left_in_all / limit as f64;
-        let rest_s = pages_left / pace.rate;
-        let slice_s = left / limit as f64 * pace.rtt;
-        if slice_s < rest_s {
+        let rest_s = (pages_left / pace.rate).max(cycle);
+        let slice_s = left / limit as f64 * cycle;
+        if slice_s <= rest_s + cycle {
             return Vec::new();
         }
-        let chunk_pages = (rest_s / pace.rtt)
-            .max(pages_left / target.max(1) as f64)
-            .max(MIN_CHUNK_PAGES);
-        let chunk_records = chunk_pages * limit as f64;
-        if left < 2.0 * chunk_records {
+        let pieces = (slice_s / rest_s)
+            .ceil()
+            .min((left / limit as f64 / MIN_CHUNK_PAGES).floor())
+            .min(seats as f64 + 1.0);
+        if pieces < 2.0 {
             return Vec::new();
         }
-        // Pieces as wide as `chunk_records` at the density read so far; as
-        // many as the records left fill, and seats allow.
+        let chunk_records = left / pieces;
+        // Pieces as wide as `chunk_records` at the density read so far.
         let chunk_ms = (chunk_records / density.max(f64::MIN_POSITIVE)).clamp(1.0, 1e15) as i64;
-        let cuts = ((left / chunk_records) as usize)
-            .saturating_sub(1)
-            .min(((end - cursor) / chunk_ms).max(0) as usize)
-            .min(seats);
+        let cuts = (pieces as usize - 1).min(((end - cursor) / chunk_ms).max(0) as usize);
         // Raw: an end still to be the signpost stays so.
         let old_end = self.slices[i].end.load(Ordering::Relaxed);
         let mut added = Vec::new();

@@ -97,7 +97,7 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
             report.cursor = Some(b_now);
             // A whole window says nothing of what is left: a slice that
             // read one full of records is worth cutting.
-            report.more = len * 2 >= cap;
+            report.more = Some(len * 2 >= cap);
             report.done = b_now >= end_now;
             h.report(w, report).await?;
             if b_now >= end_now {
