@@ -28,7 +28,8 @@
 //! run read its range, and the list did not show it. Its lateness is at
 //! least the time from its stamp to that moment. Such updates are counted
 //! per stream (a log line and a METRIC). One late by three quarters of the
-//! span checked or more says the window is about to be too short (later
+//! span checked or more, and by more than the window was before its last
+//! widening, says the window is about to be too short (later
 //! ones fall below it, where no run reads again): the run warns, and
 //! widens the window fourfold (up to a day) at once, for the rest of the
 //! run and, through the state, for the runs after it. Without a `Date`
@@ -163,6 +164,7 @@ impl Settle {
         if versions.is_empty() {
             return;
         }
+        let window = self.window_ms();
         let mut parts = self.parts.lock().expect("settle lock");
         let part = part_of(&mut parts, context);
         let (mut late, mut resent, mut latest, mut alarm) = (0, 0, 0, false);
@@ -179,11 +181,14 @@ impl Settle {
                 resent += u64::from(first_read);
             } else if part.late.insert(hash) {
                 late += 1;
-                // As a share of the span the last run could prove lateness in.
+                // As a share of the span the last run could prove lateness
+                // in; and not within what the window was before it was
+                // last widened (the run that widened it proved lateness
+                // only within its old one).
                 let lateness = last.through_ms - at;
                 let span = (last.through_ms - last.from_ms).max(1);
                 latest = latest.max(lateness);
-                alarm |= lateness as f64 >= WIDEN_AT * span as f64;
+                alarm |= lateness as f64 >= WIDEN_AT * span as f64 && lateness * WIDEN_BY >= window;
             }
         }
         drop(parts);
