@@ -129,7 +129,7 @@ impl Assumption {
             Assumption::PageSize => "the longest page an endpoint served is a lower bound of its cap; a page that long may have been cut",
             Assumption::LimitAccepted => "a 400 that goes away with `limit=100`",
             Assumption::HiddenRecords => "the `archived` and `isSpam` values of the records the plain listing returns",
-            Assumption::Skip => "each page re-reads the last record of the one before",
+            Assumption::Skip => "each page re-reads the last record of the one before; a deeper scout must not bring the same first record",
             Assumption::DateHeader => "its absence",
             Assumption::RateLimitHeaders => "its absence",
             Assumption::RetryAfter => "its absence on a 429",
@@ -155,7 +155,7 @@ impl Assumption {
             Assumption::PageSize => "a page as long as the longest seen is never taken for the last one: the walk asks again (one request)",
             Assumption::LimitAccepted => "asks with `limit=100` (then 10) for the rest of the run: more requests",
             Assumption::HiddenRecords => "reads the hidden kinds the plain listing did not show, each with its own bookmark; a kind it showed is not read again",
-            Assumption::Skip => "restarts the offset walk, skipping ids already written (up to 3 times)",
+            Assumption::Skip => "restarts the offset walk, skipping ids already written (up to 3 times); keyset walks cut their slices by time only",
             Assumption::DateHeader => "a child stream's bookmark is capped by the newest `updatedAt` read before its walks began instead of the API's clock",
             Assumption::RateLimitHeaders => "paces requests at `requests_per_minute` alone; 429s pause every stream",
             Assumption::RetryAfter => "waits with exponential backoff, at least 2 s",
@@ -165,7 +165,7 @@ impl Assumption {
             Assumption::ChildTouchesParent => "none by itself: a per-parent stream synced FULL_TABLE (in the catalog) now and then reads every parent's list",
             Assumption::ListsShowWritesAtOnce => "no bookmark passes the API's clock at the sync's start less `lookback_window_seconds` (300): the updates of those minutes are sent again each run (duplicates, counted in the log); an update found late by 3/4 of the window widens it fourfold (up to a day, kept in the state) with a warning",
             Assumption::NoListCache => "nothing more: a cache that answers longer than the settle window is a lag longer than it, found and widened as above",
-            Assumption::DeepSkip => "none needed where the range filters work (keyset walks never page deep); where only offsets work, the stream stops with one error naming the depth, and the other streams go on",
+            Assumption::DeepSkip => "keyset walks place their cuts with `skip` no deeper than 9,000 and, once refused, no deeper than that: further cuts are made by time; where only offsets work, the stream stops with one error naming the depth, and the other streams go on",
             Assumption::ListsShowEveryRecord => "a reconciliation (`reconcile_every`) would have the target mark such records deleted; turn it off for that stream (`reconcile_streams`); a marked record that shows again is written again, unmarked, by the next run that reads it",
         }
     }
@@ -238,6 +238,9 @@ pub struct Endpoint {
     pub unfiltered_flags: u8,
     pub total_count: Fact,
     pub deep_skip: Fact,
+    /// The shallowest `skip` refused (a search index's result window):
+    /// no scout asks as deep again (`pager/scout.rs`).
+    pub skip_refused_from: Option<usize>,
 }
 
 /// No API caps a page below this many records: a page shorter than this is

@@ -5,6 +5,7 @@
 #[macro_use]
 mod util;
 
+mod backfill;
 mod cli;
 mod connect;
 mod evolution;

@@ -59,23 +59,30 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
         if lower.is_some_and(|(v, inclusive)| v >= end || (!inclusive && v + 1 >= end)) {
             return h.finish(w).await;
         }
-        let q = query(w, target, limit, lower, end);
-        let at_cursor = &seen;
-        let page = w
-            .fetch(def, target, &q, |m| match m.updated_ms {
-                // A split may lower the end while the page is read: what is
-                // above it now belongs to the new slice.
-                Some(t) => t < h.end() && !(Some(t) == cursor && at_cursor.contains(&m.id)),
-                None => true,
-            })
-            .await?;
+        // Up to its end, or past it where a scout cut it off (`scout.rs`).
+        let asks_to = h.asks_to();
+        let q = query(w, target, limit, lower, asks_to);
+        let page = match h.take_first() {
+            // Its first page, read by the scout that placed it.
+            Some(page) => page,
+            None => {
+                let at_cursor = &seen;
+                w.fetch(def, target, &q, |m| match m.updated_ms {
+                    // A cut may lower the end while the page is read: what
+                    // is above it now belongs to the new slice.
+                    Some(t) => t < h.end() && !(Some(t) == cursor && at_cursor.contains(&m.id)),
+                    None => true,
+                })
+                .await?
+            }
+        };
         let times: Vec<i64> = page.times().collect();
         let below = lower.is_some_and(|(v, inclusive)| {
             times
                 .iter()
                 .any(|&t| if inclusive { t < v } else { t <= v })
         });
-        let above = end != i64::MAX && times.iter().any(|&t| t >= end);
+        let above = asks_to != i64::MAX && times.iter().any(|&t| t >= asks_to);
         if below || above {
             w.discard(page);
             w.client()
@@ -222,7 +229,13 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
 
 /// The page request of a keyset slice: from `lower` to `end`, in order,
 /// `limit` records (the slice's, fixed when it starts).
-fn query(w: &Walker, target: &Target, limit: usize, lower: Option<(i64, bool)>, end: i64) -> Query {
+pub(super) fn query(
+    w: &Walker,
+    target: &Target,
+    limit: usize,
+    lower: Option<(i64, bool)>,
+    end: i64,
+) -> Query {
     let rk = w.replication_key();
     let mut q = Query::new(target.partition).sort(rk, false).limit(limit);
     if let Some((v, inclusive)) = lower {

@@ -32,7 +32,7 @@
 //! activities and events only for the parents updated since their bookmark,
 //! found by walking the parent as above for its ids alone. [`walk`] runs a range as
 //! slices walked concurrently under the one rate budget ([`tracker`] keeps
-//! where each stands; [`slice`] is a strategy's handle on its walk, which
+//! where each stands and weighs where to cut; [`scout`] cuts by records; [`slice`] is a strategy's handle on its walk, which
 //! turns each page into the bookmark it makes safe); [`settle`] holds every
 //! bookmark back by the settle window, for lists that show updates late;
 //! [`probe`] holds the cheap requests that test an assumption.
@@ -50,6 +50,7 @@ mod offset;
 mod partitions;
 pub(crate) mod probe;
 pub(crate) mod query;
+mod scout;
 mod settle;
 mod slice;
 mod ties;

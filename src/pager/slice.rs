@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, Notify};
 
-use super::tracker::{Newest, Tracker, AT_SIGNPOST};
+use super::tracker::{Newest, Slice, Tracker, AT_SIGNPOST};
 use super::{Page, Target, Walker};
 use crate::client::FetchError;
 use crate::state::{Context, Progress};
@@ -35,21 +35,60 @@ pub(crate) struct SliceHandle {
     pub walk: Arc<Walk>,
     pub lo: Option<i64>,
     pub(super) end: Arc<AtomicI64>,
+    pub(super) asks_to: Arc<AtomicI64>,
+    /// Its first page, when a scout read it (`scout.rs`).
+    first: Option<Arc<std::sync::Mutex<Option<Page>>>>,
 }
 
 impl SliceHandle {
+    /// The handle of `slice`, one of `walk`'s.
+    pub(super) fn of(walk: &Arc<Walk>, slice: &Slice) -> SliceHandle {
+        SliceHandle {
+            walk: walk.clone(),
+            lo: slice.lo,
+            end: slice.end.clone(),
+            asks_to: slice.asks_to.clone(),
+            first: None,
+        }
+    }
+
+    /// The handle of `slice`, whose first page a scout read.
+    pub(super) fn with_first(walk: &Arc<Walk>, slice: &Slice, page: Page) -> SliceHandle {
+        SliceHandle {
+            first: Some(Arc::new(std::sync::Mutex::new(Some(page)))),
+            ..SliceHandle::of(walk, slice)
+        }
+    }
+
+    /// The slice's first page, if a scout read it; once.
+    pub(super) fn take_first(&self) -> Option<Page> {
+        self.first
+            .as_ref()
+            .and_then(|f| f.lock().unwrap_or_else(|e| e.into_inner()).take())
+    }
+
     /// The slice's upper bound now (exclusive; `i64::MAX`: none).
     pub fn end(&self) -> i64 {
-        match self.end.load(Ordering::Relaxed) {
+        self.resolve(&self.end)
+    }
+
+    /// The upper bound its requests send: at least its end.
+    pub fn asks_to(&self) -> i64 {
+        self.resolve(&self.asks_to).max(self.end())
+    }
+
+    /// A bound's value, the signpost's once known for one still to be it.
+    fn resolve(&self, bound: &AtomicI64) -> i64 {
+        match bound.load(Ordering::Relaxed) {
             AT_SIGNPOST => match self.walk.signpost.try_get() {
                 Some(s) => {
-                    let _ = self.end.compare_exchange(
+                    let _ = bound.compare_exchange(
                         AT_SIGNPOST,
                         s + 1,
                         Ordering::Relaxed,
                         Ordering::Relaxed,
                     );
-                    self.end.load(Ordering::Relaxed)
+                    bound.load(Ordering::Relaxed)
                 }
                 None => i64::MAX,
             },

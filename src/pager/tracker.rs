@@ -23,6 +23,11 @@ pub(super) struct Slice {
     pub(super) lo: Option<i64>,
     /// Upper bound (exclusive, `i64::MAX`: none). Lowered when the slice is split.
     pub(super) end: Arc<AtomicI64>,
+    /// The upper bound its requests send: its end, or above it once a
+    /// slice was cut off above by a scout (`scout.rs`), so that the page
+    /// which crosses the end proves the slice read whole, with no request
+    /// more.
+    pub(super) asks_to: Arc<AtomicI64>,
     /// Every record of the slice below this is written.
     pub(super) cursor: Option<i64>,
     /// How far the slice has read, trusted or not (a keyset slice before the
@@ -35,9 +40,34 @@ pub(super) struct Slice {
     /// Its last page may have been cut: there is more to read.
     pub(super) more: bool,
     pub(super) done: bool,
+    /// Scouts are out to cut it: it is not cut again until they are back.
+    pub(super) scouting: bool,
+    /// Its end was placed by a scout, a few pages above its cursor, where
+    /// its last page ends full (`scout.rs`): it is not cut again.
+    pub(super) ends_on_a_page: bool,
 }
 
 impl Slice {
+    /// A slice of `[lo, end)` with nothing read yet.
+    pub(super) fn new(lo: Option<i64>, end: i64, asks_to: i64) -> Slice {
+        Slice {
+            lo,
+            end: Arc::new(AtomicI64::new(end)),
+            asks_to: Arc::new(AtomicI64::new(asks_to)),
+            cursor: lo,
+            at: lo,
+            // Where its first record is, once read: a walk's lower bound (a
+            // bookmark, `start_date`) may lie years before its records,
+            // which would make them look sparse.
+            first_seen: None,
+            records: 0,
+            more: false,
+            done: false,
+            scouting: false,
+            ends_on_a_page: false,
+        }
+    }
+
     pub(super) fn end(&self) -> i64 {
         match self.end.load(Ordering::Relaxed) {
             // Not known yet: cut nothing above what was read.
@@ -56,6 +86,17 @@ pub(super) struct Pace {
     pub(super) rate: f64,
     /// Seconds a page takes, request to last byte.
     pub(super) rtt: f64,
+}
+
+/// A cut the walk decided: slice `slice`, read up to `cursor`, into
+/// `pieces` pieces of about `chunk_records` records (`chunk_ms` wide at the
+/// density it read).
+pub(super) struct Cut {
+    pub(super) slice: usize,
+    pub(super) cursor: i64,
+    pub(super) pieces: usize,
+    pub(super) chunk_records: f64,
+    pub(super) chunk_ms: i64,
 }
 
 /// Where a walk's records end, as far as it knows.
@@ -167,21 +208,18 @@ impl Tracker {
     /// ahead than a few times the stretch already read, and none into a
     /// stretch a slice found empty. `ceiling` caps the cuts: no slice starts
     /// above the API's clock.
-    pub(super) fn split(
-        &mut self,
-        limit: usize,
-        ceiling: i64,
-        seats: usize,
-        pace: Pace,
-    ) -> Vec<usize> {
+    pub(super) fn plan(&self, limit: usize, ceiling: i64, seats: usize, pace: Pace) -> Option<Cut> {
         let target = pace.seats;
         let mut best: Option<(usize, i64, i64, f64, f64)> = None;
         let mut left_in_all = 0.0;
         for (i, s) in self.slices.iter().enumerate() {
             // Only a slice that read records and has more: a fresh one has
             // nothing to judge its density by, and may be empty.
-            let (Some(at), false, true) = (s.at.or(s.cursor), s.done, s.more && s.records > 0)
-            else {
+            let (Some(at), false, true) = (
+                s.at.or(s.cursor),
+                s.done || s.scouting || s.ends_on_a_page,
+                s.more && s.records > 0,
+            ) else {
                 continue;
             };
             let start = s.first_seen.or(s.lo).unwrap_or(at);
@@ -208,9 +246,7 @@ impl Tracker {
                 best = Some((i, at, end, left, density));
             }
         }
-        let Some((i, cursor, end, mut left, density)) = best else {
-            return Vec::new();
-        };
+        let (i, cursor, end, mut left, density) = best?;
         if let Some(total) = self.total {
             let unread = total.saturating_sub(self.written) as f64;
             left_in_all = left_in_all.min(unread);
@@ -228,54 +264,61 @@ impl Tracker {
         let rest_s = (pages_left / pace.rate).max(cycle);
         let slice_s = left / limit as f64 * cycle;
         if slice_s <= rest_s + cycle {
-            return Vec::new();
+            return None;
         }
         let pieces = (slice_s / rest_s)
             .ceil()
             .min((left / limit as f64 / MIN_CHUNK_PAGES).floor())
             .min(seats as f64 + 1.0);
         if pieces < 2.0 {
-            return Vec::new();
+            return None;
         }
         let chunk_records = left / pieces;
         // Pieces as wide as `chunk_records` at the density read so far.
         let chunk_ms = (chunk_records / density.max(f64::MIN_POSITIVE)).clamp(1.0, 1e15) as i64;
-        let cuts = (pieces as usize - 1).min(((end - cursor) / chunk_ms).max(0) as usize);
+        let pieces = (pieces as usize).min(((end - cursor) / chunk_ms).max(0) as usize + 1);
+        (pieces >= 2).then_some(Cut {
+            slice: i,
+            cursor,
+            pieces,
+            chunk_records,
+            chunk_ms,
+        })
+    }
+
+    /// Cuts by time, as `cut` plans: each piece `chunk_ms` wide, the last
+    /// keeping whatever lies above. Returns the new pieces' indices.
+    pub(super) fn cut_by_time(&mut self, cut: &Cut) -> Vec<usize> {
+        let i = cut.slice;
         // Raw: an end still to be the signpost stays so.
         let old_end = self.slices[i].end.load(Ordering::Relaxed);
         let mut added = Vec::new();
-        for k in 0..cuts {
-            let lo = cursor + (k as i64 + 1) * chunk_ms;
-            let hi = if k + 1 == cuts {
+        for k in 1..cut.pieces {
+            let lo = cut.cursor + k as i64 * cut.chunk_ms;
+            let hi = if k + 1 == cut.pieces {
                 old_end
             } else {
-                cursor + (k as i64 + 2) * chunk_ms
+                lo + cut.chunk_ms
             };
-            if k == 0 {
+            if k == 1 {
                 self.slices[i].end.store(lo, Ordering::Relaxed);
+                self.slices[i].asks_to.store(lo, Ordering::Relaxed);
             }
-            self.slices.insert(
-                i + 1 + k,
-                Slice {
-                    lo: Some(lo),
-                    end: Arc::new(AtomicI64::new(hi)),
-                    cursor: Some(lo),
-                    at: Some(lo),
-                    first_seen: Some(lo),
-                    records: 0,
-                    more: false,
-                    done: false,
-                },
-            );
-            added.push(i + 1 + k);
+            let mut piece = Slice::new(Some(lo), hi, hi);
+            piece.first_seen = Some(lo);
+            self.slices.insert(i + k, piece);
+            added.push(i + k);
         }
         added
     }
 
     pub(super) fn index_of(&self, end: &Arc<AtomicI64>) -> usize {
-        self.slices
-            .iter()
-            .position(|s| Arc::ptr_eq(&s.end, end))
-            .expect("a reporting slice is tracked")
+        self.find(end).expect("a reporting slice is tracked")
+    }
+
+    /// The slice whose end is `end`, if the walk still has it (a replan
+    /// replaces them all).
+    pub(super) fn find(&self, end: &Arc<AtomicI64>) -> Option<usize> {
+        self.slices.iter().position(|s| Arc::ptr_eq(&s.end, end))
     }
 }

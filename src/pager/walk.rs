@@ -7,9 +7,11 @@
 //! time, uses a fraction of the budget. So a range `[from, to)` is split
 //! into slices, each walked by its own task with the strategy of the whole
 //! walk (keyset or windows), all under the one rate limiter. When a seat is
-//! free, the slice with the most left is cut into pieces placed by the
-//! density it read, if it would otherwise hold the walk up
-//! (`tracker.rs`). How many run at once across the whole process is the
+//! free, the slice with the most left is cut, if it would otherwise hold
+//! the walk up (`tracker.rs` weighs it): within a few pages of its cursor,
+//! by records, where scouts find them (`scout.rs`), so that no piece ends
+//! on a short page; further, by time, at the density it read, into at most
+//! half the seats, each piece then cut by records. How many run at once across the whole process is the
 //! [`Budget`](super::Budget): about `rate × round trip`, the requests that
 //! must be in flight to keep the limiter busy, and no more; how many pages
 //! sit in memory meanwhile is bounded apart (`budget.rs`).
@@ -35,7 +37,6 @@
 //! a keyset bookmark is sent only once the sort was verified, and its
 //! safety never depends on the filters.
 
-use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, Notify};
@@ -46,7 +47,7 @@ pub(crate) use super::slice::Observer;
 use super::slice::{SliceHandle, Walk};
 pub(crate) use super::tracker::AT_SIGNPOST;
 use super::tracker::{Newest, Pace, Slice, Tracker};
-use super::{keyset, offset, window, Target, Walker};
+use super::{keyset, offset, scout, window, Target, Walker};
 use crate::assumptions::Endpoint;
 use crate::client::FetchError;
 use crate::state::{Context, Progress};
@@ -172,19 +173,7 @@ pub(crate) async fn run_observed(
             }
             t.slices = slices
                 .into_iter()
-                .map(|(lo, end)| Slice {
-                    lo,
-                    end: Arc::new(AtomicI64::new(end)),
-                    cursor: lo,
-                    at: lo,
-                    // Where its first record is, once read: a walk's lower
-                    // bound (a bookmark, `start_date`) may lie years before
-                    // its records, which would make them look sparse.
-                    first_seen: None,
-                    records: 0,
-                    more: false,
-                    done: false,
-                })
+                .map(|(lo, end)| Slice::new(lo, end, end))
                 .collect();
         }
         let result = match strategy {
@@ -225,19 +214,20 @@ impl Walk {
     async fn splittable(&self) -> bool {
         let t = self.tracker.lock().await;
         t.newest != Newest::Asking
-            && t.slices
-                .iter()
-                .any(|s| !s.done && s.more && s.records > 0 && s.at.or(s.cursor).is_some())
+            && t.slices.iter().any(|s| {
+                !s.done
+                    && !s.scouting
+                    && !s.ends_on_a_page
+                    && s.more
+                    && s.records > 0
+                    && s.at.or(s.cursor).is_some()
+            })
     }
 }
 
 async fn first_handle(walk: &Arc<Walk>) -> SliceHandle {
     let t = walk.tracker.lock().await;
-    SliceHandle {
-        walk: walk.clone(),
-        lo: t.slices[0].lo,
-        end: t.slices[0].end.clone(),
-    }
+    SliceHandle::of(walk, &t.slices[0])
 }
 
 /// Runs the walk's slices until all are done, adding slices while the
@@ -258,35 +248,39 @@ async fn slices(w: &mut Walker, walk: &Arc<Walk>, strategy: Strategy) -> Result<
     // Every slice there is: one, or one per gap a resumed run left.
     let handles: Vec<SliceHandle> = {
         let t = walk.tracker.lock().await;
-        t.slices
-            .iter()
-            .map(|s| SliceHandle {
-                walk: walk.clone(),
-                lo: s.lo,
-                end: s.end.clone(),
-            })
-            .collect()
+        t.slices.iter().map(|s| SliceHandle::of(walk, s)).collect()
     };
     for handle in handles {
         spawn(&mut tasks, handle, w.sh.budget.join(), w.fork());
     }
+    // Scouts out to cut a slice by records (`scout.rs`): each comes back
+    // with the pieces it placed, and the seats they run in.
+    let mut scouts = JoinSet::new();
     let limit = w.limit();
     loop {
+        // A slice cut by scouts may finish before its pieces start: the
+        // walk is over only once both are.
+        if tasks.is_empty() && scouts.is_empty() {
+            return Ok(());
+        }
         tokio::select! {
-            joined = tasks.join_next() => match joined {
-                None => return Ok(()),
-                Some(Ok(Ok(()))) => {}
-                Some(Ok(Err(e))) => {
-                    tasks.abort_all();
-                    return Err(e);
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(e) if e.is_cancelled() => {}
+                Err(e) => return Err(task_failed(e)),
+            },
+            Some(joined) = scouts.join_next(), if !scouts.is_empty() => match joined {
+                Ok(Ok((pieces, seats))) => {
+                    let mut seats: Vec<Seat> = seats;
+                    for handle in pieces {
+                        let seat = seats.pop().unwrap_or_else(|| w.sh.budget.join());
+                        spawn(&mut tasks, handle, seat, w.fork());
+                    }
                 }
-                Some(Err(e)) if e.is_cancelled() => {}
-                Some(Err(e)) => {
-                    tasks.abort_all();
-                    return Err(FetchError::Fatal(crate::error::Error::Internal(format!(
-                        "a walking task failed: {e}"
-                    ))));
-                }
+                Ok(Err(e)) => return Err(e),
+                Err(e) if e.is_cancelled() => {}
+                Err(e) => return Err(task_failed(e)),
             },
             _ = walk.progress.notified() => {}
         }
@@ -314,20 +308,44 @@ async fn slices(w: &mut Walker, walk: &Arc<Walk>, strategy: Strategy) -> Result<
                 .max(1e-4),
         };
         let mut t = walk.tracker.lock().await;
-        let added = t.split(limit, ceiling, seats.len(), pace);
-        let handles: Vec<SliceHandle> = added
-            .iter()
-            .map(|&i| SliceHandle {
-                walk: walk.clone(),
-                lo: t.slices[i].lo,
-                end: t.slices[i].end.clone(),
-            })
-            .collect();
+        let mut handles = Vec::new();
+        while !seats.is_empty() {
+            let Some(mut cut) = t.plan(limit, ceiling, seats.len(), pace) else {
+                break;
+            };
+            // By records where scouts reach the cuts and the order is
+            // known; by time otherwise, into at most half the seats: each
+            // piece cut by time ends on a short page, and the other half
+            // goes to its slices' cuts by records.
+            let known = w.client().learned().endpoint(w.def().name);
+            let trusted = known.sort.holds() && known.filters.holds();
+            let depths = (strategy == Strategy::Keyset && trusted)
+                .then(|| scout::depths(w, &cut, limit))
+                .flatten();
+            if let Some(depths) = depths {
+                t.slices[cut.slice].scouting = true;
+                let a = SliceHandle::of(walk, &t.slices[cut.slice]);
+                let held = seats.split_off(seats.len().saturating_sub(depths.len()));
+                scouts.spawn(scout::cut(w.fork(), a, cut.cursor, depths, held));
+                continue;
+            }
+            cut.pieces = cut.pieces.min(pace.seats.div_ceil(2).max(2));
+            for i in t.cut_by_time(&cut) {
+                handles.push((SliceHandle::of(walk, &t.slices[i]), seats.pop()));
+            }
+        }
         drop(t);
-        for (handle, seat) in handles.into_iter().zip(seats) {
+        for (handle, seat) in handles {
+            let seat = seat.unwrap_or_else(|| w.sh.budget.join());
             spawn(&mut tasks, handle, seat, w.fork());
         }
     }
+}
+
+fn task_failed(e: tokio::task::JoinError) -> FetchError {
+    FetchError::Fatal(crate::error::Error::Internal(format!(
+        "a walking task failed: {e}"
+    )))
 }
 
 /// The API's clock now, as far as this process can tell, less a margin:

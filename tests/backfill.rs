@@ -1,0 +1,111 @@
+//! A first sync, read by slices cut where the records are (`pager/scout.rs`,
+//! `pager/tracker.rs`): every record once, in close to the pages a plain
+//! walk needs, whatever the data's spread in time, and on a server that
+//! refuses to page deep. `scripts/bench.sh` measures the same at scale.
+
+use std::time::Duration;
+
+use fake_gleap::{apply_modes, FakeConfig, TimeShape};
+use serde_json::json;
+
+use crate::util::*;
+
+const SESSIONS: u64 = 20_000;
+const PAGE: u64 = 200;
+/// The pages a plain walk needs: full ones, then one that comes back short.
+const MINIMUM: u64 = SESSIONS / PAGE + 1;
+/// `deep-paging-capped` answers no more than 100 records deep: pages of 100.
+const CAPPED_PAGE: u64 = 100;
+
+/// What one first sync of the sessions cost.
+struct Backfill {
+    requests: u64,
+    cuts_by_records: usize,
+}
+
+/// A first sync of `SESSIONS` sessions spread as `config` says, at 100
+/// requests a second against 40 ms answers: half a dozen slices at once.
+fn first_sync(config: FakeConfig, page: u64, what: &str) -> Backfill {
+    let server = start(FakeConfig {
+        sessions: SESSIONS,
+        latency: Duration::from_millis(40),
+        ..config
+    });
+    let s = Scratch::new();
+    let cfg = s.config(
+        &server,
+        json!({"page_size": page, "requests_per_minute": 6000}),
+    );
+    let run = tap_with_env(
+        &["--config", path_str(&cfg), "--select", "sessions"],
+        &[("RUST_LOG", "info,tap_gleap::pager::scout=debug")],
+    );
+    run.assert_ok();
+    let (t, lost) = count_streams(&server, &[&run.messages], &["sessions"]);
+    assert_eq!(t.lost, 0, "{what}: {lost:?}");
+    assert_eq!(t.expected, SESSIONS, "{what}");
+    // A page that was in flight when its slice was cut may bring a few
+    // records of the piece above again; never a page's worth.
+    assert!(
+        t.duplicates < page,
+        "{what}: {} records written twice",
+        t.duplicates
+    );
+    Backfill {
+        requests: server.stats().by_path["/v3/sessions"],
+        cuts_by_records: run.stderr.matches("cut by records").count(),
+    }
+}
+
+#[test]
+fn a_first_sync_reads_every_record_once_in_close_to_the_minimum_of_requests_on_every_shape() {
+    // At this scale (a hundred pages, half a dozen slices) each slice cut
+    // by time weighs more than at the benchmark's; bursts cut into gaps.
+    for (what, shape, step_ms, most) in [
+        ("uniform", TimeShape::Uniform, 60_000, MINIMUM * 120 / 100),
+        ("growth", TimeShape::Growth, 600, MINIMUM * 120 / 100),
+        ("bursts", TimeShape::Bursts, 1_000, MINIMUM * 130 / 100),
+    ] {
+        let b = first_sync(
+            FakeConfig {
+                time_shape: shape,
+                step_ms,
+                ..small_config()
+            },
+            PAGE,
+            what,
+        );
+        println!(
+            "{what}: {} requests for {MINIMUM} pages, {} cuts by records",
+            b.requests, b.cuts_by_records
+        );
+        assert!(b.cuts_by_records > 0, "{what}: slices were cut by records");
+        // The minimum, the question of where the records end, and the
+        // slices cut by time, each ending on a short page.
+        assert!(
+            b.requests <= most,
+            "{what}: {} requests for {MINIMUM} pages (at most {most})",
+            b.requests
+        );
+    }
+}
+
+#[test]
+fn a_server_that_refuses_to_page_deep_gets_slices_cut_by_time_and_loses_nothing() {
+    let mut config = small_config();
+    apply_modes(&mut config, "deep-paging-capped").unwrap();
+    let b = first_sync(config, CAPPED_PAGE, "deep-paging-capped");
+    let minimum = SESSIONS / CAPPED_PAGE + 1;
+    println!(
+        "deep-paging-capped: {} requests for {minimum} pages, {} cuts by records",
+        b.requests, b.cuts_by_records
+    );
+    assert_eq!(b.cuts_by_records, 0, "no scout pages that deep");
+    // Slices cut by time end on short pages; the scouts' refused requests
+    // are one or two for the stream.
+    assert!(
+        b.requests <= minimum + minimum / 5,
+        "{} requests for {minimum} pages",
+        b.requests
+    );
+}
