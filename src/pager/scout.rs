@@ -59,6 +59,13 @@ pub(super) fn depths(w: &Walker, cut: &Cut, limit: usize) -> Option<Vec<usize>> 
     if known.skip.fails() || limit < 2 {
         return None;
     }
+    // Ties at page ends (a bulk update): a page brings fewer than
+    // `limit - 1` new records, by how many shared its last stamp, so no
+    // spacing makes pieces end on a full page. Cut by time; and until a
+    // page tells.
+    if cut.per_page.is_none_or(|n| n < (limit - 1) as f64 - 0.5) {
+        return None;
+    }
     let deepest = known.skip_refused_from.map_or(MAX_DEPTH, |refused| {
         refused.saturating_sub(1).min(MAX_DEPTH)
     });

@@ -118,8 +118,15 @@ impl SliceHandle {
         w.sh.stats
             .skipped
             .fetch_add(page.skipped, Ordering::Relaxed);
+        // A slice's first page asks again for no record at a cursor: only
+        // from the second on do full pages show ties.
+        if page.more == Some(true) && t.slices[i].pages > 0 {
+            t.full_pages += 1;
+            t.written_on_full_pages += page.written;
+        }
         let s = &mut t.slices[i];
         s.records += page.written;
+        s.pages += u64::from(page.more.is_some());
         if s.first_seen.is_none() {
             s.first_seen = page.min_seen;
         }

@@ -37,6 +37,8 @@ pub(super) struct Slice {
     /// for a piece cut off, where it was cut.
     pub(super) first_seen: Option<i64>,
     pub(super) records: u64,
+    /// Pages read.
+    pub(super) pages: u64,
     /// Its last page may have been cut: there is more to read.
     pub(super) more: bool,
     pub(super) done: bool,
@@ -61,6 +63,7 @@ impl Slice {
             // which would make them look sparse.
             first_seen: None,
             records: 0,
+            pages: 0,
             more: false,
             done: false,
             scouting: false,
@@ -97,6 +100,9 @@ pub(super) struct Cut {
     pub(super) pieces: usize,
     pub(super) chunk_records: f64,
     pub(super) chunk_ms: i64,
+    /// New records per full page the walk's slices read after their first
+    /// (`None`: none yet).
+    pub(super) per_page: Option<f64>,
 }
 
 /// Where a walk's records end, as far as it knows.
@@ -130,6 +136,11 @@ pub(crate) struct Tracker {
     /// once, `probe::newest`): no slice is cut above it, where only the
     /// records updated since lie.
     pub(super) newest: Newest,
+    /// Full pages read after a slice's first, and the records they brought
+    /// that were new: a keyset page asks again for the records at its
+    /// cursor, so ties show as pages bringing fewer than `limit - 1`.
+    pub(super) full_pages: u64,
+    pub(super) written_on_full_pages: u64,
     /// The progress last handed to the writer, and when.
     pub(super) sent_progress: Option<Progress>,
     pub(super) progress_sent_at: Option<std::time::Instant>,
@@ -283,6 +294,8 @@ impl Tracker {
             pieces,
             chunk_records,
             chunk_ms,
+            per_page: (self.full_pages > 0)
+                .then(|| self.written_on_full_pages as f64 / self.full_pages as f64),
         })
     }
 

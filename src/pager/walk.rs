@@ -125,6 +125,8 @@ pub(crate) async fn run_observed(
             total: None,
             empty_from: None,
             newest: Newest::Unasked,
+            full_pages: 0,
+            written_on_full_pages: 0,
             sent_progress: None,
             progress_sent_at: None,
         }),
