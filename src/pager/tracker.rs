@@ -50,6 +50,18 @@ pub(super) struct Slice {
 }
 
 impl Slice {
+    /// Whether it may be cut: it read records and has more (a fresh one
+    /// has nothing to judge its density by, and may be empty), and no
+    /// scout is out on it or placed its end.
+    pub(super) fn cuttable(&self) -> bool {
+        !self.done
+            && !self.scouting
+            && !self.ends_on_a_page
+            && self.more
+            && self.records > 0
+            && self.at.or(self.cursor).is_some()
+    }
+
     /// A slice of `[lo, end)` with nothing read yet.
     pub(super) fn new(lo: Option<i64>, end: i64, asks_to: i64) -> Slice {
         Slice {
@@ -224,13 +236,7 @@ impl Tracker {
         let mut best: Option<(usize, i64, i64, f64, f64)> = None;
         let mut left_in_all = 0.0;
         for (i, s) in self.slices.iter().enumerate() {
-            // Only a slice that read records and has more: a fresh one has
-            // nothing to judge its density by, and may be empty.
-            let (Some(at), false, true) = (
-                s.at.or(s.cursor),
-                s.done || s.scouting || s.ends_on_a_page,
-                s.more && s.records > 0,
-            ) else {
+            let (true, Some(at)) = (s.cuttable(), s.at.or(s.cursor)) else {
                 continue;
             };
             let start = s.first_seen.or(s.lo).unwrap_or(at);

@@ -215,15 +215,7 @@ impl Walk {
     /// Whether any slice could be cut now.
     async fn splittable(&self) -> bool {
         let t = self.tracker.lock().await;
-        t.newest != Newest::Asking
-            && t.slices.iter().any(|s| {
-                !s.done
-                    && !s.scouting
-                    && !s.ends_on_a_page
-                    && s.more
-                    && s.records > 0
-                    && s.at.or(s.cursor).is_some()
-            })
+        t.newest != Newest::Asking && t.slices.iter().any(Slice::cuttable)
     }
 }
 
