@@ -168,6 +168,7 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
         report.at = cursor;
         report.more = Some(surely);
         report.done = done;
+        report.carried = seen.len() as u64;
         h.report(w, report).await?;
         let mut asked = None;
         if let Some(beside) = newest_beside.take() {

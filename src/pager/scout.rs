@@ -59,26 +59,28 @@ pub(super) fn depths(w: &Walker, cut: &Cut, limit: usize) -> Option<Vec<usize>> 
     if known.skip.fails() || limit < 2 {
         return None;
     }
-    // Ties at page ends (a bulk update): a page brings fewer than
-    // `limit - 1` new records, by how many shared its last stamp, so no
-    // spacing makes pieces end on a full page. Cut by time; and until a
-    // page tells.
-    if cut.per_page.is_none_or(|n| n < (limit - 1) as f64 - 0.5) {
-        return None;
-    }
+    // A keyset page from `C` on asks again for the records at `C`: each
+    // brings at least `per_page` new ones, `L - 1` without ties, fewer
+    // where ties fall at page ends (a bulk edit). Pieces spaced by that
+    // fewest end on a full page, the last crossing the next cut by at most
+    // the ties it did not meet. Where ties fill half a page, or until a
+    // full page tells, cut by time.
+    let per_page = match cut.per_page {
+        Some(n) if n >= limit / 2 => n.min(limit - 1),
+        _ => return None,
+    };
     let deepest = known.skip_refused_from.map_or(MAX_DEPTH, |refused| {
         refused.saturating_sub(1).min(MAX_DEPTH)
     });
-    // A keyset page from `C` on asks again for the record at `C`, so each
-    // brings `L - 1` new ones. The slice being cut, asking from `C`, ends
-    // its `m`-th page on the record `m(L-1) - 1` places above `C`; a piece,
-    // whose first page is its scout's, on `m(L-1)` places above its cut.
-    // Each crosses the next cut with its `m`-th page, by one record.
+    // The slice being cut, asking from `C`, ends its `m`-th page at least
+    // `m * per_page - 1` places above `C`; a piece, whose first page is
+    // its scout's, `m * per_page` places above its cut. Each crosses the
+    // next cut with its `m`-th page: past the cut's ties too, as far as
+    // the most a page carried tells, or it would ask once more.
     // Pieces of at most `MAX_PIECE_PAGES` pages, the last keeping whatever
     // lies above: it is cut again as the walk gets there. A slice much
     // longer than the scouts reach is cut by time: its slices, each cut by
     // records from then on, keep the budget busy meanwhile.
-    let per_page = limit - 1;
     let pages = ((cut.chunk_records / per_page as f64).round() as usize)
         .clamp(MIN_PIECE_PAGES, MAX_PIECE_PAGES);
     let reach = (deepest + 2) / per_page;
@@ -87,7 +89,7 @@ pub(super) fn depths(w: &Walker, cut: &Cut, limit: usize) -> Option<Vec<usize>> 
     if scouts == 0 || (scouts < cut.pieces - 1 && left > (2 * reach) as f64) {
         return None;
     }
-    let first = pages * per_page - 2;
+    let first = pages * per_page - 1 - (limit - per_page);
     let spacing = pages * per_page - 1;
     Some((0..scouts).map(|k| first + k * spacing).collect())
 }

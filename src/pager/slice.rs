@@ -118,11 +118,8 @@ impl SliceHandle {
         w.sh.stats
             .skipped
             .fetch_add(page.skipped, Ordering::Relaxed);
-        // A slice's first page asks again for no record at a cursor: only
-        // from the second on do full pages show ties.
-        if page.more == Some(true) && t.slices[i].pages > 0 {
-            t.full_pages += 1;
-            t.written_on_full_pages += page.written;
+        if page.more == Some(true) {
+            t.most_carried = t.most_carried.max(Some(page.carried));
         }
         let s = &mut t.slices[i];
         s.records += page.written;
@@ -272,6 +269,9 @@ pub(crate) struct Report {
     pub more: Option<bool>,
     /// The slice has read its whole range.
     pub done: bool,
+    /// Records of the page at its newest stamp, which a keyset slice's
+    /// next page asks for again (`Tracker::most_carried`).
+    pub carried: u64,
 }
 
 impl Report {

@@ -112,9 +112,9 @@ pub(super) struct Cut {
     pub(super) pieces: usize,
     pub(super) chunk_records: f64,
     pub(super) chunk_ms: i64,
-    /// New records per full page the walk's slices read after their first
-    /// (`None`: none yet).
-    pub(super) per_page: Option<f64>,
+    /// The fewest new records a full page brings, as the walk's full pages
+    /// tell (`None`: none read yet).
+    pub(super) per_page: Option<usize>,
 }
 
 /// Where a walk's records end, as far as it knows.
@@ -148,11 +148,12 @@ pub(crate) struct Tracker {
     /// once, `probe::newest`): no slice is cut above it, where only the
     /// records updated since lie.
     pub(super) newest: Newest,
-    /// Full pages read after a slice's first, and the records they brought
-    /// that were new: a keyset page asks again for the records at its
-    /// cursor, so ties show as pages bringing fewer than `limit - 1`.
-    pub(super) full_pages: u64,
-    pub(super) written_on_full_pages: u64,
+    /// The most records a full page held at its newest stamp (`None`: no
+    /// full page yet). A keyset page asks again for the records at its
+    /// cursor, so the next brings at least `limit` less this many new
+    /// ones: `limit - 1` without ties, fewer where ties fall at page ends
+    /// (a bulk edit). Known from the walk's first page.
+    pub(super) most_carried: Option<u64>,
     /// The progress last handed to the writer, and when.
     pub(super) sent_progress: Option<Progress>,
     pub(super) progress_sent_at: Option<std::time::Instant>,
@@ -300,8 +301,9 @@ impl Tracker {
             pieces,
             chunk_records,
             chunk_ms,
-            per_page: (self.full_pages > 0)
-                .then(|| self.written_on_full_pages as f64 / self.full_pages as f64),
+            per_page: self
+                .most_carried
+                .map(|n| (limit as u64).saturating_sub(n) as usize),
         })
     }
 

@@ -125,8 +125,7 @@ pub(crate) async fn run_observed(
             total: None,
             empty_from: None,
             newest: Newest::Unasked,
-            full_pages: 0,
-            written_on_full_pages: 0,
+            most_carried: None,
             sent_progress: None,
             progress_sent_at: None,
         }),
@@ -307,13 +306,15 @@ async fn slices(w: &mut Walker, walk: &Arc<Walk>, strategy: Strategy) -> Result<
             let Some(mut cut) = t.plan(limit, ceiling, seats.len(), pace) else {
                 break;
             };
-            // By records where scouts reach the cuts and the order is
-            // known; by time otherwise, into at most half the seats: each
-            // piece cut by time ends on a short page, and the other half
-            // goes to its slices' cuts by records.
-            let known = w.client().learned().endpoint(w.def().name);
-            let trusted = known.sort.holds() && known.filters.holds();
-            let depths = (strategy == Strategy::Keyset && trusted)
+            // By records where scouts reach the cuts; by time otherwise,
+            // into at most half the seats: each piece cut by time ends on
+            // a short page, and the other half goes to its slices' cuts by
+            // records. Scouts go out before the sort and the filters are
+            // verified, as time cuts do: a scout's page out of order or
+            // out of range places nothing, and the pieces' own pages check
+            // both, a failure replanning from a watermark that no
+            // unverified page moved.
+            let depths = (strategy == Strategy::Keyset)
                 .then(|| scout::depths(w, &cut, limit))
                 .flatten();
             if let Some(depths) = depths {
