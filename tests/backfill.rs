@@ -49,8 +49,12 @@ fn plain_walk_pages(mut stamps: Vec<String>, limit: usize) -> u64 {
 /// A first sync of `SESSIONS` sessions spread as `config` says, at 100
 /// requests a second against 40 ms answers: half a dozen slices at once.
 fn first_sync(config: FakeConfig, page: u64, what: &str) -> Backfill {
+    first_sync_of(SESSIONS, config, page, what)
+}
+
+fn first_sync_of(sessions: u64, config: FakeConfig, page: u64, what: &str) -> Backfill {
     let server = start(FakeConfig {
-        sessions: SESSIONS,
+        sessions,
         latency: Duration::from_millis(40),
         ..config
     });
@@ -66,7 +70,7 @@ fn first_sync(config: FakeConfig, page: u64, what: &str) -> Backfill {
     run.assert_ok();
     let (t, lost) = count_streams(&server, &[&run.messages], &["sessions"]);
     assert_eq!(t.lost, 0, "{what}: {lost:?}");
-    assert_eq!(t.expected, SESSIONS, "{what}");
+    assert_eq!(t.expected, sessions, "{what}");
     // A page that was in flight when its slice was cut may bring a few
     // records of the piece above again; never a page's worth.
     assert!(
@@ -136,5 +140,31 @@ fn a_server_that_refuses_to_page_deep_gets_slices_cut_by_time_and_loses_nothing(
         b.requests <= minimum + minimum / 5,
         "{} requests for {minimum} pages",
         b.requests
+    );
+}
+
+#[test]
+fn pages_of_three_among_ties_of_two_lose_nothing_in_close_to_a_plain_walks_requests() {
+    // Scouts spaced a page or two apart, each page bringing two new
+    // records of three.
+    let b = first_sync_of(
+        600,
+        FakeConfig {
+            step_ms: 1,
+            tie_group: 2,
+            ..small_config()
+        },
+        3,
+        "ties of two, pages of three",
+    );
+    println!(
+        "ties of two, pages of three: {} requests for a plain walk's {} pages, {} cuts by records",
+        b.requests, b.plain, b.cuts_by_records
+    );
+    assert!(
+        b.requests <= b.plain + b.plain / 5,
+        "{} requests for a plain walk's {} pages",
+        b.requests,
+        b.plain
     );
 }

@@ -89,7 +89,11 @@ pub(super) fn depths(w: &Walker, cut: &Cut, limit: usize) -> Option<Vec<usize>> 
     if scouts == 0 || (scouts < cut.pieces - 1 && left > (2 * reach) as f64) {
         return None;
     }
-    let first = pages * per_page - 1 - (limit - per_page);
+    // Small pages with many ties leave no room for a scout below the
+    // first piece's end: cut by time.
+    let first = (pages * per_page)
+        .checked_sub(1 + limit - per_page)
+        .filter(|&first| first > 0)?;
     let spacing = pages * per_page - 1;
     Some((0..scouts).map(|k| first + k * spacing).collect())
 }
