@@ -12,8 +12,8 @@
 //! page, already read: a scout is never a request more. The slice below
 //! keeps asking up to its old end, so that the page which crosses `x`
 //! proves it read whole. Pieces `m` pages apart (`m(L-1) - 1` records: a
-//! keyset page asks again for the record at its cursor) then spend no
-//! request on a short page.
+//! keyset page asks again for the record at its cursor; fewer where ties
+//! fall at page ends, see `depths`) then spend no request on a short page.
 //!
 //! Nothing is trusted beyond what a keyset page already is: the list's
 //! order. Records that move while scouts are out only move where a piece's
