@@ -123,7 +123,6 @@ impl SliceHandle {
         }
         let s = &mut t.slices[i];
         s.records += page.written;
-        s.pages += u64::from(page.more.is_some());
         if s.first_seen.is_none() {
             s.first_seen = page.min_seen;
         }

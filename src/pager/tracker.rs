@@ -37,8 +37,6 @@ pub(super) struct Slice {
     /// for a piece cut off, where it was cut.
     pub(super) first_seen: Option<i64>,
     pub(super) records: u64,
-    /// Pages read.
-    pub(super) pages: u64,
     /// Its last page may have been cut: there is more to read.
     pub(super) more: bool,
     pub(super) done: bool,
@@ -75,7 +73,6 @@ impl Slice {
             // which would make them look sparse.
             first_seen: None,
             records: 0,
-            pages: 0,
             more: false,
             done: false,
             scouting: false,
