@@ -145,6 +145,8 @@ pub struct Client {
     /// failure to connect is most likely a wrong `api_url`, and fails fast.
     /// Shared with what holds stdout back until then (`held.rs`).
     answered: Arc<AtomicBool>,
+    /// Told when `answered` is first set.
+    first_answer: Notify,
     /// Whether a retry before any answer was reported: once per run, as the
     /// streams all meet the same silent host.
     warned_first_contact: AtomicBool,
@@ -240,6 +242,7 @@ impl Client {
             successes: AtomicUsize::new(0),
             slot_freed: Notify::new(),
             answered: Arc::new(AtomicBool::new(false)),
+            first_answer: Notify::new(),
             warned_first_contact: AtomicBool::new(false),
             host: host_of(&config.api_url),
         }))
@@ -392,9 +395,8 @@ impl Client {
                     (None, describe_reqwest_error(&e))
                 }
                 Ok(resp) => {
-                    self.answered.store(true, Ordering::Relaxed);
+                    self.note_answer(resp.headers());
                     let status = resp.status();
-                    self.note_server_date(resp.headers());
                     if status.is_success() {
                         self.learned.note_headers(
                             resp.headers().contains_key(DATE),
@@ -572,8 +574,7 @@ impl Client {
         stats.requests.fetch_add(1, Ordering::Relaxed);
         let url = format!("{}{path}?limit=1", self.base);
         let resp = self.http.get(&url).send().await.ok()?;
-        self.answered.store(true, Ordering::Relaxed);
-        self.note_server_date(resp.headers());
+        self.note_answer(resp.headers());
         self.note_remaining(resp.headers()).await;
         if resp.status() == StatusCode::TOO_MANY_REQUESTS {
             return None;
@@ -591,6 +592,27 @@ impl Client {
     /// The API's clock at the first response of this process.
     pub fn server_first_date_ms(&self) -> Option<i64> {
         Some(self.server_first_date_ms.load(Ordering::Relaxed)).filter(|&ms| ms != i64::MIN)
+    }
+
+    /// A response arrived: its `Date`, then that the API has answered.
+    fn note_answer(&self, headers: &HeaderMap) {
+        self.note_server_date(headers);
+        if !self.answered.swap(true, Ordering::AcqRel) {
+            self.first_answer.notify_waiters();
+        }
+    }
+
+    /// Returns once any response (of any status) has arrived; its `Date`,
+    /// if it had one, is then [`Client::server_first_date_ms`].
+    pub async fn first_answer(&self) {
+        loop {
+            // Registered before the check: a response in between still wakes it.
+            let answered = self.first_answer.notified();
+            if self.answered.load(Ordering::Acquire) {
+                return;
+            }
+            answered.await;
+        }
     }
 
     fn note_server_date(&self, headers: &HeaderMap) {

@@ -156,8 +156,12 @@ pub async fn sync(
     }
 }
 
-/// The API's clock at the start of the sync, from the `Date` header of one
-/// small request: the signpost that bounds incremental walks. `updatedAt`
+/// How long the API's clock waits for the streams' first answer before it
+/// asks with a request of its own.
+const CLOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The API's clock at the start of the sync, from the `Date` header of the
+/// first answer: the signpost that bounds incremental walks. `updatedAt`
 /// is stamped by the API's clock, and this machine's may run ahead of it (a
 /// walk would then chase records updated while it runs, for as long as the
 /// gap) or behind it (records updated just before the sync would wait for
@@ -173,8 +177,19 @@ async fn api_clock(
         Some(p) => crate::streams::find(p.stream).expect("registry parents exist"),
         None => def,
     };
-    // Any answer carries the `Date`; failures are the streams' own to report.
-    let date = client.server_date_now(stats, def.path).await?;
+    // The streams' first requests (the newest-record probe, a first page)
+    // need no upper bound: they are on their way at once, and the first
+    // answer tells the clock without a request of its own. An API slower
+    // than `CLOCK_WAIT`, or a first request that gets no answer, gets one
+    // small request (never retried: failures are the streams' own to
+    // report), as walks waiting for the signpost must not wait for ever.
+    tokio::select! {
+        () = client.first_answer() => {}
+        () = tokio::time::sleep(CLOCK_WAIT) => {
+            client.server_date_now(stats, def.path).await;
+        }
+    }
+    let date = client.server_first_date_ms()?;
     let local = Utc::now().timestamp_millis();
     let skew_s = (date - local) / 1000;
     if skew_s.abs() > 2 {

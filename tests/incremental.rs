@@ -511,6 +511,29 @@ fn child_bookmark_scenario() -> bool {
     happened
 }
 
+/// An incremental run with nothing new spends one request: the page at its
+/// bookmark, whose answer tells the API's clock too (the signpost): the
+/// clock asks nothing of its own.
+#[test]
+fn an_incremental_run_with_nothing_new_spends_one_request() {
+    let server = start(small_config());
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({}));
+    let args = ["--config", path_str(&cfg), "--select", "sessions"];
+    let first = tap(&args);
+    first.assert_ok();
+    server.reset_stats();
+    let state = s.write_json("state.json", first.last_state());
+    let idle = tap(&[&args[..], &["--state", path_str(&state)]].concat());
+    idle.assert_ok();
+    assert_eq!(server.stats().requests, 1, "the idle run's requests");
+    assert_eq!(
+        bookmarks_only(idle.last_state()),
+        bookmarks_only(first.last_state()),
+        "the bookmark stays"
+    );
+}
+
 /// A backfill read by several slices at once and killed midway leaves, above
 /// its bookmark, the ranges each slice finished (`progress`); the resumed run
 /// reads only the gaps between them, and nothing is lost.

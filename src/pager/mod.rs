@@ -106,10 +106,10 @@ pub struct StreamRun {
 
 /// The sync's start on the API's clock (epoch ms), which bounds incremental
 /// walks: a record updated later belongs to the next run. It is learnt from
-/// the `Date` of a request sent as the sync starts (`sync::api_clock`),
-/// while the walks' first pages are already on their way: a first page
-/// needs no upper bound (it holds the oldest records; when it holds all of
-/// them, the newest are as good to write now as next time). Until it is
+/// the `Date` of the first answer to the walks' first requests
+/// (`sync::api_clock`), which need no upper bound: a first page holds the
+/// oldest records, and when it holds all of them, the newest are as good
+/// to write now as next time. Until it is
 /// known, this machine's clock at the start stands in where a value is
 /// needed at once.
 pub struct Signpost {
