@@ -47,9 +47,9 @@ const MAX_DEPTH: usize = 9_000;
 /// pieces could not all end on a full page), so a long one would hold the
 /// walk's end up; the one above, which keeps the rest, is cut again.
 const MAX_PIECE_PAGES: usize = 3;
-/// Pieces hold at least this many pages: a piece a page long would read
-/// nothing its scout did not.
-const MIN_PIECE_PAGES: usize = 2;
+/// Pieces hold at least this many pages: a piece a page long is its
+/// scout's page alone, which is how a walk reads its last pages at once.
+const MIN_PIECE_PAGES: usize = 1;
 
 /// The `skip` of each scout for `cut`, or `None` where scouts cannot place
 /// it: pieces deeper than the endpoint pages, or a server that ignores
@@ -92,12 +92,24 @@ pub(super) fn depths(w: &Walker, cut: &Cut, limit: usize) -> Option<Vec<usize>> 
     if scouts == 0 || (scouts < cut.pieces - 1 && left > (2 * reach) as f64) {
         return None;
     }
-    // Small pages with many ties leave no room for a scout below the
-    // first piece's end: cut by time.
-    let first = (pages * per_page)
+    // The slice being cut has a page on its way as the scouts go out: a
+    // scout within it comes back after it, too late to place its cut, and
+    // its page is dropped. So the slice keeps two pages at least. Small
+    // pages with many ties leave no room for a scout below the first
+    // piece's end: cut by time.
+    let first = (pages.max(2) * per_page)
         .checked_sub(1 + limit - per_page)
         .filter(|&first| first > 0)?;
     let spacing = pages * per_page - 1;
+    // A scout past the records reads nothing: none asks deeper than a page
+    // short of what the slice's density says is left (pieces of a page
+    // each, near the walk's end, sit that close to it).
+    let left_records = cut.chunk_records * cut.pieces as f64;
+    let within = (left_records - per_page as f64 - first as f64) / spacing as f64;
+    let scouts = scouts.min((within.floor() + 1.0).max(0.0) as usize);
+    if scouts == 0 {
+        return None;
+    }
     Some((0..scouts).map(|k| first + k * spacing).collect())
 }
 

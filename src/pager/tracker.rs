@@ -13,9 +13,13 @@ pub(crate) const AT_SIGNPOST: i64 = i64::MAX - 1;
 
 /// How far ahead a slice is cut, in multiples of the stretch it read, per seat.
 const REACH: i64 = 4;
-/// Pages a slice cut off holds at least: each slice costs about one request
-/// more than one walk would (its last, short page).
-const MIN_CHUNK_PAGES: f64 = 2.0;
+/// Pages a slice cut off by time holds at least: each costs about one
+/// request more than one walk would (its last, short page).
+pub(super) const MIN_TIME_CHUNK_PAGES: f64 = 2.0;
+/// Pages a piece cut off by records holds at least: a scout's page, which
+/// ends full on the next cut, so that the walk's last pages are read at
+/// once, a page each.
+pub(super) const MIN_RECORD_CHUNK_PAGES: f64 = 1.0;
 
 /// One slice of a walk.
 pub(super) struct Slice {
@@ -216,7 +220,7 @@ impl Tracker {
     /// Cuts the slice with the most left, if it would finish after the rest
     /// of the walk, into as many equal pieces (by its density so far) as
     /// it takes for each to finish with the rest, up to `seats + 1` and at
-    /// least `MIN_CHUNK_PAGES` pages each, the last piece keeping whatever
+    /// least `min_pages` pages each, the last piece keeping whatever
     /// lies above; returns the new pieces' indices. A walk whose slices are
     /// too few to keep the rate budget busy thus gets more, and as it nears
     /// its end its last pages are read by several slices at once, not one
@@ -229,7 +233,14 @@ impl Tracker {
     /// ahead than a few times the stretch already read, and none into a
     /// stretch a slice found empty. `ceiling` caps the cuts: no slice starts
     /// above the API's clock.
-    pub(super) fn plan(&self, limit: usize, ceiling: i64, seats: usize, pace: Pace) -> Option<Cut> {
+    pub(super) fn plan(
+        &self,
+        limit: usize,
+        ceiling: i64,
+        seats: usize,
+        pace: Pace,
+        min_pages: f64,
+    ) -> Option<Cut> {
         let target = pace.seats;
         let mut best: Option<(usize, i64, i64, f64, f64)> = None;
         let mut left_in_all = 0.0;
@@ -283,7 +294,7 @@ impl Tracker {
         }
         let pieces = (slice_s / rest_s)
             .ceil()
-            .min((left / limit as f64 / MIN_CHUNK_PAGES).floor())
+            .min((left / limit as f64 / min_pages).floor())
             .min(seats as f64 + 1.0);
         if pieces < 2.0 {
             return None;

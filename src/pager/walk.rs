@@ -46,7 +46,7 @@ use super::budget::Seat;
 pub(crate) use super::slice::Observer;
 use super::slice::{SliceHandle, Walk};
 pub(crate) use super::tracker::AT_SIGNPOST;
-use super::tracker::{Newest, Pace, Slice, Tracker};
+use super::tracker::{Newest, Pace, Slice, Tracker, MIN_RECORD_CHUNK_PAGES, MIN_TIME_CHUNK_PAGES};
 use super::{keyset, offset, scout, window, Target, Walker};
 use crate::assumptions::Endpoint;
 use crate::client::FetchError;
@@ -303,7 +303,8 @@ async fn slices(w: &mut Walker, walk: &Arc<Walk>, strategy: Strategy) -> Result<
         let mut t = walk.tracker.lock().await;
         let mut handles = Vec::new();
         while !seats.is_empty() {
-            let Some(mut cut) = t.plan(limit, ceiling, seats.len(), pace) else {
+            let Some(cut) = t.plan(limit, ceiling, seats.len(), pace, MIN_RECORD_CHUNK_PAGES)
+            else {
                 break;
             };
             // By records where scouts reach the cuts; by time otherwise,
@@ -324,6 +325,10 @@ async fn slices(w: &mut Walker, walk: &Arc<Walk>, strategy: Strategy) -> Result<
                 scouts.spawn(scout::cut(w.fork(), a, cut.cursor, depths, held));
                 continue;
             }
+            let Some(mut cut) = t.plan(limit, ceiling, seats.len(), pace, MIN_TIME_CHUNK_PAGES)
+            else {
+                break;
+            };
             cut.pieces = cut.pieces.min(pace.seats.div_ceil(2).max(2));
             for i in t.cut_by_time(&cut) {
                 handles.push((SliceHandle::of(walk, &t.slices[i]), seats.pop()));
