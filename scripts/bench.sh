@@ -296,9 +296,9 @@ if [ "$SHAPES" != 0 ]; then
   done
   cat <<'EOF'
 
-  requests: made by the tap for the first sync (the fake's count, the clock and every probe included)
+  requests: made by the tap for the first sync (the fake's count, every probe included)
   plain: the pages one keyset walk needs for the same records (records / 1000 + 1 without ties at page ends)
   x_plain: requests / plain; x_budget: wall_s / budget_s, budget_s = requests x 60 / 900
-  incr_requests: an incremental run right after, with nothing new (the settle window read again, the clock asked)
+  incr_requests: an incremental run right after, with nothing new (the settle window read again)
 EOF
 fi
