@@ -39,11 +39,10 @@ pub(crate) async fn slice(w: &mut Walker, h: &SliceHandle) -> Result<(), FetchEr
     let mut short_cut: Option<usize> = None;
     // Whether this slice has read a page that moved its cursor.
     let mut advanced_before = false;
-    // A walk from the beginning (a first sync) asks where its records end
-    // beside its first page, not after it: its slices start a round trip
-    // earlier.
+    // A first sync asks where its records end beside its first page, not
+    // after it: its slices start a round trip earlier.
     let mut newest_beside = None;
-    if h.reads_from_the_beginning() && h.wants_newest().await {
+    if h.starts_a_first_sync(w.sh.start_date) && h.wants_newest().await {
         let (mut pw, target, q) = (
             w.fork(),
             target.clone(),

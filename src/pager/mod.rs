@@ -169,6 +169,8 @@ pub(crate) struct Shared {
     pub budget: Arc<Budget>,
     /// An incremental stream's settle window (`settle.rs`).
     settle: Option<Arc<settle::Settle>>,
+    /// `start_date`: a walk from there has no bookmark to start from.
+    pub start_date: Option<i64>,
     /// A walk of a parent stream for its ids (`children`): each kept
     /// record becomes its id and a line break in the page's lines, no
     /// RECORD; `tx` goes to the child stream's walks, not to the writer.
@@ -263,6 +265,7 @@ impl StreamRun {
                 cancel: self.cancel,
                 budget: self.budget,
                 settle: settle.clone(),
+                start_date,
                 ids_only: false,
                 seen: None,
                 incomplete: Arc::default(),
@@ -404,6 +407,7 @@ impl Walker {
                 cancel: sh.cancel.clone(),
                 budget: sh.budget.clone(),
                 settle: sh.settle.clone(),
+                start_date: sh.start_date,
                 ids_only: true,
                 seen: None,
                 incomplete: sh.incomplete.clone(),
@@ -429,6 +433,7 @@ impl Walker {
                 cancel: sh.cancel.clone(),
                 budget: sh.budget.clone(),
                 settle: sh.settle.clone(),
+                start_date: sh.start_date,
                 ids_only: sh.ids_only,
                 seen: Some(seen),
                 incomplete: sh.incomplete.clone(),

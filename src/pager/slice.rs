@@ -207,11 +207,12 @@ impl SliceHandle {
         .await
     }
 
-    /// Whether this slice reads from the very beginning: a first sync
-    /// without `start_date` (a bookmark, however old, may have nothing
-    /// after it: a quiet stream's incremental run costs one request).
-    pub fn reads_from_the_beginning(&self) -> bool {
-        self.lo.is_none()
+    /// Whether this slice starts a first sync: it reads from the very
+    /// beginning or from `start_date`, not from a bookmark (which, however
+    /// old, may have nothing after it: a quiet stream's incremental run
+    /// costs one request).
+    pub fn starts_a_first_sync(&self, start_date: Option<i64>) -> bool {
+        self.lo.is_none() || self.lo == start_date
     }
 
     /// Whether the walk still wants to know where its records end: the
