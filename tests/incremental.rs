@@ -534,6 +534,37 @@ fn an_incremental_run_with_nothing_new_spends_one_request() {
     );
 }
 
+/// An API slower than the clock waits for a first answer (2 s) gets the
+/// clock's own small request, and the run completes: no walk waits for
+/// ever on a signpost that no answer has told yet.
+#[test]
+fn a_slow_api_gets_a_request_for_its_clock_and_the_run_completes() {
+    let server = start(FakeConfig {
+        latency: Duration::from_millis(3_000),
+        ..small_config()
+    });
+    let s = Scratch::new();
+    let cfg = s.config(&server, json!({}));
+    let args = ["--config", path_str(&cfg), "--select", "sessions"];
+    let first = tap(&args);
+    first.assert_ok();
+    assert_eq!(first.records("sessions").len(), 40);
+    server.reset_stats();
+    let state = s.write_json("state.json", first.last_state());
+    let idle = tap(&[&args[..], &["--state", path_str(&state)]].concat());
+    idle.assert_ok();
+    assert_eq!(
+        server.stats().requests,
+        2,
+        "the page at the bookmark and the clock's own request"
+    );
+    assert_eq!(
+        bookmarks_only(idle.last_state()),
+        bookmarks_only(first.last_state()),
+        "the bookmark stays"
+    );
+}
+
 /// A backfill read by several slices at once and killed midway leaves, above
 /// its bookmark, the ranges each slice finished (`progress`); the resumed run
 /// reads only the gaps between them, and nothing is lost.
