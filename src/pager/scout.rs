@@ -35,7 +35,7 @@ use tokio::task::JoinSet;
 
 use super::budget::Seat;
 use super::slice::SliceHandle;
-use super::tracker::{Cut, Slice};
+use super::tracker::{Cut, Slice, MIN_RECORD_CHUNK_PAGES};
 use super::{keyset, Page, Walker};
 use crate::assumptions::{Assumption, Fact};
 use crate::client::FetchError;
@@ -47,9 +47,6 @@ const MAX_DEPTH: usize = 9_000;
 /// pieces could not all end on a full page), so a long one would hold the
 /// walk's end up; the one above, which keeps the rest, is cut again.
 const MAX_PIECE_PAGES: usize = 3;
-/// Pieces hold at least this many pages: a piece a page long is its
-/// scout's page alone, which is how a walk reads its last pages at once.
-const MIN_PIECE_PAGES: usize = 1;
 
 /// The `skip` of each scout for `cut`, or `None` where scouts cannot place
 /// it: pieces deeper than the endpoint pages, or a server that ignores
@@ -85,7 +82,7 @@ pub(super) fn depths(w: &Walker, cut: &Cut, limit: usize) -> Option<Vec<usize>> 
     // longer than the scouts reach is cut by time: its slices, each cut by
     // records from then on, keep the budget busy meanwhile.
     let pages = ((cut.chunk_records / per_page as f64).round() as usize)
-        .clamp(MIN_PIECE_PAGES, MAX_PIECE_PAGES);
+        .clamp(MIN_RECORD_CHUNK_PAGES as usize, MAX_PIECE_PAGES);
     let reach = (deepest + 2) / per_page;
     let left = cut.chunk_records * cut.pieces as f64 / per_page as f64;
     let scouts = (cut.pieces - 1).min(reach / pages);
