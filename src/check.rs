@@ -57,11 +57,15 @@ pub async fn connection(
     while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, tasks.join_next()).await {
         let (i, result) =
             joined.map_err(|e| Error::Internal(format!("a connection test task failed: {e}")))?;
-        let gave_up = matches!(result, (Err(_), _)) && !client.has_answered();
+        // Nothing has answered at `api_url`, or the credentials were
+        // refused: the other streams would only meet the same.
+        let gave_up = match &result.0 {
+            Err(Error::Auth(_)) => true,
+            Err(_) => !client.has_answered(),
+            Ok(_) => false,
+        };
         results[i] = Some(result);
         if gave_up {
-            // Nothing has answered at `api_url`: the other streams would
-            // only meet the same silence.
             break;
         }
     }
@@ -74,10 +78,6 @@ pub async fn connection(
     let mut failures: Vec<(&str, Error)> = Vec::new();
     for (sel, result) in selected.iter().zip(results) {
         let result = result.map(|(r, _)| r);
-        write(
-            out,
-            &output::schema_line(sel.def, &sel.schema, sel.method == Method::Incremental),
-        )?;
         let result = result.unwrap_or_else(|| {
             Err(Error::Api(format!(
                 "GET {}: no usable answer from {} (the host of \"api_url\") within {}s, as long as a connection test waits (the warnings above say what failed): check \"api_url\" and the API's status",
@@ -100,10 +100,14 @@ pub async fn connection(
                     "ok, read 1 record"
                 };
                 tracing::info!(stream = sel.def.name, "connection test: {found}");
+                // As a sync writes it: the SCHEMA of a stream the API served.
+                let incremental = sel.method == Method::Incremental;
+                write(out, &output::schema_line(sel.def, &sel.schema, incremental))?;
                 write(out, &line)?;
             }
             Err(e) => {
-                tracing::error!(stream = sel.def.name, "connection test failed: {e}");
+                // A warning: the one ERROR line, at the end, names them all.
+                tracing::warn!(stream = sel.def.name, "connection test failed: {e}");
                 failures.push((sel.def.name, e));
             }
         }
@@ -114,13 +118,10 @@ pub async fn connection(
         return Ok(());
     }
     let names: Vec<&str> = failures.iter().map(|(n, _)| *n).collect();
-    tracing::error!("connection test failed for: {}", names.join(", "));
-    // The first failure's class decides the exit code (authentication first).
-    let pos = failures
-        .iter()
-        .position(|(_, e)| matches!(e, Error::Auth(_)))
-        .unwrap_or(0);
-    Err(failures.swap_remove(pos).1)
+    let names = names.join(", ");
+    // The first failure's class decides the exit code.
+    let (_, first) = failures.swap_remove(0);
+    Err(first.map_message(|m| format!("connection test failed for {names}; the first: {m}")))
 }
 
 /// The one error that explains every stream's result, when there is one:
@@ -133,6 +134,13 @@ fn one_cause(
     selected: &[Selected],
     results: &mut [Option<Checked>],
 ) -> Option<Error> {
+    // Refused credentials explain every stream's failure.
+    if let Some(e) = results.iter_mut().find_map(|r| match r {
+        Some((Err(Error::Auth(_)), _)) => r.take().and_then(|(r, _)| r.err()),
+        _ => None,
+    }) {
+        return Some(e);
+    }
     if !client.has_answered() {
         return Some(
             results

@@ -44,6 +44,9 @@ const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// With no `Retry-After`, a 429 waits at least this long: the window is 60 s,
 /// and hammering it only delays the moment a slot frees.
 const RATE_LIMIT_MIN_WAIT: Duration = Duration::from_secs(2);
+/// At most one retry in this long is logged as a warning; the others at
+/// debug level (`RUST_LOG=debug` shows each).
+const RETRY_WARNING_EVERY: Duration = Duration::from_secs(30);
 /// Before any response: attempts, and the time they may take, for a
 /// request that cannot connect (see `Client::answered`).
 const FIRST_CONTACT_ATTEMPTS: u32 = 3;
@@ -143,13 +146,20 @@ pub struct Client {
     slot_freed: Notify,
     /// Whether any HTTP response (of any status) has arrived: until then a
     /// failure to connect is most likely a wrong `api_url`, and fails fast.
-    /// Shared with what holds stdout back until then (`held.rs`).
-    answered: Arc<AtomicBool>,
+    answered: AtomicBool,
     /// Told when `answered` is first set.
     first_answer: Notify,
     /// Whether a retry before any answer was reported: once per run, as the
     /// streams all meet the same silent host.
     warned_first_contact: AtomicBool,
+    /// Whether any request has been served: a 2xx whose body parsed. Until
+    /// then, a request that runs out of retries is the API failing for
+    /// everyone, not one endpoint (`sync.rs` stops every stream).
+    served: AtomicBool,
+    /// When a retry was last logged as a warning (ms since `epoch`, plus
+    /// one; 0: never): an outage makes every request in flight retry, and
+    /// one line in `RETRY_WARNING_EVERY` says it.
+    retry_warned_ms: AtomicU64,
     /// `api_url`'s host (and port), for the message when nothing answers.
     host: String,
 }
@@ -241,9 +251,11 @@ impl Client {
             allowed: AtomicUsize::new(usize::MAX),
             successes: AtomicUsize::new(0),
             slot_freed: Notify::new(),
-            answered: Arc::new(AtomicBool::new(false)),
+            answered: AtomicBool::new(false),
             first_answer: Notify::new(),
             warned_first_contact: AtomicBool::new(false),
+            served: AtomicBool::new(false),
+            retry_warned_ms: AtomicU64::new(0),
             host: host_of(&config.api_url),
         }))
     }
@@ -424,7 +436,10 @@ impl Client {
                                     self.note_parse(parsing.elapsed());
                                     self.bodies.give(body);
                                     match parsed {
-                                    Ok(v) => return Ok((v, permit)),
+                                    Ok(v) => {
+                                        self.served.store(true, Ordering::Relaxed);
+                                        return Ok((v, permit));
+                                    }
                                     Err(e) => (None, format!("HTTP {} with a body that is not the documented JSON ({e})", status.as_u16())),
                                 }
                                 }
@@ -438,10 +453,11 @@ impl Client {
                                 status.as_u16(),
                                 started.elapsed(),
                             );
-                            let why = format!(
-                                "the API answered {} for {path}: check the \"api_key\" and \"project_id\" settings (Project Settings > Security > API Key in Gleap)",
-                                status.as_u16()
-                            );
+                            let body = read_body(resp, Vec::new(), None)
+                                .await
+                                .map(|(b, _)| b)
+                                .unwrap_or_default();
+                            let why = refused_credentials(status.as_u16(), path, &text(&body));
                             // A 403 may be a feature the project's plan
                             // lacks: the stream decides (`sync.rs`).
                             return Err(if status == StatusCode::FORBIDDEN {
@@ -529,13 +545,14 @@ impl Client {
             }
             attempt += 1;
             stats.retries.fetch_add(1, Ordering::Relaxed);
-            if !first_contact {
+            if !first_contact && self.retry_warning_due() {
                 tracing::warn!(
                     stream = stats.stream,
-                    "GET {path}: {why}; retry {attempt} in {:.1}s",
-                    wait.as_secs_f64()
+                    "GET {path}: {why}; retry {attempt} in {:.1}s (other retries within {}s are logged at debug level)",
+                    wait.as_secs_f64(),
+                    RETRY_WARNING_EVERY.as_secs()
                 );
-            } else if !self.warned_first_contact.swap(true, Ordering::Relaxed) {
+            } else if first_contact && !self.warned_first_contact.swap(true, Ordering::Relaxed) {
                 // Every stream meets the same silent host: one line for the
                 // run, and the error names it if it stays silent.
                 tracing::warn!(
@@ -555,15 +572,26 @@ impl Client {
         }
     }
 
+    /// Whether a retry may be logged as a warning now (see
+    /// `RETRY_WARNING_EVERY`); if so, the next one may not for a while.
+    fn retry_warning_due(&self) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let every = RETRY_WARNING_EVERY.as_millis() as u64;
+        self.retry_warned_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                (last == 0 || now >= last + every).then_some(now)
+            })
+            .is_ok()
+    }
+
+    /// Whether any request has been served (a 2xx whose body parsed).
+    pub fn has_served(&self) -> bool {
+        self.served.load(Ordering::Relaxed)
+    }
+
     /// Whether any HTTP response (of any status) has arrived yet.
     pub fn has_answered(&self) -> bool {
         self.answered.load(Ordering::Relaxed)
-    }
-
-    /// The flag behind [`Client::has_answered`], for what outlives a borrow
-    /// of the client (the writer's stdout).
-    pub fn answered_flag(&self) -> Arc<AtomicBool> {
-        self.answered.clone()
     }
 
     /// One request, never retried, for its `Date` header alone: the API's
@@ -685,6 +713,24 @@ impl Client {
         );
         self.hold_for(pause);
     }
+}
+
+/// The line for refused credentials: names the setting to fix. Gleap's
+/// refusal body is not documented, and only this line rests on it: when
+/// it names a project, `project_id`; a key or a token, `api_key`;
+/// neither or both (a bare `Unauthorized`), the two settings.
+fn refused_credentials(status: u16, path: &str, body: &str) -> String {
+    let body = body.to_ascii_lowercase();
+    let project = body.contains("project");
+    let key = ["key", "token", "jwt", "expired", "signature"]
+        .iter()
+        .any(|w| body.contains(w));
+    let what = match (key, project) {
+        (true, false) => "the \"api_key\" setting (Project Settings > Security > API Key in Gleap)",
+        (false, true) => "the \"project_id\" setting (the key is for another project, or the id is mistyped)",
+        _ => "the \"api_key\" and \"project_id\" settings (Project Settings > Security > API Key in Gleap)",
+    };
+    format!("the API answered {status} for {path}: check {what}")
 }
 
 /// The one line for endpoints every plan has answering 404 (`first`, and

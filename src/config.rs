@@ -251,9 +251,15 @@ pub fn load(args: &[String]) -> Result<Config> {
 
 /// Reads and validates the config as `load` does, except that the
 /// credentials may be missing: for `--discover` and `--test=schema`, which
-/// do not call the API.
-pub fn check_without_credentials(args: &[String]) -> Result<()> {
-    validate(merge(args)?, false).map(|_| ())
+/// need not call the API. The config when it holds credentials (with
+/// them, `--discover` reads a page of each stream).
+pub fn load_without_credentials(args: &[String]) -> Result<Option<Config>> {
+    if args.is_empty() {
+        return Ok(None);
+    }
+    let config = validate(merge(args)?, false)?;
+    let complete = !config.api_key.expose().is_empty() && !config.project_id.is_empty();
+    Ok(complete.then_some(config))
 }
 
 fn merge(args: &[String]) -> Result<Vec<(String, Raw)>> {

@@ -63,6 +63,23 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The same error (and exit code), its message rewritten.
+    pub fn map_message(self, f: impl FnOnce(String) -> String) -> Error {
+        match self {
+            Error::Config(m) => Error::Config(f(m)),
+            Error::State(m) => Error::State(f(m)),
+            Error::Catalog(m) => Error::Catalog(f(m)),
+            Error::Auth(m) => Error::Auth(f(m)),
+            Error::Api(m) => Error::Api(f(m)),
+            Error::Output(m) => Error::Output(f(m)),
+            Error::Partial(m) => Error::Partial(f(m)),
+            Error::Internal(m) => Error::Internal(f(m)),
+            e @ Error::Interrupted(_) => e,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

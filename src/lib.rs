@@ -11,8 +11,9 @@
 //!   to its records (a validating JSON scanner); `conform`: records to
 //!   RECORD lines.
 //! - `output`: the one stdout writer, which orders records before the STATE
-//!   that covers them (`held`: nothing reaches stdout before the API has
-//!   answered); `sync`: runs the streams concurrently.
+//!   that covers them, and a stream's SCHEMA before its first batch (none
+//!   for a stream the API did not serve); `sync`: runs the streams
+//!   concurrently.
 //! - `maps`: stream maps and schema flattening (the Meltano SDK's), applied
 //!   by the writer when configured.
 //! - `seen`: the versions a run delivered in its settle window, for the
@@ -30,7 +31,6 @@ pub mod conform;
 pub mod diagnose;
 pub mod error;
 pub mod evolve;
-pub mod held;
 pub mod json_types;
 pub mod maps;
 pub mod metrics;
@@ -80,17 +80,13 @@ pub fn run(args: Args, stdout: Box<dyn Write + Send>) -> Result<()> {
         None => Ok(catalog::select_only(&args.select)),
     };
     if args.discover || args.test == Some(TestMode::Schema) {
-        // Neither calls the API, so neither needs credentials; a config
-        // given is still checked, so that a typo shows up early.
-        config::check_without_credentials(&args.config)?;
+        // Neither needs credentials; a config given is still checked, so
+        // that a typo shows up early.
+        let credentials = config::load_without_credentials(&args.config)?;
         if args.discover {
             let mut catalog = catalog::discover_only(&args.select);
             // With credentials in a --config, discovery reads a page of
             // each stream and adds the fields the API sends (`sample.rs`).
-            let credentials = match args.config.is_empty() {
-                true => None,
-                false => config::load(&args.config).ok(),
-            };
             if let Some(config) = credentials {
                 let seen = tokio::runtime::Builder::new_current_thread()
                     .enable_all()

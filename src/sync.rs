@@ -41,10 +41,6 @@ pub async fn sync(
     let (cancel_tx, cancel) = Cancel::new();
     let cancel_tx = Arc::new(cancel_tx);
     let client = Client::new(&config, cancel.clone())?;
-    let stdout = Box::new(crate::held::UntilAnswered::new(
-        stdout,
-        client.answered_flag(),
-    ));
     let stats: Vec<Arc<StreamStats>> = selected
         .iter()
         .map(|s| Arc::new(StreamStats::new(s.def.name)))
@@ -54,13 +50,25 @@ pub async fn sync(
     // One spare is enough to stop the allocations; each spare kept costs a
     // page of memory.
     let line_buffers = Arc::new(Pool::new(1));
-    let writer = {
-        let (state, cancel_tx, stats) = (state.clone(), cancel_tx.clone(), stats.clone());
-        let line_buffers = line_buffers.clone();
-        tokio::task::spawn_blocking(move || {
-            output::run_writer(rx, state, stdout, cancel_tx, stats, &line_buffers, mapper)
-        })
+    let writer = output::Writer {
+        state: state.clone(),
+        stdout,
+        cancel: cancel_tx.clone(),
+        stats: stats.clone(),
+        line_buffers: line_buffers.clone(),
+        mapper,
+        schemas: selected
+            .iter()
+            .map(|s| {
+                let incremental = s.method == Method::Incremental;
+                (
+                    s.def.name,
+                    output::schema_line(s.def, &s.schema, incremental),
+                )
+            })
+            .collect(),
     };
+    let writer = tokio::task::spawn_blocking(move || writer.run(rx));
     let signal = Arc::new(AtomicI32::new(0));
     let signal_task = tokio::spawn(watch_signals(cancel_tx.clone(), signal.clone()));
 
@@ -121,7 +129,7 @@ pub async fn sync(
                 continue;
             }
         };
-        match outcome.judge(def, result, client.has_answered()) {
+        match outcome.judge(def, result, &client) {
             Verdict::Ok => {}
             Verdict::StopAll => {
                 // What the other streams read so far is still written, with
@@ -131,7 +139,7 @@ pub async fn sync(
         }
     }
     clock.abort();
-    if client.has_answered() {
+    if client.has_served() {
         tracing::info!(
             "at most {} requests were in flight at once; a page took {:.0} ms on average",
             client.most_in_flight(),
@@ -229,16 +237,19 @@ enum Verdict {
 }
 
 impl Outcome {
-    /// `answered`: whether any response has arrived from the API yet.
+    /// `client`: what the API has answered so far decides whether one
+    /// stream's failure is everyone's.
     fn judge(
         &mut self,
         def: &'static StreamDef,
         result: Result<(), FetchError>,
-        answered: bool,
+        client: &Client,
     ) -> Verdict {
         let name = def.name;
+        // A warning: the run's one ERROR line, when it ends, names every
+        // stream that failed.
         let failed = |e: Error| {
-            tracing::error!(
+            tracing::warn!(
                 stream = name,
                 "stream {name} failed: {e}; the other streams go on"
             );
@@ -268,9 +279,13 @@ impl Outcome {
             }
             Err(FetchError::Forbidden(why)) => return self.stop_all(Error::Auth(why)),
             Err(FetchError::Fatal(e @ Error::Auth(_))) => return self.stop_all(e),
-            // Nothing has ever answered at `api_url`: every stream meets the
-            // same silence, and this one line says it.
-            Err(FetchError::Fatal(e @ Error::Api(_))) if !answered => return self.stop_all(e),
+            // Nothing has ever answered at `api_url`, or the API has served
+            // no request in a whole retry budget (5xx, 429s, a proxy's HTML
+            // page, bodies cut short): every stream meets the same, and this
+            // one line says it.
+            Err(FetchError::Fatal(e @ Error::Api(_))) if !client.has_served() => {
+                return self.stop_all(e)
+            }
             Err(FetchError::Fatal(e)) => failed(e),
             Err(FetchError::BadRequest(why)) => failed(Error::Api(why)),
             Err(FetchError::Replan) => failed(Error::Internal(format!(

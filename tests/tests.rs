@@ -9,6 +9,7 @@ mod backfill;
 mod cli;
 mod connect;
 mod evolution;
+mod failures;
 mod faults;
 mod fuzz;
 mod incremental;

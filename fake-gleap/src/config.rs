@@ -734,7 +734,13 @@ pub struct FakeConfig {
     /// Off: `{"tickets":[...]}` only.
     pub total_count: bool,
     pub unpaginated_small_lists: bool,
+    /// What a refused request answers: 401 (default) or 403.
     pub auth_failure_status: u16,
+    /// Whether the refusal's body says which header was refused: a wrong
+    /// key `{"message": "Invalid API token"}`, a right key with a wrong
+    /// project `{"message": "Project not found"}`. Gleap's body is not
+    /// documented; off (default), both say `Unauthorized` (or `Forbidden`).
+    pub auth_failure_telling: bool,
     pub gzip: bool,
     pub mutate_every: Option<MutateEvery>,
     pub odd_records: bool,
@@ -817,6 +823,7 @@ impl Default for FakeConfig {
             total_count: true,
             unpaginated_small_lists: false,
             auth_failure_status: 401,
+            auth_failure_telling: false,
             gzip: true,
             mutate_every: None,
             odd_records: false,

@@ -43,11 +43,16 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     }
     if path == "/v3" || path.starts_with("/v3/") {
         let h = req.headers();
-        let auth_ok = header_is(
+        let key_ok = header_is(
             h,
             header::AUTHORIZATION.as_str(),
             &format!("Bearer {}", sh.cfg.api_key),
-        ) && header_is(h, "project", &sh.cfg.project_id);
+        );
+        let auth = match (key_ok, header_is(h, "project", &sh.cfg.project_id)) {
+            (true, true) => Auth::Ok,
+            (false, _) => Auth::WrongKey,
+            (true, false) => Auth::WrongProject,
+        };
         let gzip_ok = sh.cfg.gzip
             && h.get(header::ACCEPT_ENCODING)
                 .and_then(|v| v.to_str().ok())
@@ -57,7 +62,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
                 });
         let offset = sh.cfg.clock_offset_ms;
         let date_header = sh.cfg.date_header;
-        let mut resp = api(sh, method, path, query, auth_ok, gzip_ok).await;
+        let mut resp = api(sh, method, path, query, auth, gzip_ok).await;
         if offset != 0 && date_header {
             // The API's clock, which stamps updatedAt, not this machine's.
             let at = if offset >= 0 {
@@ -72,6 +77,15 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         return resp;
     }
     json_error(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// What the two credentials headers are worth.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Auth {
+    Ok,
+    WrongKey,
+    /// The key is right, the `Project` header names another project.
+    WrongProject,
 }
 
 fn header_is(h: &HeaderMap, name: &str, want: &str) -> bool {
@@ -152,24 +166,25 @@ async fn api(
     method: Method,
     path: String,
     query: String,
-    auth_ok: bool,
+    auth: Auth,
     gzip_ok: bool,
 ) -> Response {
     {
         let mut st = sh.stats.lock();
         st.requests += 1;
         *st.by_path.entry(path.clone()).or_default() += 1;
-        if !auth_ok {
+        if auth != Auth::Ok {
             st.auth_failures += 1;
         }
     }
-    if !auth_ok {
+    if auth != Auth::Ok {
         let status =
             StatusCode::from_u16(sh.cfg.auth_failure_status).unwrap_or(StatusCode::UNAUTHORIZED);
-        let msg = if status == StatusCode::FORBIDDEN {
-            "Forbidden"
-        } else {
-            "Unauthorized"
+        let msg = match (sh.cfg.auth_failure_telling, auth) {
+            (true, Auth::WrongKey) => "Invalid API token",
+            (true, _) => "Project not found",
+            _ if status == StatusCode::FORBIDDEN => "Forbidden",
+            _ => "Unauthorized",
         };
         return json_error(status, msg);
     }

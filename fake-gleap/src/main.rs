@@ -166,6 +166,10 @@ struct Cli {
     /// 401 or 403
     #[arg(long, default_value_t = 401)]
     auth_failure_status: u16,
+    /// Refusals say which header was wrong ("Invalid API token", "Project
+    /// not found") instead of a bare "Unauthorized".
+    #[arg(long)]
+    auth_failure_telling: bool,
     #[arg(long)]
     no_gzip: bool,
     /// Every N API requests, mutate the incremental streams.
@@ -222,6 +226,7 @@ fn config(c: &Cli) -> Result<FakeConfig, String> {
         ignore_sort: c.ignore_sort,
         unpaginated_small_lists: c.unpaginated_small_lists,
         auth_failure_status: c.auth_failure_status,
+        auth_failure_telling: c.auth_failure_telling,
         gzip: !c.no_gzip,
         odd_records: c.odd_records,
         undocumented_fields: !c.no_undocumented_fields,

@@ -231,7 +231,8 @@ impl Page {
 }
 
 impl StreamRun {
-    /// Extracts the stream: SCHEMA, then its records and bookmarks.
+    /// Extracts the stream: its records and bookmarks (the writer puts its
+    /// SCHEMA before the first of them).
     pub async fn run(
         self,
         sel: &Selected,
@@ -272,8 +273,6 @@ impl StreamRun {
             }),
             conformer: self.conformer,
         };
-        w.send(output::schema_line(def, &sel.schema, incremental), 0, None)
-            .await?;
         // An incremental stream given a version is reconciled: read whole
         // (`reconcile.rs`), its bookmarks moved as it goes.
         let reconcile = incremental && w.sh.version.is_some();
@@ -325,6 +324,9 @@ impl StreamRun {
                 w.send_activate_version(version, reconcile).await?;
             }
         }
+        // Read whole: the writer sends its SCHEMA now if no batch did
+        // before (a list that exists and is empty is an empty table).
+        w.announce().await?;
         if let Some(settle) = &settle {
             settle.log_summary();
         }
@@ -685,11 +687,27 @@ impl Walker {
         if !self.sh.ids_only {
             self.sh.stats.records.fetch_add(records, Ordering::Relaxed);
         }
-        let batch = Batch {
+        self.to_writer(Batch {
+            stream: self.sh.def,
             lines,
             bookmark,
             reconciled: None,
-        };
+        })
+        .await
+    }
+
+    /// Tells the writer the stream was read, with nothing to write.
+    async fn announce(&self) -> Result<(), FetchError> {
+        self.to_writer(Batch {
+            stream: self.sh.def,
+            lines: Vec::new(),
+            bookmark: None,
+            reconciled: None,
+        })
+        .await
+    }
+
+    async fn to_writer(&self, batch: Batch) -> Result<(), FetchError> {
         // The writer only goes away when stdout is closed: stop quietly.
         self.sh
             .tx
@@ -759,16 +777,13 @@ impl Walker {
         version: i64,
         reconciled: bool,
     ) -> Result<(), FetchError> {
-        let batch = Batch {
+        self.to_writer(Batch {
+            stream: self.sh.def,
             lines: output::activate_version_line(self.sh.def, version),
             bookmark: None,
-            reconciled: reconciled.then_some((self.sh.def, version)),
-        };
-        self.sh
-            .tx
-            .send(batch)
-            .await
-            .map_err(|_| FetchError::Cancelled)
+            reconciled: reconciled.then_some(version),
+        })
+        .await
     }
 }
 
