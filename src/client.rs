@@ -153,8 +153,8 @@ pub struct Client {
     /// streams all meet the same silent host.
     warned_first_contact: AtomicBool,
     /// Whether any request has been served: a 2xx whose body parsed. Until
-    /// then, a request that runs out of retries is the API failing for
-    /// everyone, not one endpoint (`sync.rs` stops every stream).
+    /// then, a stream that runs out of retries meets what every stream
+    /// meets (`sync.rs` says it once, when the run ends).
     served: AtomicBool,
     /// When a retry was last logged as a warning (ms since `epoch`, plus
     /// one; 0: never): an outage makes every request in flight retry, and

@@ -246,13 +246,18 @@ impl Outcome {
         client: &Client,
     ) -> Verdict {
         let name = def.name;
-        // A warning: the run's one ERROR line, when it ends, names every
-        // stream that failed.
+        // A warning while other streams are being served; at debug level
+        // while the API serves none (an outage: every stream meets it, and
+        // the run's one ERROR line, when it ends, names them all).
         let failed = |e: Error| {
-            tracing::warn!(
-                stream = name,
-                "stream {name} failed: {e}; the other streams go on"
-            );
+            if client.has_served() {
+                tracing::warn!(
+                    stream = name,
+                    "stream {name} failed: {e}; the other streams go on"
+                );
+            } else {
+                tracing::debug!(stream = name, "stream {name} failed: {e}");
+            }
             e
         };
         let error = match result {
@@ -279,11 +284,9 @@ impl Outcome {
             }
             Err(FetchError::Forbidden(why)) => return self.stop_all(Error::Auth(why)),
             Err(FetchError::Fatal(e @ Error::Auth(_))) => return self.stop_all(e),
-            // Nothing has ever answered at `api_url`, or the API has served
-            // no request in a whole retry budget (5xx, 429s, a proxy's HTML
-            // page, bodies cut short): every stream meets the same, and this
-            // one line says it.
-            Err(FetchError::Fatal(e @ Error::Api(_))) if !client.has_served() => {
+            // Nothing has ever answered at `api_url`: every stream meets the
+            // same silence, and this one line says it.
+            Err(FetchError::Fatal(e @ Error::Api(_))) if !client.has_answered() => {
                 return self.stop_all(e)
             }
             Err(FetchError::Fatal(e)) => failed(e),
@@ -353,7 +356,18 @@ impl Outcome {
             return None;
         }
         if self.completed == 0 {
-            return Some(self.failed.swap_remove(0).1);
+            let (_, first) = self.failed.remove(0);
+            if self.failed.is_empty() {
+                return Some(first);
+            }
+            let others: Vec<&str> = self.failed.iter().map(|(name, _)| *name).collect();
+            return Some(first.map_message(|m| {
+                format!(
+                    "{m}; {} other stream(s) failed too, none completed: {}",
+                    others.len(),
+                    others.join(", ")
+                )
+            }));
         }
         let failed: Vec<String> = self
             .failed

@@ -27,6 +27,9 @@ pub(crate) struct Walk {
     pub(super) tracker: Mutex<Tracker>,
     /// Woken after every page, so the walk can hand out seats that freed.
     pub(super) progress: Notify,
+    /// Read as one slice, never cut: every record the walk reads is then
+    /// read in the order of its strategy (a catch-up round's proof).
+    pub(super) in_order: bool,
 }
 
 /// What a slice's task is given: where it stands in the walk.

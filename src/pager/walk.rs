@@ -98,6 +98,19 @@ pub(crate) async fn run(
     run_observed(w, target, from, to, bookmark, None, None).await
 }
 
+/// [`run`] from `from` to the end of the list as one slice, never cut, so
+/// that its records are read in the order of its strategy; with the
+/// strategy it ended with.
+pub(crate) async fn run_in_order(
+    w: &mut Walker,
+    target: &Target,
+    from: Option<i64>,
+) -> Result<(WalkEnd, Strategy), FetchError> {
+    let end = run_walk(w, target, from, None, None, None, None, true).await?;
+    let known = w.client().learned().endpoint(w.def().name);
+    Ok((end, Strategy::choose(&known)))
+}
+
 /// [`run`], telling `observer` of every page.
 pub(crate) async fn run_observed(
     w: &mut Walker,
@@ -107,6 +120,20 @@ pub(crate) async fn run_observed(
     bookmark: Option<Context>,
     observer: Option<Arc<Observer>>,
     resume: Option<Progress>,
+) -> Result<WalkEnd, FetchError> {
+    run_walk(w, target, from, to, bookmark, observer, resume, false).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_walk(
+    w: &mut Walker,
+    target: &Target,
+    from: Option<i64>,
+    to: Option<i64>,
+    bookmark: Option<Context>,
+    observer: Option<Arc<Observer>>,
+    resume: Option<Progress>,
+    in_order: bool,
 ) -> Result<WalkEnd, FetchError> {
     let walk = Arc::new(Walk {
         target: target.clone(),
@@ -130,6 +157,7 @@ pub(crate) async fn run_observed(
             progress_sent_at: None,
         }),
         progress: Notify::new(),
+        in_order,
     });
     let mut lo = from;
     let end = to.unwrap_or(i64::MAX);
@@ -213,6 +241,9 @@ pub(crate) async fn run_observed(
 impl Walk {
     /// Whether any slice could be cut now.
     async fn splittable(&self) -> bool {
+        if self.in_order {
+            return false;
+        }
         let t = self.tracker.lock().await;
         t.newest != Newest::Asking && t.slices.iter().any(Slice::cuttable)
     }
