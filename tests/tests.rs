@@ -8,6 +8,7 @@ mod util;
 mod backfill;
 mod cli;
 mod connect;
+mod docs;
 mod evolution;
 mod failures;
 mod faults;
