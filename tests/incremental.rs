@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use fake_gleap::{FakeConfig, TieOrder};
+use fake_gleap::{FakeConfig, FakeGleap, TieOrder};
 use serde_json::{json, Value};
 
 use crate::util::*;
@@ -91,9 +91,19 @@ fn a_run_resumed_from_any_state_it_printed_misses_nothing() {
         .filter(|(_, m)| matches!(m, Message::State { .. }))
         .map(|(i, _)| i)
         .collect();
+    // How many STATEs a run prints depends on the order its slices finish
+    // in (a watermark that jumps moves once). None can print fewer than
+    // one per bookmark of the final state: each moves in a STATE of its
+    // own, one batch carrying one bookmark.
+    let bookmarks = bookmark_count(full.last_state());
     assert!(
-        states.len() >= 10,
-        "a STATE after pages, got {}",
+        bookmarks >= 7,
+        "a bookmark per incremental walk: {}",
+        full.last_state()
+    );
+    assert!(
+        states.len() >= bookmarks,
+        "a STATE for each of {bookmarks} bookmarks, got {}",
         states.len()
     );
     for &at in &states {
@@ -112,17 +122,78 @@ fn a_run_resumed_from_any_state_it_printed_misses_nothing() {
     }
 }
 
+/// The leaves of a state that are bookmarks (`replication_key_value`).
+fn bookmark_count(state: &Value) -> usize {
+    match state {
+        Value::Object(o) => {
+            usize::from(o.contains_key("replication_key_value"))
+                + o.values().map(bookmark_count).sum::<usize>()
+        }
+        Value::Array(a) => a.iter().map(bookmark_count).sum(),
+        _ => 0,
+    }
+}
+
+/// Rounds of changes that must land mid-sync for a test of changes during
+/// a sync to prove anything.
+const ROUNDS_MID_SYNC: usize = 5;
+
+/// Calls `change` every `pause` while the tap runs (`while_running`), and
+/// returns how many rounds landed mid-sync, as the fake saw it: after it
+/// had served the tap a request, and with requests of the tap after them.
+/// How many rounds a run's length holds is a matter of scheduling (a
+/// loaded machine may starve this thread, or speed the tap's end), so the
+/// callers try again with slower pages rather than count on it.
+fn rounds_mid_sync(
+    server: &FakeGleap,
+    running: &mut Running,
+    pause: Duration,
+    mut change: impl FnMut(),
+) -> usize {
+    let mut served_after: Vec<u64> = Vec::new();
+    while_running(running, pause, || {
+        let before = server.stats().requests;
+        change();
+        if before > 0 {
+            served_after.push(server.stats().requests);
+        }
+    });
+    let total = server.stats().requests;
+    served_after.iter().filter(|&&n| n < total).count()
+}
+
+/// Tries `scenario` (which asserts what the tap promises) with pages
+/// slower each time, until one try had `ROUNDS_MID_SYNC` rounds of
+/// changes land mid-sync.
+fn with_changes_mid_sync(what: &str, scenario: impl Fn(Duration) -> usize) {
+    let mut tries = Vec::new();
+    for latency_ms in [15, 40, 100] {
+        let rounds = scenario(Duration::from_millis(latency_ms));
+        if rounds >= ROUNDS_MID_SYNC {
+            return;
+        }
+        tries.push((latency_ms, rounds));
+    }
+    panic!("{what}: no try had {ROUNDS_MID_SYNC} rounds of changes land mid-sync (latency ms, rounds): {tries:?}");
+}
+
 #[test]
 fn records_updated_created_and_deleted_during_a_sync_are_not_lost() {
+    with_changes_mid_sync("changes during a sync", changes_during_a_sync_lose_nothing);
+}
+
+/// One try, with pages `latency` slow: returns the rounds of changes that
+/// landed mid-sync.
+fn changes_during_a_sync_lose_nothing(latency: Duration) -> usize {
     // Slow pages, so that the changes land while the sync runs.
     let server = start(FakeConfig {
-        latency: Duration::from_millis(15),
+        latency,
         ..fake_config()
     });
     let s = Scratch::new();
     let cfg = s.config(&server, json!({"page_size": 20}));
     let mut running = spawn_tap(&["--config", path_str(&cfg)]);
-    let rounds = while_running(&mut running, Duration::from_millis(40), || {
+    let rounds = rounds_mid_sync(&server, &mut running, Duration::from_millis(40), || {
         for name in INCREMENTAL {
             server.update(stream(name), 2);
             server.create(stream(name), 1);
@@ -130,10 +201,6 @@ fn records_updated_created_and_deleted_during_a_sync_are_not_lost() {
         }
         server.bulk_update(stream("tickets"), 30);
     });
-    assert!(
-        rounds >= 5,
-        "changes landed during the sync ({rounds} rounds)"
-    );
     let first = running.finish();
     first.assert_ok();
     // The bookmark never passes the moment the sync started, so the next run
@@ -144,8 +211,9 @@ fn records_updated_created_and_deleted_during_a_sync_are_not_lost() {
     assert_nothing_lost(
         &server,
         &[&first.messages, &second.messages],
-        "first + second",
+        &format!("first + second ({rounds} rounds of changes mid-sync)"),
     );
+    rounds
 }
 
 #[test]
@@ -338,11 +406,20 @@ fn full_table_chosen_for_an_incremental_stream_ignores_old_bookmarks() {
 
 #[test]
 fn a_full_table_version_holds_every_record_even_when_updated_during_the_sync() {
+    with_changes_mid_sync(
+        "updates during a full-table pass",
+        full_table_pass_under_updates,
+    );
+}
+
+/// One try, with pages `latency` slow: returns the rounds of updates that
+/// landed mid-sync.
+fn full_table_pass_under_updates(latency: Duration) -> usize {
     // With ACTIVATE_VERSION a target deletes every row the new version lacks,
     // so a full-table pass must include records that move to the end of
     // updatedAt order while it runs.
     let server = start(FakeConfig {
-        latency: Duration::from_millis(15),
+        latency,
         tickets: 400,
         ..fake_config()
     });
@@ -357,15 +434,11 @@ fn a_full_table_version_holds_every_record_even_when_updated_during_the_sync() {
     let cat = s.write_json("catalog.json", &cat);
     let before = fake_ids(&server, "tickets");
     let mut running = spawn_tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
-    let rounds = while_running(&mut running, Duration::from_millis(30), || {
+    let rounds = rounds_mid_sync(&server, &mut running, Duration::from_millis(30), || {
         server.update(stream("tickets"), 3);
     });
     let run = running.finish();
     run.assert_ok();
-    assert!(
-        rounds >= 5,
-        "updates landed during the sync ({rounds} rounds)"
-    );
     let version = run.messages.iter().find_map(|m| match m {
         Message::ActivateVersion { version, .. } => Some(*version),
         _ => None,
@@ -382,10 +455,11 @@ fn a_full_table_version_holds_every_record_even_when_updated_during_the_sync() {
         .collect();
     assert!(
         missing.is_empty(),
-        "{} tickets missing from the version, e.g. {:?}",
+        "{} tickets missing from the version ({rounds} rounds of updates mid-sync), e.g. {:?}",
         missing.len(),
         &missing[..missing.len().min(3)]
     );
+    rounds
 }
 
 #[test]
