@@ -394,7 +394,13 @@ fn a_failing_stream_does_not_stop_the_others_and_the_run_is_partial() {
             ..small_config()
         });
         let s = Scratch::new();
-        let cfg = s.config(&server, json!({"retry_budget_seconds": 2}));
+        // A short retry budget, for the broken stream to fail soon; a long
+        // request timeout, for no healthy stream's request to fail with it
+        // (a loaded machine can keep a local answer past a few seconds).
+        let cfg = s.config(
+            &server,
+            json!({"retry_budget_seconds": 2, "request_timeout_seconds": 60}),
+        );
         let run = tap(&["--config", path_str(&cfg)]);
         assert_eq!(run.code, PARTIAL, "{broken}: {}", run.stderr);
         let line = run.error_line();
