@@ -61,9 +61,15 @@ fn first_sync_of(sessions: u64, config: FakeConfig, page: u64, what: &str) -> Ba
         ..config
     });
     let s = Scratch::new();
+    // Tens of thousands of records served by the fake in this process: on
+    // a machine loaded enough (four copies of the suite beside other work
+    // on 2 cores), a page took 5-12 s, the default 5 s timeout abandoned
+    // pages the fake then served for nothing, and one request's retries
+    // passed the 60 s budget. These tests are not about timeouts: a
+    // timeout and a budget no scheduling reaches.
     let cfg = s.config(
         &server,
-        json!({"page_size": page, "requests_per_minute": 6000}),
+        json!({"page_size": page, "requests_per_minute": 6000, "request_timeout_seconds": 60, "retry_budget_seconds": 600}),
     );
     let run = tap_with_env(
         &["--config", path_str(&cfg), "--select", "sessions"],

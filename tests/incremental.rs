@@ -699,9 +699,12 @@ fn a_backfill_killed_midway_resumes_where_each_slice_stopped() {
     });
     let s = Scratch::new();
     // 100 requests a second against 100 ms answers: about a dozen slices.
+    // A timeout and a retry budget no scheduling reaches: on a loaded
+    // machine pages of this fake took over 5 s, and a first run failed on
+    // the 60 s budget (exit 7) instead of being killed midway.
     let cfg = s.config(
         &server,
-        json!({"page_size": 200, "requests_per_minute": 6000}),
+        json!({"page_size": 200, "requests_per_minute": 6000, "request_timeout_seconds": 60, "retry_budget_seconds": 600}),
     );
     let args = ["--config", path_str(&cfg), "--select", "sessions"];
     // A kill can land just after the slices above the bookmark all finished
