@@ -41,11 +41,36 @@ fn lines_at(stderr: &str, level: &str) -> Vec<String> {
         .collect()
 }
 
+/// A retry line of a request whose own timeout (`request_timeout_seconds`)
+/// passed. A loaded machine can add such lines to any run (a resolver or a
+/// local request slower than the timeout): how many depends on scheduling,
+/// not on the tap; what they say does not.
+fn is_timeout_retry(line: &str) -> bool {
+    line.contains("request timed out") && line.contains("; retry ")
+}
+
+/// The first-contact window (`client.rs`): before any answer, a request
+/// that cannot connect is tried 3 times, none starting past 10 s after the
+/// first, and backoff `n` (after attempt `n + 1`) waits at most
+/// 0.5 s x 2^n.
+const FIRST_CONTACT_ATTEMPTS: u32 = 3;
+const FIRST_CONTACT_WINDOW_S: f64 = 10.0;
+
+/// `N attempts over T s` in a first-contact error line.
+fn attempts_over(line: &str) -> (u32, f64) {
+    let (before, after) = line
+        .split_once(" attempts over ")
+        .unwrap_or_else(|| panic!("the line says its attempts: {line}"));
+    let n = before.rsplit(' ').next().unwrap().parse().unwrap();
+    let t = after.split('s').next().unwrap().parse().unwrap();
+    (n, t)
+}
+
 /// A sync and a `--test` both fail fast, exit 7, and end with one line
 /// naming `api_url` and `host`: the only ERROR line, beside one warning at
 /// most for the attempts, and nothing on stdout a target would take for a
 /// sync (no SCHEMA, no empty STATE).
-fn assert_fails_fast(cfg: &Path, host: &str, within: Duration, what: &str) {
+fn assert_fails_fast(cfg: &Path, host: &str, what: &str) {
     for mode in [&[][..], &["--test"][..]] {
         let mut args = vec!["--config", path_str(cfg)];
         args.extend_from_slice(mode);
@@ -53,15 +78,33 @@ fn assert_fails_fast(cfg: &Path, host: &str, within: Duration, what: &str) {
         let run = tap(&args);
         let took = started.elapsed();
         assert_eq!(run.code, API_ERROR, "{what} {mode:?}: {}", run.stderr);
-        assert!(took < within, "{what} {mode:?}: took {took:?}");
+        // "In seconds", not the retry budget (600 s by default): the tap
+        // stops within its 10 s first-contact window plus one request
+        // timeout (5 s); the process's wall time on a loaded machine adds
+        // to that what scheduling does, so the bound is four times that,
+        // still a tenth of the budget a wrong URL must not spend.
+        assert!(
+            took < Duration::from_secs(60),
+            "{what} {mode:?}: took {took:?}"
+        );
         let line = run.error_line();
         assert!(
             line.contains("\"api_url\"") && line.contains(host),
             "{what} {mode:?}: {line}"
         );
+        // The attempts the README gives (3), unless the 10 s window ended
+        // them first: a slow resolver on a loaded machine can take seconds
+        // an attempt. Either way the tap says which.
+        let (attempts, over) = attempts_over(&line);
         assert!(
-            line.contains("3 attempts over"),
-            "{what} {mode:?}: the attempts the README gives: {line}"
+            (1..=FIRST_CONTACT_ATTEMPTS).contains(&attempts),
+            "{what} {mode:?}: {line}"
+        );
+        let longest_wait = 0.5 * f64::from(1u32 << (attempts - 1));
+        assert!(
+            attempts == FIRST_CONTACT_ATTEMPTS
+                || over + longest_wait + 0.05 > FIRST_CONTACT_WINDOW_S,
+            "{what} {mode:?}: fewer than {FIRST_CONTACT_ATTEMPTS} attempts, yet within the first-contact window: {line}"
         );
         assert!(
             !line.contains("retry_budget_seconds"),
@@ -79,11 +122,23 @@ fn assert_fails_fast(cfg: &Path, host: &str, within: Duration, what: &str) {
             "{what} {mode:?}: one ERROR line: {errors:#?}"
         );
         assert!(errors[0].ends_with(&line), "{what} {mode:?}: {errors:#?}");
+        // One warning for the run about the silent host, however many
+        // streams met it; besides it, only retries of requests that timed
+        // out, which a loaded machine may add.
         let warnings = lines_at(&run.stderr, "WARN");
+        let silent = warnings
+            .iter()
+            .filter(|l| l.contains("nothing has answered at"))
+            .count();
         assert!(
-            warnings.len() <= 1,
+            silent <= 1,
             "{what} {mode:?}: one warning for the run at most: {warnings:#?}"
         );
+        let others: Vec<&String> = warnings
+            .iter()
+            .filter(|l| !l.contains("nothing has answered at") && !is_timeout_retry(l))
+            .collect();
+        assert!(others.is_empty(), "{what} {mode:?}: {others:#?}");
     }
 }
 
@@ -119,11 +174,13 @@ fn a_wrong_path_in_api_url_is_blamed_on_api_url_not_on_the_plan() {
         );
         let errors = lines_at(&run.stderr, "ERROR");
         assert_eq!(errors.len(), 1, "{mode:?}: one ERROR line: {errors:#?}");
-        assert!(
-            lines_at(&run.stderr, "WARN").is_empty(),
-            "{mode:?}: {}",
-            run.stderr
-        );
+        // No warning, but a retry of a request that timed out, which a
+        // loaded machine may add to any run.
+        let warnings: Vec<String> = lines_at(&run.stderr, "WARN")
+            .into_iter()
+            .filter(|l| !is_timeout_retry(l))
+            .collect();
+        assert!(warnings.is_empty(), "{mode:?}: {warnings:#?}");
         assert!(run.records("tickets").is_empty(), "{mode:?}: nothing read");
     }
 }
@@ -137,7 +194,7 @@ fn nothing_listening_at_api_url_fails_in_seconds_naming_it() {
     let s = Scratch::new();
     let host = format!("127.0.0.1:{port}");
     let cfg = config_at(&s, &format!("http://{host}/v3"), json!({}));
-    assert_fails_fast(&cfg, &host, Duration::from_secs(10), "refused");
+    assert_fails_fast(&cfg, &host, "refused");
 }
 
 #[test]
@@ -148,13 +205,7 @@ fn an_unknown_host_fails_in_seconds_naming_it() {
         "http://nonexistent.invalid/v3",
         json!({"allow_insecure_http": true}),
     );
-    // A resolver that is slow to say "no such host" is given some room.
-    assert_fails_fast(
-        &cfg,
-        "nonexistent.invalid",
-        Duration::from_secs(20),
-        "unknown host",
-    );
+    assert_fails_fast(&cfg, "nonexistent.invalid", "unknown host");
 }
 
 #[test]
@@ -164,7 +215,7 @@ fn a_tls_failure_on_first_contact_fails_in_seconds_naming_the_host() {
     let s = Scratch::new();
     let host = server.addr().to_string();
     let cfg = config_at(&s, &format!("https://{host}/v3"), json!({}));
-    assert_fails_fast(&cfg, &host, Duration::from_secs(10), "TLS");
+    assert_fails_fast(&cfg, &host, "TLS");
     assert_eq!(server.stats().requests, 0, "no request got through");
 }
 
@@ -200,9 +251,7 @@ fn connections_refused_after_a_first_answer_get_the_full_retry_budget() {
         json!({"retry_budget_seconds": budget, "page_size": 2}),
     );
     let cat = s.write_json("catalog.json", &catalog_selecting(&cfg, &["teams"], |_| {}));
-    let started = Instant::now();
     let run = tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
-    let took = started.elapsed();
     server.join().unwrap();
     assert_eq!(run.code, API_ERROR, "{}", run.stderr);
     assert_eq!(run.records("teams").len(), 2, "the first page was written");
@@ -215,12 +264,35 @@ fn connections_refused_after_a_first_answer_get_the_full_retry_budget() {
         line.contains("would pass the retry budget"),
         "says why it stopped before the budget: {line}"
     );
-    // More retries than a first contact gets, over most of the budget.
-    let retries = run.stderr.matches("cannot connect").count();
-    assert!(retries >= 3, "{retries} retries:\n{}", run.stderr);
+    // Not the first contact's 3 attempts in 10 s: retries until the next
+    // one would pass the budget, as the line says. How many fit in the
+    // budget depends on the jitter and on how long each attempt took (a
+    // loaded machine), so it is not counted; the rule that stopped them is
+    // checked.
+    let (before, after) = line
+        .split_once(" attempts over ")
+        .unwrap_or_else(|| panic!("the line says its attempts: {line}"));
+    let attempts: u32 = before.rsplit(' ').next().unwrap().parse().unwrap();
+    let over: f64 = after.split('s').next().unwrap().parse().unwrap();
+    let next: f64 = line
+        .split_once("the next retry, in ")
+        .and_then(|(_, rest)| rest.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the line says when the next retry was due: {line}"));
     assert!(
-        took >= Duration::from_secs(budget) / 2,
-        "retried for the budget: {took:?}"
+        over + next + 0.1 > budget as f64,
+        "stopped only where the next retry would pass the budget of {budget} s: {line}"
+    );
+    // One warning per retry.
+    let retried = lines_at(&run.stderr, "WARN")
+        .iter()
+        .filter(|l| l.contains("GET /teams") && l.contains("; retry "))
+        .count();
+    assert_eq!(
+        retried as u32,
+        attempts - 1,
+        "one warning per retry:\n{}",
+        run.stderr
     );
 }
 
@@ -246,6 +318,16 @@ fn the_connection_test_ends_within_15_seconds_whatever_the_api_does() {
     let run = tap(&["--config", path_str(&cfg), "--test"]);
     let took = started.elapsed();
     assert_eq!(run.code, API_ERROR, "{}", run.stderr);
-    assert!(took < Duration::from_secs(18), "took {took:?}");
-    assert!(run.error_line().contains("api_url"), "{}", run.error_line());
+    let line = run.error_line();
+    assert!(line.contains("api_url"), "{line}");
+    // What ended it: the check's own deadline (15 s), not a request's
+    // timeout (60 s) nor the retry budget.
+    assert!(
+        line.contains("within 15s, as long as a connection test waits"),
+        "{line}"
+    );
+    // The process's wall time on a loaded machine is the deadline plus
+    // what scheduling adds: bounded well below the 60 s a request would
+    // wait without the deadline, so that a tap that waits one out fails.
+    assert!(took < Duration::from_secs(45), "took {took:?}");
 }

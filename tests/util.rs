@@ -621,6 +621,19 @@ pub fn count_streams(
     (total, lost_examples)
 }
 
+/// The path of each request the tap retried, one per retry, as its WARN
+/// lines name them (`/tickets`, without `/v3`). A loaded machine can make
+/// any request time out and be retried: the fake then counts it twice, so
+/// a test that counts requests subtracts these.
+pub fn retried_paths(run: &Run) -> Vec<String> {
+    run.stderr
+        .lines()
+        .filter(|l| l.contains(" WARN ") && l.contains("; retry "))
+        .filter_map(|l| l.split_once(": GET ")?.1.split(':').next())
+        .map(str::to_string)
+        .collect()
+}
+
 /// Every record the fake holds is in `outputs`, at its latest version.
 pub fn assert_nothing_lost(server: &FakeGleap, outputs: &[&[Message]], what: &str) -> Tally {
     let (t, lost) = count(server, outputs);
