@@ -621,14 +621,15 @@ pub fn count_streams(
     (total, lost_examples)
 }
 
-/// The path of each request the tap retried, one per retry, as its WARN
-/// lines name them (`/tickets`, without `/v3`). A loaded machine can make
-/// any request time out and be retried: the fake then counts it twice, so
-/// a test that counts requests subtracts these.
+/// The path of each request the tap retried, one per retry, as its log
+/// lines name them (`/tickets`, without `/v3`; a warning at most once in
+/// 30 s, the others at debug level, which the tests log). A loaded
+/// machine can make any request time out and be retried: the fake then
+/// counts it twice, so a test that counts requests subtracts these.
 pub fn retried_paths(run: &Run) -> Vec<String> {
     run.stderr
         .lines()
-        .filter(|l| l.contains(" WARN ") && l.contains("; retry "))
+        .filter(|l| (l.contains(" WARN ") || l.contains(" DEBUG ")) && l.contains("; retry "))
         .filter_map(|l| l.split_once(": GET ")?.1.split(':').next())
         .map(str::to_string)
         .collect()
