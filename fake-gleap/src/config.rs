@@ -756,6 +756,12 @@ pub struct FakeConfig {
     /// behind), in ms: changed records are stamped, and the `Date` header
     /// set, on the API's clock. Default 0.
     pub clock_offset_ms: i64,
+    /// How far the `Date` header runs ahead of the clock that stamps
+    /// records, in ms: a front proxy's clock beside the API's. A sync
+    /// reads up to the `Date` of its first answer, so records changed
+    /// within this long after it starts are in its range (tests use it to
+    /// land a change mid-run whatever the machine's speed). Default 0.
+    pub date_lead_ms: i64,
     /// Lists served by a lagging search index: each write (update, create,
     /// delete) shows in the lists only after its own random delay, up to
     /// this bound, so not in the order written; the lists show the
@@ -830,6 +836,7 @@ impl Default for FakeConfig {
             undocumented_fields: true,
             max_limit: None,
             clock_offset_ms: 0,
+            date_lead_ms: 0,
             index_lag: Duration::ZERO,
             list_cache: Duration::ZERO,
             max_result_window: None,

@@ -60,11 +60,12 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
                     v.split(',')
                         .any(|e| e.trim().starts_with("gzip") && !e.contains("q=0"))
                 });
-        let offset = sh.cfg.clock_offset_ms;
+        let offset = sh.cfg.clock_offset_ms + sh.cfg.date_lead_ms;
         let date_header = sh.cfg.date_header;
         let mut resp = api(sh, method, path, query, auth, gzip_ok).await;
         if offset != 0 && date_header {
-            // The API's clock, which stamps updatedAt, not this machine's.
+            // The API's clock, which stamps updatedAt, not this machine's
+            // (and a proxy's lead over it).
             let at = if offset >= 0 {
                 SystemTime::now() + Duration::from_millis(offset as u64)
             } else {

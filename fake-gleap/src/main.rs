@@ -145,6 +145,9 @@ struct Cli {
     /// How far the API's clock runs ahead of this machine's, in ms (negative: behind).
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     clock_offset_ms: i64,
+    /// How far the Date header runs ahead of the clock that stamps records, in ms.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    date_lead_ms: i64,
     /// Named modes (see --list-modes), applied after the other flags.
     #[arg(long, value_name = "NAME[,NAME...]")]
     mode: Option<String>,
@@ -237,6 +240,7 @@ fn config(c: &Cli) -> Result<FakeConfig, String> {
         rate_limit_headers: !c.no_rate_limit_headers,
         total_count: !c.no_total_count,
         clock_offset_ms: c.clock_offset_ms,
+        date_lead_ms: c.date_lead_ms,
         ..FakeConfig::default()
     };
     for f in c.missing.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
