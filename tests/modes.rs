@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use fake_gleap::{FakeConfig, Fault, Faults, ServerMode, MODES};
 use serde_json::json;
 
-use crate::reliability::{in_parallel, run_killed, seed, Kill, Rng};
+use crate::reliability::{
+    change_while_running, in_parallel, run_killed, seed, wait_past_newest_change, Kill, Rng,
+};
 use crate::util::*;
 
 /// Data with every hard case: tie groups larger than a page (25 records
@@ -61,7 +63,11 @@ fn mode_loses_nothing(mode: &'static ServerMode) {
 
     let started = Instant::now();
     let mut running = spawn_tap(&["--config", path_str(&cfg)]);
-    let rounds = while_running(&mut running, Duration::from_millis(15), || change(&server));
+    // A round of changes every so many requests (about a hundred rounds
+    // over a sync as long as the quiet one), two hundred at most: as many
+    // per page on a busy machine as on an idle one, and the sync ends.
+    let every = (one_requests / 100).max(1);
+    let rounds = change_while_running(&mut running, &server, every, 200, || change(&server));
     let first = running.finish();
     assert_eq!(first.code, 0, "{}: {}", mode.name, first.error_line());
     assert!(!first.stderr.contains("panicked"), "{}", first.stderr);
@@ -91,10 +97,6 @@ fn mode_loses_nothing(mode: &'static ServerMode) {
         runs.push(killed);
     }
     server.set_faults(Faults::default());
-    // Changes are stamped a millisecond apart, ahead of the clock when they
-    // come faster than that (hundreds of rounds while 429s slow a run down
-    // put stamps seconds into the future): they belong to a run that starts
-    // after them.
     wait_past_newest_change(&server);
     let last = s.tap_with_state(&cfg, &latest_state(&runs));
     assert_eq!(last.code, 0, "{}: {}", mode.name, last.error_line());
@@ -141,31 +143,6 @@ fn modes() -> Vec<&'static ServerMode> {
         .collect()
 }
 
-/// Sleeps until this machine's clock has passed every stamp the fake gave.
-fn wait_past_newest_change(server: &fake_gleap::FakeGleap) {
-    let newest = ALL_STREAMS
-        .iter()
-        .flat_map(|n| server.snapshot(stream(n)))
-        .map(|r| r.updated_at)
-        .max()
-        .unwrap_or_default();
-    // On the fake's clock, which a mode may set ahead or behind; and past
-    // a lagging index's delay, so that the lists show every change.
-    std::thread::sleep(server.config().index_lag);
-    let offset = chrono::Duration::milliseconds(server.config().clock_offset_ms);
-    let started = Instant::now();
-    while (chrono::Utc::now() + offset).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        <= newest
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "stamps far ahead: {newest}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(20));
-}
-
 #[test]
 fn every_mode_loses_nothing_through_changes_tie_groups_kills_and_faults() {
     for chunk in modes().chunks(6) {
@@ -198,16 +175,16 @@ fn tickets_arrive_once_in_few_requests(mode: &'static str) {
         json!({"page_size": PAGE, "requests_per_minute": 900}),
     );
     let mut running = spawn_tap(&["--config", path_str(&cfg), "--select", "tickets"]);
+    // 20 tickets updated every 10 requests, 200 in all: across the walk,
+    // however fast the machine runs it.
     let mut updated = 0;
-    while_running(&mut running, Duration::from_millis(10), || {
-        if updated < 200 {
-            updated += server.update(stream("tickets"), 20).len();
-        }
+    change_while_running(&mut running, &server, 10, 10, || {
+        updated += server.update(stream("tickets"), 20).len();
     });
     let first = running.finish();
     first.assert_ok();
     let requests = server.stats().by_path["/v3/tickets"];
-    std::thread::sleep(Duration::from_millis(150));
+    wait_past_newest_change(&server);
     let second = s.tap_with_state(&cfg, first.last_state());
     second.assert_ok();
     let (both, lost) = count_streams(&server, &[&first.messages, &second.messages], &["tickets"]);

@@ -84,6 +84,77 @@ pub(crate) fn in_parallel<T: Send + 'static>(items: Vec<T>, f: fn(T)) {
     assert!(failed.is_empty(), "{failed:#?}");
 }
 
+// ------------------------------------------- setups that hang on timing
+
+/// How long a test waits for a tap that should end, or for an event that
+/// must come: a guard against a test that would hang for ever, not a
+/// figure (these syncs take seconds, a minute or two on the busiest
+/// machine).
+pub(crate) const HANG_GUARD: Duration = Duration::from_secs(600);
+
+/// Changes the fake's data while the tap runs: a round of `change` each
+/// time the fake has served `every` more requests, at most `rounds`. The
+/// changes so keep pace with the tap's own reading, however fast the
+/// machine runs it: on a wall clock, a tap slowed down by a busy machine
+/// meets more changes per page (an offset walk, shifted a record by every
+/// update, then never reaches its end); and they stop, so the sync ends.
+/// Returns the rounds made while the tap ran.
+pub(crate) fn change_while_running(
+    running: &mut Running,
+    server: &FakeGleap,
+    every: u64,
+    rounds: usize,
+    mut change: impl FnMut(),
+) -> usize {
+    let mut made = 0;
+    let mut next = server.stats().requests + every;
+    let mut last_change = Instant::now();
+    while running.is_running() {
+        if made < rounds && server.stats().requests >= next {
+            change();
+            made += 1;
+            next = server.stats().requests + every;
+            last_change = Instant::now();
+        }
+        if last_change.elapsed() > HANG_GUARD {
+            let pid = running.pid();
+            let _ = running.child.kill();
+            panic!("the tap (pid {pid}) still ran {HANG_GUARD:?} after the last change: it does not end");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    made
+}
+
+/// Sleeps until this machine's clock has passed every stamp the fake gave.
+/// Changes are stamped a millisecond apart, ahead of the clock when they
+/// come faster than that: they belong to a run that starts after them.
+pub(crate) fn wait_past_newest_change(server: &FakeGleap) {
+    let newest = ALL_STREAMS
+        .iter()
+        .flat_map(|n| server.snapshot(stream(n)))
+        .map(|r| r.updated_at)
+        .max()
+        .unwrap_or_default();
+    // On the fake's clock, which a mode may set ahead or behind; and past
+    // a lagging index's delay, so that the lists show every change.
+    std::thread::sleep(server.config().index_lag);
+    let offset = chrono::Duration::milliseconds(server.config().clock_offset_ms);
+    let started = Instant::now();
+    while (chrono::Utc::now() + offset).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        <= newest
+    {
+        // The changes are capped (`change_while_running`): their stamps run
+        // a few seconds ahead at most, whatever the scheduling.
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "stamps far ahead: {newest}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+}
+
 // ------------------------------------------------------ faults of the API
 
 #[test]
