@@ -86,6 +86,22 @@ pub(crate) fn in_parallel<T: Send + 'static>(items: Vec<T>, f: fn(T)) {
 
 // ------------------------------------------- setups that hang on timing
 
+/// Runs `scenario` until its setup did what the test needs (it returns
+/// `true`), at most `tries` times. For setups that depend on timing (a 429
+/// storm, changes landing mid-run, a deletion landing between two
+/// requests, a signal landing before the sync ends): a scheduling that
+/// misses them fails no assertion, it gives the scenario another go. What
+/// the tap promises is asserted in every attempt.
+pub(crate) fn until_set_up(what: &str, tries: usize, mut scenario: impl FnMut() -> bool) {
+    for attempt in 1..=tries {
+        if scenario() {
+            return;
+        }
+        eprintln!("{what}: the setup missed (attempt {attempt} of {tries}); again");
+    }
+    panic!("{what}: the setup missed {tries} times in a row");
+}
+
 /// How long a test waits for a tap that should end, or for an event that
 /// must come: a guard against a test that would hang for ever, not a
 /// figure (these syncs take seconds, a minute or two on the busiest
@@ -167,27 +183,30 @@ fn reliability_429_storms_with_text_and_empty_bodies_lose_nothing() {
             (RetryAfter::HttpDate, ErrorBody::Empty),
         ],
         |(retry_after, body)| {
-            // 4 requests a second for a tap told it may send 1000: a storm.
-            let server = start(FakeConfig {
-                rate_limit: Some(RateLimit {
-                    per_window: 4,
-                    window: Duration::from_secs(1),
-                    retry_after,
-                    body,
-                }),
-                ..small_config()
+            // That the storm came (3 429s and more) is setup: the tap's
+            // first requests, one per stream at once, meet it unless the
+            // machine spreads them over more than the fake's window. If it
+            // did, the scenario runs again.
+            until_set_up(&format!("{retry_after:?} {body:?}"), 5, || {
+                // 4 requests a second for a tap told it may send 1000: a storm.
+                let server = start(FakeConfig {
+                    rate_limit: Some(RateLimit {
+                        per_window: 4,
+                        window: Duration::from_secs(1),
+                        retry_after,
+                        body,
+                    }),
+                    ..small_config()
+                });
+                let s = Scratch::new();
+                let cfg = s.config(&server, json!({"page_size": 1000}));
+                let runs = sync_until_done(&cfg, &s, &[], 1);
+                let t = assert_nothing_lost(&server, &outputs(&runs), &format!("{retry_after:?}"));
+                assert_eq!(t.lost, 0);
+                let stats = server.stats();
+                assert!(stats.max_in_window <= 4);
+                stats.rate_limited >= 3
             });
-            let s = Scratch::new();
-            let cfg = s.config(&server, json!({"page_size": 1000}));
-            let runs = sync_until_done(&cfg, &s, &[], 1);
-            let t = assert_nothing_lost(&server, &outputs(&runs), &format!("{retry_after:?}"));
-            let stats = server.stats();
-            assert!(
-                stats.rate_limited >= 3,
-                "{retry_after:?} {body:?}: {stats:?}"
-            );
-            assert!(stats.max_in_window <= 4);
-            assert_eq!(t.lost, 0);
         },
     );
 }
@@ -206,18 +225,25 @@ fn reliability_a_rate_limit_shared_with_another_client_loses_nothing() {
         ..small_config()
     });
     let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
     let other = {
-        let (addr, stop) = (server.addr(), stop.clone());
+        let (addr, stop, sent) = (server.addr(), stop.clone(), sent.clone());
         std::thread::spawn(move || {
-            let mut sent = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 raw_get(addr, "/v3/teams");
-                sent += 1;
+                sent.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(125)); // 8 of the 12 per second
             }
-            sent
         })
     };
+    // The tap starts once the other client is spending the budget (an
+    // event, not a sleep): it runs alongside from the tap's first request
+    // to its last, however the machine schedules the two.
+    let t0 = Instant::now();
+    while sent.load(Ordering::Relaxed) < 4 {
+        assert!(t0.elapsed() < HANG_GUARD, "the other client runs");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let s = Scratch::new();
     let cfg = s.config(
         &server,
@@ -225,9 +251,8 @@ fn reliability_a_rate_limit_shared_with_another_client_loses_nothing() {
     );
     let runs = sync_until_done(&cfg, &s, &[], 1);
     stop.store(true, Ordering::Relaxed);
-    let sent = other.join().unwrap();
+    other.join().unwrap();
     assert_nothing_lost(&server, &outputs(&runs), "shared budget");
-    assert!(sent >= 4, "the other client ran alongside ({sent})");
     assert!(
         server.stats().max_in_window <= 12,
         "the fake's window was respected"
@@ -378,26 +403,32 @@ fn reliability_the_retry_budget_outlasts_a_full_rate_limit_window() {
         "the default outlasts a 60 s window: {budget}"
     );
 
-    let server = start(FakeConfig {
-        rate_limit: Some(RateLimit {
-            per_window: 2,
-            window: Duration::from_secs(3),
-            retry_after: RetryAfter::Absent,
-            body: ErrorBody::Empty,
-        }),
-        teams: 3,
-        ..small_config()
+    // That the tap met the full window (a 429) is setup: the window is
+    // spent just before it starts, and its 4 requests (3 teams a page,
+    // then an empty page) fit 2 to a window only if the machine spaces
+    // them 1.5 s apart. If it did, the scenario runs again.
+    until_set_up("a full rate-limit window", 5, || {
+        let server = start(FakeConfig {
+            rate_limit: Some(RateLimit {
+                per_window: 2,
+                window: Duration::from_secs(3),
+                retry_after: RetryAfter::Absent,
+                body: ErrorBody::Empty,
+            }),
+            teams: 3,
+            ..small_config()
+        });
+        let s = Scratch::new();
+        let cfg = s.config(&server, json!({"retry_budget_seconds": 10, "page_size": 1}));
+        let cat = s.write_json("catalog.json", &catalog_selecting(&cfg, &["teams"], |_| {}));
+        // Another client has just spent the window: the tap's first requests
+        // meet 429s without Retry-After until the window frees, 3 s later.
+        raw_get(server.addr(), "/v3/teams");
+        raw_get(server.addr(), "/v3/teams");
+        let runs = sync_until_done(&cfg, &s, &["--catalog", path_str(&cat)], 1);
+        assert_eq!(runs[0].ids("teams"), fake_ids(&server, "teams"));
+        server.stats().rate_limited >= 1
     });
-    let s = Scratch::new();
-    let cfg = s.config(&server, json!({"retry_budget_seconds": 10, "page_size": 1}));
-    let cat = s.write_json("catalog.json", &catalog_selecting(&cfg, &["teams"], |_| {}));
-    // Another client has just spent the window: the tap's first requests
-    // meet 429s without Retry-After until the window frees, 3 s later.
-    raw_get(server.addr(), "/v3/teams");
-    raw_get(server.addr(), "/v3/teams");
-    let runs = sync_until_done(&cfg, &s, &["--catalog", path_str(&cat)], 1);
-    assert_eq!(runs[0].ids("teams"), fake_ids(&server, "teams"));
-    assert!(server.stats().rate_limited >= 1);
 }
 
 /// Records updated (moving to the end of `updatedAt` order), created and
@@ -405,45 +436,51 @@ fn reliability_the_retry_budget_outlasts_a_full_rate_limit_window() {
 /// and then: the sync and the next one hold every record.
 #[test]
 fn reliability_data_changing_during_a_faulty_sync_loses_nothing() {
-    let server = start(FakeConfig {
-        latency: Duration::from_millis(10),
-        tie_group: 30,
-        tie_order: TieOrder::Shuffled,
-        tickets: 300,
-        sessions: 150,
-        messages: 200,
-        faults: Faults {
-            rate: 0.1,
-            kinds: vec![Fault::Status503, Fault::TruncatedJson, Fault::ResetMidBody],
-            hang: Duration::ZERO,
-        },
-        ..small_config()
+    // That changes landed during the sync (3 rounds or more) is setup:
+    // a round comes every 3 requests the tap makes, which it makes dozens
+    // of, unless this thread is held up for most of the run. Then the
+    // scenario runs again.
+    until_set_up("changes during the sync", 5, || {
+        let server = start(FakeConfig {
+            latency: Duration::from_millis(10),
+            tie_group: 30,
+            tie_order: TieOrder::Shuffled,
+            tickets: 300,
+            sessions: 150,
+            messages: 200,
+            faults: Faults {
+                rate: 0.1,
+                kinds: vec![Fault::Status503, Fault::TruncatedJson, Fault::ResetMidBody],
+                hang: Duration::ZERO,
+            },
+            ..small_config()
+        });
+        let s = Scratch::new();
+        let cfg = s.config(&server, json!({"page_size": 20}));
+        let mut running = spawn_tap(&["--config", path_str(&cfg)]);
+        let rounds = change_while_running(&mut running, &server, 3, 60, || {
+            for name in INCREMENTAL {
+                server.update(stream(name), 2);
+                server.create(stream(name), 1);
+                server.delete(stream(name), 1);
+            }
+            // More than a page shares one updatedAt.
+            server.bulk_update(stream("sessions"), 25);
+            server.bulk_update(stream("tickets"), 25);
+        });
+        let first = running.finish();
+        first.assert_ok();
+        server.set_faults(Faults::default());
+        wait_past_newest_change(&server);
+        let second = s.tap_with_state(&cfg, first.last_state());
+        second.assert_ok();
+        assert_nothing_lost(
+            &server,
+            &[&first.messages, &second.messages],
+            "changing data",
+        );
+        rounds >= 3
     });
-    let s = Scratch::new();
-    let cfg = s.config(&server, json!({"page_size": 20}));
-    let mut running = spawn_tap(&["--config", path_str(&cfg)]);
-    let rounds = while_running(&mut running, Duration::from_millis(30), || {
-        for name in INCREMENTAL {
-            server.update(stream(name), 2);
-            server.create(stream(name), 1);
-            server.delete(stream(name), 1);
-        }
-        // More than a page shares one updatedAt.
-        server.bulk_update(stream("sessions"), 25);
-        server.bulk_update(stream("tickets"), 25);
-    });
-    let first = running.finish();
-    first.assert_ok();
-    assert!(rounds >= 3, "changes landed during the sync ({rounds})");
-    server.set_faults(Faults::default());
-    std::thread::sleep(Duration::from_millis(150));
-    let second = s.tap_with_state(&cfg, first.last_state());
-    second.assert_ok();
-    assert_nothing_lost(
-        &server,
-        &[&first.messages, &second.messages],
-        "changing data",
-    );
 }
 
 /// A survey deleted after the survey list was read but before its responses
@@ -451,50 +488,64 @@ fn reliability_data_changing_during_a_faulty_sync_loses_nothing() {
 /// every other survey's responses arrive.
 #[test]
 fn reliability_a_survey_that_disappears_mid_sync_is_skipped_not_fatal() {
-    let server = start(FakeConfig {
-        latency: Duration::from_millis(100),
-        surveys: 5,
-        ..small_config()
+    // That the deletion lands between the survey list and the last
+    // survey's responses is setup: the survey walks start at once, and the
+    // fake answers each after 300 ms, so the deletion, made as soon as the
+    // first responses are asked for, is in time unless this thread is held
+    // up for that long. When it was not, the tap read the survey whole
+    // (no 404): the scenario runs again.
+    until_set_up("a survey deleted mid-sync", 5, || {
+        let server = start(FakeConfig {
+            latency: Duration::from_millis(300),
+            surveys: 5,
+            ..small_config()
+        });
+        let s = Scratch::new();
+        let cfg = s.config(&server, json!({}));
+        let cat = s.write_json(
+            "catalog.json",
+            &catalog_selecting(&cfg, &["survey_responses"], |_| {}),
+        );
+        let mut surveys: Vec<String> = fake_ids(&server, "surveys").into_iter().collect();
+        surveys.sort();
+        let doomed = surveys.last().unwrap().clone();
+        let running = spawn_tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
+        // Event-driven: as soon as the first survey's responses are asked
+        // for (the list has been read).
+        let t0 = Instant::now();
+        while !server
+            .stats()
+            .by_path
+            .keys()
+            .any(|p| p.ends_with("/responses"))
+        {
+            assert!(t0.elapsed() < HANG_GUARD, "responses are read");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        server.delete_survey(&doomed);
+        let run = running.finish();
+        // Whenever the deletion landed: the run completes, and every
+        // response of the four other surveys arrives.
+        run.assert_ok();
+        let (t, lost) = count_streams(&server, &[&run.messages], &["survey_responses"]);
+        assert_eq!(t.lost, 0, "{lost:?}");
+        assert_eq!(t.expected, 4 * 10);
+        let per_survey: BTreeSet<String> = run
+            .records("survey_responses")
+            .iter()
+            .map(|r| r["survey_id"].as_str().unwrap().to_string())
+            .collect();
+        for other in &surveys[..4] {
+            assert!(
+                per_survey.contains(other),
+                "the responses of survey {other}"
+            );
+        }
+        // What was read of the doomed survey before it went (its list is a
+        // probe and two pages: the deletion may fall between them) is the
+        // tap's to keep.
+        run.stderr.contains("no longer exists (404)")
     });
-    let s = Scratch::new();
-    let cfg = s.config(&server, json!({}));
-    let cat = s.write_json(
-        "catalog.json",
-        &catalog_selecting(&cfg, &["survey_responses"], |_| {}),
-    );
-    let mut surveys: Vec<String> = fake_ids(&server, "surveys").into_iter().collect();
-    surveys.sort();
-    let doomed = surveys.last().unwrap().clone();
-    let running = spawn_tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
-    // Event-driven: as soon as the first survey's responses are asked for
-    // (the list has been read; the last survey's responses come last).
-    let t0 = Instant::now();
-    while !server
-        .stats()
-        .by_path
-        .keys()
-        .any(|p| p.ends_with("/responses"))
-    {
-        assert!(t0.elapsed() < Duration::from_secs(30), "responses are read");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    server.delete_survey(&doomed);
-    let run = running.finish();
-    run.assert_ok();
-    assert!(
-        run.stderr.contains("no longer exists (404)"),
-        "{}",
-        run.stderr
-    );
-    let (t, lost) = count_streams(&server, &[&run.messages], &["survey_responses"]);
-    assert_eq!(t.lost, 0, "{lost:?}");
-    assert_eq!(t.expected, 4 * 10);
-    let per_survey: BTreeSet<String> = run
-        .records("survey_responses")
-        .iter()
-        .map(|r| r["survey_id"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(per_survey.len(), 4, "the four other surveys' responses");
 }
 
 // ------------------------------------------------------- kill -9, signals
