@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use fake_gleap::{ErrorBody, FakeConfig, Fault, Faults, RateLimit, RetryAfter};
 use serde_json::json;
 
-use crate::reliability::{finish_within_guard, until_set_up};
+use crate::reliability::{finish_within_guard, until_set_up, Pipe, Watched};
 use crate::util::*;
 
 fn assert_everything(run: &Run, server: &fake_gleap::FakeGleap) {
@@ -190,56 +190,62 @@ fn sigterm_flushes_what_was_read_and_prints_a_covering_state() {
         ..small_config()
     });
     let s = Scratch::new();
-    let cfg = s.config(&server, json!({"page_size": 50}));
+    // 600 requests a minute: the sync's hundred-odd requests take ten
+    // seconds and more of the tap's own limiter, so a signal sent once the
+    // first tickets are written lands mid-sync.
+    let cfg = s.config(
+        &server,
+        json!({"page_size": 50, "requests_per_minute": 600}),
+    );
+    let fast = s.write_json(
+        "fast.json",
+        &json!({"page_size": 1000, "requests_per_minute": 60000}),
+    );
     for (signal, code) in [("TERM", 143), ("INT", 130)] {
-        server.reset_stats();
-        let running = spawn_tap(&["--config", path_str(&cfg)]);
-        // Signal once a few pages of tickets were read, however loaded the machine.
-        let started = std::time::Instant::now();
-        while server
-            .stats()
-            .by_path
-            .get("/v3/tickets")
-            .copied()
-            .unwrap_or(0)
-            < 4
-        {
+        // That the signal lands before the sync ends is setup: if the
+        // machine held it back that long (the run exits 0), the scenario
+        // runs again.
+        until_set_up(&format!("SIG{signal}"), 5, || {
+            let mut running = Watched::spawn(&["--config", path_str(&cfg)]);
+            // Signalled once the tap has written tickets (an event on its
+            // stdout), however loaded the machine.
             assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "tickets are read"
+                running.wait_for(Pipe::Out, |l| {
+                    l.starts_with(r#"{"type":"RECORD","stream":"tickets""#)
+                }),
+                "{signal}: tickets are written"
             );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &running.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let run = running.finish();
-        assert_eq!(run.code, code, "{signal}: {}", run.stderr);
-        assert!(
-            !run.records("tickets").is_empty(),
-            "records read before the signal were written"
-        );
-        assert!(
-            matches!(run.messages.last(), Some(Message::State { .. })),
-            "{signal}: the output ends with a STATE"
-        );
-        // Resuming from it completes the data.
-        let st = s.write_json("state.json", run.last_state());
-        let rest = tap(&[
-            "--config",
-            path_str(&cfg),
-            "--state",
-            path_str(&st),
-            "--config",
-            path_str(&s.write_json("fast.json", &json!({"page_size": 1000}))),
-        ]);
-        rest.assert_ok();
-        for name in ["tickets", "sessions", "messages"] {
-            let mut all = run.ids(name);
-            all.extend(rest.ids(name));
-            assert_eq!(all, fake_ids(&server, name), "{signal}: {name}");
-        }
+            running.signal(signal);
+            let run = running.finish();
+            if run.code == 0 {
+                return false;
+            }
+            assert_eq!(run.code, code, "{signal}: {}", run.stderr);
+            assert!(
+                !run.records("tickets").is_empty(),
+                "records read before the signal were written"
+            );
+            assert!(
+                matches!(run.messages.last(), Some(Message::State { .. })),
+                "{signal}: the output ends with a STATE"
+            );
+            // Resuming from it completes the data.
+            let st = s.write_json("state.json", run.last_state());
+            let rest = tap(&[
+                "--config",
+                path_str(&cfg),
+                "--state",
+                path_str(&st),
+                "--config",
+                path_str(&fast),
+            ]);
+            rest.assert_ok();
+            for name in ["tickets", "sessions", "messages"] {
+                let mut all = run.ids(name);
+                all.extend(rest.ids(name));
+                assert_eq!(all, fake_ids(&server, name), "{signal}: {name}");
+            }
+            true
+        });
     }
 }

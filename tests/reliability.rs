@@ -186,6 +186,126 @@ pub(crate) fn finish_within_guard(mut running: Running, what: &str) -> Run {
     running.finish()
 }
 
+/// Which output of the tap a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pipe {
+    Out,
+    Err,
+}
+
+/// A tap whose stdout and stderr lines the test sees as they come, to act
+/// on an event (a RECORD written, a warning logged) rather than after a
+/// sleep or a count of requests at the fake.
+pub(crate) struct Watched {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<(Pipe, Vec<u8>)>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl Watched {
+    pub(crate) fn spawn(args: &[&str]) -> Watched {
+        let mut child = tap_command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the tap starts");
+        let (tx, lines) = std::sync::mpsc::channel();
+        fn forward(
+            pipe: Pipe,
+            from: impl Read + Send + 'static,
+            tx: std::sync::mpsc::Sender<(Pipe, Vec<u8>)>,
+        ) {
+            std::thread::spawn(move || {
+                let mut from = BufReader::new(from);
+                loop {
+                    let mut line = Vec::new();
+                    match from.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            if tx.send((pipe, line)).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        forward(Pipe::Out, child.stdout.take().unwrap(), tx.clone());
+        forward(Pipe::Err, child.stderr.take().unwrap(), tx);
+        Watched {
+            child,
+            lines,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn keep(&mut self, pipe: Pipe, line: Vec<u8>) {
+        match pipe {
+            Pipe::Out => self.stdout.extend_from_slice(&line),
+            Pipe::Err => self.stderr.extend_from_slice(&line),
+        }
+    }
+
+    /// Waits for a line of `pipe` that `wanted` accepts: `false` when the
+    /// tap closed its outputs first, or after [`HANG_GUARD`].
+    pub(crate) fn wait_for(&mut self, pipe: Pipe, wanted: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + HANG_GUARD;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok((from, line)) = self.lines.recv_timeout(left) else {
+                return false;
+            };
+            let hit = from == pipe && wanted(&String::from_utf8_lossy(&line));
+            self.keep(from, line);
+            if hit {
+                return true;
+            }
+        }
+    }
+
+    /// Sends `signal` (`TERM`, `INT`) to the tap.
+    #[cfg(unix)]
+    pub(crate) fn signal(&self, signal: &str) {
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -{signal}");
+    }
+
+    /// Waits for the tap to end (killed after [`HANG_GUARD`]) and decodes
+    /// all it wrote.
+    pub(crate) fn finish(mut self) -> Run {
+        let deadline = Instant::now() + HANG_GUARD;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((from, line)) => self.keep(from, line),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    panic!("the tap still ran after {HANG_GUARD:?}");
+                }
+            }
+        }
+        let status = self.child.wait().expect("wait on the tap");
+        decode(
+            Output {
+                status,
+                stdout: std::mem::take(&mut self.stdout),
+                stderr: std::mem::take(&mut self.stderr),
+            },
+            true,
+        )
+    }
+}
+
 // ------------------------------------------------------ faults of the API
 
 #[test]
@@ -855,10 +975,12 @@ fn reliability_kills_and_api_failures_together_lose_nothing() {
 #[cfg(unix)]
 #[test]
 fn reliability_sigterm_during_retry_waits_stops_at_once() {
+    // 3 requests per 300 s: the first 429's Retry-After holds every stream
+    // for about 300 s.
     let server = start(FakeConfig {
         rate_limit: Some(RateLimit {
             per_window: 3,
-            window: Duration::from_secs(60),
+            window: Duration::from_secs(300),
             retry_after: RetryAfter::Seconds,
             body: ErrorBody::Json,
         }),
@@ -866,28 +988,49 @@ fn reliability_sigterm_during_retry_waits_stops_at_once() {
     });
     let s = Scratch::new();
     let cfg = s.config(&server, json!({"retry_budget_seconds": 600}));
-    let running = spawn_tap(&["--config", path_str(&cfg)]);
-    let t0 = Instant::now();
-    while server.stats().rate_limited == 0 {
-        assert!(t0.elapsed() < Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    let before = server.stats().requests;
-    let signalled = Instant::now();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &running.pid().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let run = running.finish();
-    assert_eq!(run.code, 143, "{}", run.stderr);
+    let mut tap = Watched::spawn(&["--config", path_str(&cfg)]);
+    // Signalled once the tap holds (an event: its warning, logged once the
+    // pause is set), not a while after the fake sent a 429.
     assert!(
-        signalled.elapsed() < Duration::from_secs(5),
+        tap.wait_for(Pipe::Err, |l| l.contains("HTTP 429")
+            && l.contains("; retry ")),
+        "the tap met a 429"
+    );
+    let signalled = Instant::now();
+    tap.signal("TERM");
+    let run = tap.finish();
+    assert_eq!(run.code, 143, "{}", run.stderr);
+    // A tap that sat out the pause would take about 300 s; one that stops
+    // at once takes a fraction of a second, and nowhere near a fifth of
+    // the pause on the busiest machine.
+    assert!(
+        signalled.elapsed() < Duration::from_secs(60),
         "stopped without waiting out the 429 ({:?})",
         signalled.elapsed()
     );
-    assert_eq!(server.stats().requests, before, "no request after SIGTERM");
+    // No request after the signal, in the tap's own order of events: it
+    // logs each request as it sends it, and the signal as it notices it,
+    // both from its one worker thread. (The fake's count would also take
+    // in requests sent before the signal that reach it after.)
+    let noticed = run
+        .stderr
+        .lines()
+        .position(|l| l.contains("received SIGTERM"))
+        .unwrap_or_else(|| panic!("the tap logs the signal:\n{}", run.stderr));
+    let sent_after: Vec<&str> = run
+        .stderr
+        .lines()
+        .skip(noticed)
+        .filter(|l| {
+            l.contains(" DEBUG ")
+                && l.contains("tap_gleap::client: GET ")
+                && !l.contains("; retry ")
+        })
+        .collect();
+    assert!(
+        sent_after.is_empty(),
+        "requests sent after SIGTERM: {sent_after:#?}"
+    );
     assert!(matches!(run.messages.last(), Some(Message::State { .. })));
 }
 
