@@ -423,6 +423,10 @@ fn one_fault_kind(kind: Fault, rate: f64, timeout: u64) {
     let runs = sync_until_done(&cfg, &s, &[], 1);
     assert_nothing_lost(&server, &outputs(&runs), kind.name());
     let injected = server.stats().faults.get(kind.name()).copied().unwrap_or(0);
+    // Not a matter of timing: the fake draws faults from its seed by the
+    // request's sequence number (the 9th and 12th requests at 0.3, the 9th
+    // and 17th at 0.2), and a sync of its 23 streams makes more requests
+    // than that whatever the order they come in.
     assert!(injected >= 2, "{kind}: faults were injected ({injected})");
     assert!(
         runs[0].stderr.contains("retry"),
