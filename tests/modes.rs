@@ -51,9 +51,13 @@ fn change(server: &fake_gleap::FakeGleap) {
 fn mode_loses_nothing(mode: &'static ServerMode) {
     let server = start(matrix_config(mode));
     let s = Scratch::new();
+    // The tap's own timeout and retry budget: the faults here are a few
+    // percent of requests, and this many syncs at once on a busy machine
+    // can take longer than the tests' usual 5 s a page (a stream failing
+    // for the machine's speed is not what this test is about).
     let cfg = s.config(
         &server,
-        json!({"page_size": 20, "retry_budget_seconds": 30}),
+        json!({"page_size": 20, "request_timeout_seconds": 60, "retry_budget_seconds": 600}),
     );
     let still = tap(&["--config", path_str(&cfg)]);
     assert_eq!(still.code, 0, "{}: {}", mode.name, still.error_line());
@@ -174,10 +178,13 @@ fn tickets_all_arrive(mode: &'static str) {
     (fake_gleap::mode(mode).expect("a known mode").apply)(&mut cfg);
     let server = start(cfg);
     let s = Scratch::new();
-    // At the default rate budget: requests are what it spends.
+    // At the default rate budget: requests are what it spends. The tap's
+    // own timeout and retry budget too: five such syncs at once on a busy
+    // machine took over 5 s a page, and a stream failing for the machine's
+    // speed is not what this test is about.
     let cfg = s.config(
         &server,
-        json!({"page_size": PAGE, "requests_per_minute": 900}),
+        json!({"page_size": PAGE, "requests_per_minute": 900, "request_timeout_seconds": 60, "retry_budget_seconds": 600}),
     );
     let mut running = spawn_tap(&["--config", path_str(&cfg), "--select", "tickets"]);
     // 20 tickets updated every 10 requests, 200 in all: across the walk,

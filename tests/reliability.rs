@@ -418,7 +418,10 @@ fn one_fault_kind(kind: Fault, rate: f64, timeout: u64) {
     let s = Scratch::new();
     let cfg = s.config(
         &server,
-        json!({"page_size": 15, "request_timeout_seconds": timeout}),
+        // A budget of the tap's default: a busy machine may answer slower
+        // than the 1 s timeout of the hangs' test now and then, never for
+        // ten minutes on end.
+        json!({"page_size": 15, "request_timeout_seconds": timeout, "retry_budget_seconds": 600}),
     );
     let runs = sync_until_done(&cfg, &s, &[], 1);
     assert_nothing_lost(&server, &outputs(&runs), kind.name());
@@ -523,7 +526,7 @@ fn reliability_a_failing_api_is_never_hammered_and_the_next_run_completes() {
 
 /// The default retry budget (600 s) outlasts a full 60 s rate-limit window;
 /// shown here to scale: a 3 s window that admits 2 requests, a tap that
-/// may not give up before 10 s, and no `Retry-After`.
+/// may not give up before 30 s, and no `Retry-After`.
 #[test]
 fn reliability_the_retry_budget_outlasts_a_full_rate_limit_window() {
     let about = tap_plain(&["--about"]);
@@ -554,7 +557,7 @@ fn reliability_the_retry_budget_outlasts_a_full_rate_limit_window() {
             ..small_config()
         });
         let s = Scratch::new();
-        let cfg = s.config(&server, json!({"retry_budget_seconds": 10, "page_size": 1}));
+        let cfg = s.config(&server, json!({"retry_budget_seconds": 30, "page_size": 1}));
         let cat = s.write_json("catalog.json", &catalog_selecting(&cfg, &["teams"], |_| {}));
         // Another client has just spent the window: the tap's first requests
         // meet 429s without Retry-After until the window frees, 3 s later.
@@ -1514,7 +1517,13 @@ fn reliability_a_huge_body_is_refused_with_a_clear_error() {
         }
     });
     let s = Scratch::new();
-    let cfg = stand_in_config(&s, &server.url(), json!({"retry_budget_seconds": 1}));
+    // No request timeout the machine's speed could reach before 256 MiB:
+    // on a busy machine 4 such bodies at once took over 20 s to reach it.
+    let cfg = stand_in_config(
+        &s,
+        &server.url(),
+        json!({"retry_budget_seconds": 1, "request_timeout_seconds": 600}),
+    );
     let cat = only(&s, &cfg, &["teams"]);
     let run = tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
     assert_eq!(run.code, 7, "{}", run.stderr);
@@ -1748,7 +1757,10 @@ fn reliability_a_page_of_only_id_less_elements_is_retried_not_taken_as_the_end()
         )
     });
     let s = Scratch::new();
-    let cfg = stand_in_config(&s, &server.url(), json!({}));
+    // The tap's default retry budget: the stand-in's 2 s would be spent by
+    // a first answer that a busy machine took long to give, and the retry
+    // is what this test is about.
+    let cfg = stand_in_config(&s, &server.url(), json!({"retry_budget_seconds": 600}));
     let cat = only(&s, &cfg, &["teams"]);
     let run = tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
     run.assert_ok();
