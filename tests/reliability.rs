@@ -500,11 +500,10 @@ fn reliability_a_failing_api_is_never_hammered_and_the_next_run_completes() {
             // is tried at most 5 times in a 4 s budget (backoff waits at
             // least 0.25, 0.5, 1, 2 and 4 s before the 2nd to the 6th try,
             // so a sixth would start after 7.75 s; a slow machine only
-            // spaces them more).
-            // Before any page arrives, each stream has one request out
-            // (they fail on their own), tickets, sessions and messages two
-            // (a first sync's newest-record probe beside its first page),
-            // and one more may ask the API's clock.
+            // spaces them more). Before any page arrives, each stream has
+            // one request out (they fail on their own), tickets, sessions
+            // and messages two (a first sync's newest-record probe beside
+            // its first page), and one more may ask the API's clock.
             let requests = server.stats().requests;
             let streams = default_streams().len() as u64;
             assert!(
@@ -516,8 +515,23 @@ fn reliability_a_failing_api_is_never_hammered_and_the_next_run_completes() {
                 Some(Message::State { .. })
             ));
             // The API recovers: the run resumed from that state completes.
+            // With the tap's own timeout and budget: 4 s is shorter than the
+            // 5 s timeout, so one answer a busy machine is slow to give
+            // would end this run too.
             server.set_faults(Faults::default());
-            let ok = s.tap_with_state(&cfg, failed.last_state());
+            let st = s.write_json("state.json", failed.last_state());
+            let patient = s.write_json(
+                "patient.json",
+                &json!({"request_timeout_seconds": 60, "retry_budget_seconds": 600}),
+            );
+            let ok = tap(&[
+                "--config",
+                path_str(&cfg),
+                "--config",
+                path_str(&patient),
+                "--state",
+                path_str(&st),
+            ]);
             ok.assert_ok();
             assert_nothing_lost(&server, &[&failed.messages, &ok.messages], kind.name());
         },
@@ -916,9 +930,8 @@ pub(crate) fn seed() -> u64 {
 
 /// `kill -9` at seeded points across syncs of changing data, until 16
 /// runs were killed mid-sync; each run is resumed from the last STATE it
-/// printed. The union of all outputs holds
-/// every record of every stream (every survey's responses too) at its
-/// latest version.
+/// printed. The union of all outputs holds every record of every stream
+/// (every survey's responses too) at its latest version.
 #[test]
 fn reliability_kill_9_at_random_points_loses_nothing() {
     let server = start(FakeConfig {
