@@ -1460,7 +1460,13 @@ fn reliability_odd_api_records_are_conformed_or_skipped_with_a_reason() {
         Reply::Body(200, "application/json", body)
     });
     let s = Scratch::new();
-    let cfg = stand_in_config(&s, &server.url(), json!({}));
+    // The tap's own timeout and budget: a slow answer is not what this
+    // test is about.
+    let cfg = stand_in_config(
+        &s,
+        &server.url(),
+        json!({"request_timeout_seconds": 60, "retry_budget_seconds": 600}),
+    );
     let cat = only(&s, &cfg, &["sessions"]);
     let run = tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
     run.assert_ok();
