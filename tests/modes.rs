@@ -326,8 +326,13 @@ fn test_api_reports_what_each_mode_does() {
         let server = start(cfg);
         let s = Scratch::new();
         // Fast enough to meet a small rate limit: 429s show whether they
-        // carry Retry-After.
-        let cfg = s.config(&server, json!({"retry_budget_seconds": 20}));
+        // carry Retry-After. With the tap's own request timeout: a probe
+        // that timed out on a busy machine (the tests' usual 5 s) would be
+        // retried, or fail the line it decides.
+        let cfg = s.config(
+            &server,
+            json!({"retry_budget_seconds": 20, "request_timeout_seconds": 60}),
+        );
         let run = tap_plain(&["--config", path_str(&cfg), "--test=api"]);
         assert_eq!(run.code, 0, "{}: {}", mode.name, run.error_line());
         let (endpoint, assumption, verdict) = expected_report(mode.name)
@@ -354,7 +359,9 @@ fn test_api_on_the_default_server_finds_every_assumption_holding() {
         ..fake_config()
     });
     let s = Scratch::new();
-    let cfg = s.config(&server, json!({}));
+    // The tap's own request timeout: a probe that timed out on a busy
+    // machine would not say the assumption holds.
+    let cfg = s.config(&server, json!({"request_timeout_seconds": 60}));
     let run = tap_plain(&["--config", path_str(&cfg), "--test=api"]);
     assert_eq!(run.code, 0, "{}", run.error_line());
     for line in run.stdout.lines().filter(|l| l.starts_with("| /")) {
