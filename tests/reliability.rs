@@ -334,7 +334,13 @@ fn reliability_429_storms_with_text_and_empty_bodies_lose_nothing() {
                     ..small_config()
                 });
                 let s = Scratch::new();
-                let cfg = s.config(&server, json!({"page_size": 1000}));
+                // The tap's default retry budget: 23 streams share 4
+                // requests a second, and a request a busy machine keeps
+                // sending after the others is waiting its turn, not failing.
+                let cfg = s.config(
+                    &server,
+                    json!({"page_size": 1000, "retry_budget_seconds": 600}),
+                );
                 let runs = sync_until_done(&cfg, &s, &[], 1);
                 let t = assert_nothing_lost(&server, &outputs(&runs), &format!("{retry_after:?}"));
                 assert_eq!(t.lost, 0);
@@ -380,9 +386,12 @@ fn reliability_a_rate_limit_shared_with_another_client_loses_nothing() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let s = Scratch::new();
+    // The tap's default retry budget: a request that keeps meeting the
+    // window the other client filled is waiting its turn, not failing,
+    // however the machine schedules the two.
     let cfg = s.config(
         &server,
-        json!({"page_size": 20, "requests_per_minute": 6000}),
+        json!({"page_size": 20, "requests_per_minute": 6000, "retry_budget_seconds": 600}),
     );
     let runs = sync_until_done(&cfg, &s, &[], 1);
     stop.store(true, Ordering::Relaxed);
