@@ -890,11 +890,16 @@ mod tests {
             parse_retry_after(Some(&HeaderValue::from_static("7"))),
             Some(Duration::from_secs(7))
         );
-        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        // An HTTP date is whole seconds: 30 s from `written`, floored, is
+        // 29 to 30 s from then; parsed `spent` later, that much less.
+        let written = SystemTime::now();
+        let later = httpdate::fmt_http_date(written + Duration::from_secs(30));
         let d = parse_retry_after(Some(&HeaderValue::from_str(&later).unwrap())).unwrap();
+        let spent = written.elapsed().unwrap_or_default();
         assert!(
-            d <= Duration::from_secs(30) && d >= Duration::from_secs(28),
-            "{d:?}"
+            d <= Duration::from_secs(30)
+                && d + spent + Duration::from_millis(10) >= Duration::from_secs(29),
+            "{d:?}, {spent:?} after"
         );
         let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(30));
         assert_eq!(

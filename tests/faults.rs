@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use fake_gleap::{ErrorBody, FakeConfig, Fault, Faults, RateLimit, RetryAfter};
 use serde_json::json;
 
+use crate::reliability::{finish_within_guard, until_set_up, Pipe, Watched};
 use crate::util::*;
 
 fn assert_everything(run: &Run, server: &fake_gleap::FakeGleap) {
@@ -23,34 +24,43 @@ fn rate_limits_with_and_without_retry_after_are_waited_out() {
         (RetryAfter::HttpDate, ErrorBody::Text),
         (RetryAfter::Absent, ErrorBody::Empty),
     ] {
-        let rl = RateLimit {
-            per_window: 8,
-            window: Duration::from_secs(1),
-            retry_after,
-            body,
-        };
-        let server = start(FakeConfig {
-            rate_limit: Some(rl),
-            ..small_config()
+        // That the fake rate-limited is setup: the tap's first requests,
+        // one per stream at once, meet the limit unless the machine spreads
+        // them over more than its window. If it did, the scenario runs again.
+        until_set_up(&format!("{retry_after:?}"), 5, || {
+            let rl = RateLimit {
+                per_window: 8,
+                window: Duration::from_secs(1),
+                retry_after,
+                body,
+            };
+            let server = start(FakeConfig {
+                rate_limit: Some(rl),
+                ..small_config()
+            });
+            let s = Scratch::new();
+            // The tap is told it may go much faster than the fake allows, as
+            // when another integration shares the project's budget; with
+            // its default retry budget: a request a busy machine keeps
+            // sending after the others is waiting its turn, not failing.
+            let run = tap(&[
+                "--config",
+                path_str(&s.config(
+                    &server,
+                    json!({"page_size": 30, "retry_budget_seconds": 600}),
+                )),
+            ]);
+            run.assert_ok();
+            assert_everything(&run, &server);
+            if server.stats().rate_limited == 0 {
+                return false;
+            }
+            assert!(
+                run.stderr.contains("429"),
+                "{retry_after:?}: 429s are logged"
+            );
+            true
         });
-        let s = Scratch::new();
-        // The tap is told it may go much faster than the fake allows, as when
-        // another integration shares the project's budget.
-        let run = tap(&[
-            "--config",
-            path_str(&s.config(&server, json!({"page_size": 30}))),
-        ]);
-        run.assert_ok();
-        assert_everything(&run, &server);
-        let stats = server.stats();
-        assert!(
-            stats.rate_limited > 0,
-            "{retry_after:?}: the fake did rate-limit"
-        );
-        assert!(
-            run.stderr.contains("429"),
-            "{retry_after:?}: 429s are logged"
-        );
     }
 }
 
@@ -69,7 +79,9 @@ fn the_tap_keeps_to_its_own_rate_budget() {
     run.assert_ok();
     let requests = server.stats().requests;
     let secs = started.elapsed().as_secs_f64();
-    // 600/min is 10/s: the run cannot be faster than that.
+    // 600/min is 10/s, spaced evenly (burst 1): n requests take at least
+    // (n - 1) / 10 s of the tap's time, which this wall time covers. A
+    // busy machine only makes the run longer, never the bound tighter.
     assert!(
         requests as f64 <= 10.0 * secs + 2.0,
         "{requests} requests in {secs:.1}s"
@@ -104,12 +116,18 @@ fn server_errors_and_broken_bodies_are_retried_until_everything_is_read() {
         "--config",
         path_str(&s.config(
             &server,
-            json!({"page_size": 8, "request_timeout_seconds": 1}),
+            // A budget of the tap's default: a busy machine may answer
+            // slower than the 1 s timeout now and then, never for ten
+            // minutes on end.
+            json!({"page_size": 8, "request_timeout_seconds": 1, "retry_budget_seconds": 600}),
         )),
     ]);
     run.assert_ok();
     assert_everything(&run, &server);
     let faults: u64 = server.stats().faults.values().sum();
+    // Not a matter of timing: the fake draws faults from its seed by the
+    // request's sequence number (5 among the first 35 at 0.25), and this
+    // sync makes more requests than that whatever their order.
     assert!(
         faults >= 5,
         "faults were injected: {:?}",
@@ -129,19 +147,22 @@ fn an_api_that_keeps_failing_stops_after_the_retry_budget_with_a_resumable_state
         ..small_config()
     });
     let s = Scratch::new();
-    let started = Instant::now();
-    let run = tap(&[
-        "--config",
-        path_str(&s.config(&server, json!({"retry_budget_seconds": 3}))),
-    ]);
+    let cfg = s.config(&server, json!({"retry_budget_seconds": 3}));
+    let run = finish_within_guard(spawn_tap(&["--config", path_str(&cfg)]), "503s");
     assert_eq!(run.code, 7, "{}", run.stderr);
-    assert!(started.elapsed() < Duration::from_secs(20));
     let last = run.error_line();
     assert!(last.contains("retry_budget_seconds"), "{last}");
-    // Requests were spaced by backoff, not hammered: each stream's own
-    // (every stream fails on its own, none stops the others).
+    // Requests were spaced by backoff, not hammered, however fast or slow
+    // the machine: one request is tried at most 4 times in a 3 s budget
+    // (backoff waits at least 0.25, 0.5, 1 and 2 s before the 2nd to the
+    // 5th try, so a fifth would start after 3.75 s). Each stream fails on
+    // its own, none stops the others: before any page arrives each has one
+    // request out, tickets, sessions and messages two (a first sync's
+    // newest-record probe beside its first page), and one more may ask the
+    // API's clock.
+    let streams = default_streams().len() as u64;
     assert!(
-        server.stats().requests < 9 * default_streams().len() as u64,
+        server.stats().requests <= 4 * (streams + 3 + 1),
         "{} requests",
         server.stats().requests
     );
@@ -182,56 +203,62 @@ fn sigterm_flushes_what_was_read_and_prints_a_covering_state() {
         ..small_config()
     });
     let s = Scratch::new();
-    let cfg = s.config(&server, json!({"page_size": 50}));
+    // 600 requests a minute: the sync's hundred-odd requests take ten
+    // seconds and more of the tap's own limiter, so a signal sent once the
+    // first tickets are written lands mid-sync.
+    let cfg = s.config(
+        &server,
+        json!({"page_size": 50, "requests_per_minute": 600}),
+    );
+    let fast = s.write_json(
+        "fast.json",
+        &json!({"page_size": 1000, "requests_per_minute": 60000}),
+    );
     for (signal, code) in [("TERM", 143), ("INT", 130)] {
-        server.reset_stats();
-        let running = spawn_tap(&["--config", path_str(&cfg)]);
-        // Signal once a few pages of tickets were read, however loaded the machine.
-        let started = std::time::Instant::now();
-        while server
-            .stats()
-            .by_path
-            .get("/v3/tickets")
-            .copied()
-            .unwrap_or(0)
-            < 4
-        {
+        // That the signal lands before the sync ends is setup: if the
+        // machine held it back that long (the run exits 0), the scenario
+        // runs again.
+        until_set_up(&format!("SIG{signal}"), 5, || {
+            let mut running = Watched::spawn(&["--config", path_str(&cfg)]);
+            // Signalled once the tap has written tickets (an event on its
+            // stdout), however loaded the machine.
             assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "tickets are read"
+                running.wait_for(Pipe::Out, |l| {
+                    l.starts_with(r#"{"type":"RECORD","stream":"tickets""#)
+                }),
+                "{signal}: tickets are written"
             );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &running.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let run = running.finish();
-        assert_eq!(run.code, code, "{signal}: {}", run.stderr);
-        assert!(
-            !run.records("tickets").is_empty(),
-            "records read before the signal were written"
-        );
-        assert!(
-            matches!(run.messages.last(), Some(Message::State { .. })),
-            "{signal}: the output ends with a STATE"
-        );
-        // Resuming from it completes the data.
-        let st = s.write_json("state.json", run.last_state());
-        let rest = tap(&[
-            "--config",
-            path_str(&cfg),
-            "--state",
-            path_str(&st),
-            "--config",
-            path_str(&s.write_json("fast.json", &json!({"page_size": 1000}))),
-        ]);
-        rest.assert_ok();
-        for name in ["tickets", "sessions", "messages"] {
-            let mut all = run.ids(name);
-            all.extend(rest.ids(name));
-            assert_eq!(all, fake_ids(&server, name), "{signal}: {name}");
-        }
+            running.signal(signal);
+            let run = running.finish();
+            if run.code == 0 {
+                return false;
+            }
+            assert_eq!(run.code, code, "{signal}: {}", run.stderr);
+            assert!(
+                !run.records("tickets").is_empty(),
+                "records read before the signal were written"
+            );
+            assert!(
+                matches!(run.messages.last(), Some(Message::State { .. })),
+                "{signal}: the output ends with a STATE"
+            );
+            // Resuming from it completes the data.
+            let st = s.write_json("state.json", run.last_state());
+            let rest = tap(&[
+                "--config",
+                path_str(&cfg),
+                "--state",
+                path_str(&st),
+                "--config",
+                path_str(&fast),
+            ]);
+            rest.assert_ok();
+            for name in ["tickets", "sessions", "messages"] {
+                let mut all = run.ids(name);
+                all.extend(rest.ids(name));
+                assert_eq!(all, fake_ids(&server, name), "{signal}: {name}");
+            }
+            true
+        });
     }
 }

@@ -650,22 +650,35 @@ fn rate_limit_and_retry_after_variants() {
         let st = f.stats();
         assert_eq!((st.rate_limited, st.max_in_window, st.requests), (1, 3, 4));
     }
-    // A short window frees slots again.
-    let f = start(FakeConfig {
-        rate_limit: Some(RateLimit {
-            per_window: 2,
-            window: Duration::from_millis(300),
-            ..RateLimit::default()
-        }),
-        ..FakeConfig::default()
-    });
-    assert_eq!(get(&f, "/teams").status, 200);
-    assert_eq!(get(&f, "/teams").status, 200);
-    assert_eq!(get(&f, "/teams").status, 429);
-    std::thread::sleep(Duration::from_millis(350));
-    assert_eq!(get(&f, "/teams").status, 200);
-    f.set_rate_limit(None);
-    assert!(get(&f, "/teams").header("x-ratelimit-limit").is_none());
+    // A short window frees slots again. The third request is refused only
+    // if it comes within the window of the first: a machine that held this
+    // thread up longer than that gets another go (a fresh fake); a wait of
+    // more than the window only frees the slots more surely.
+    let window = Duration::from_millis(300);
+    for attempt in 1.. {
+        let f = start(FakeConfig {
+            rate_limit: Some(RateLimit {
+                per_window: 2,
+                window,
+                ..RateLimit::default()
+            }),
+            ..FakeConfig::default()
+        });
+        let t0 = std::time::Instant::now();
+        assert_eq!(get(&f, "/teams").status, 200);
+        assert_eq!(get(&f, "/teams").status, 200);
+        let third = get(&f, "/teams").status;
+        if t0.elapsed() >= window {
+            assert!(attempt < 10, "three requests never fit in {window:?}");
+            continue;
+        }
+        assert_eq!(third, 429);
+        std::thread::sleep(window + Duration::from_millis(50));
+        assert_eq!(get(&f, "/teams").status, 200);
+        f.set_rate_limit(None);
+        assert!(get(&f, "/teams").header("x-ratelimit-limit").is_none());
+        break;
+    }
 }
 
 #[test]
@@ -1705,16 +1718,7 @@ fn deep_paging_is_refused_past_the_window_and_keyset_walks_read_everything() {
 /// old version meanwhile), and updates show out of the order written.
 #[test]
 fn a_lagging_index_lists_updates_late_and_out_of_order() {
-    let f = start(FakeConfig {
-        index_lag: Duration::from_millis(1500),
-        ..FakeConfig::default()
-    });
-    let updated = f.update(Stream::Sessions, 40);
-    let truth: std::collections::HashMap<String, String> = f
-        .snapshot(Stream::Sessions)
-        .into_iter()
-        .map(|r| (r.id, r.updated_at))
-        .collect();
+    let lag = Duration::from_millis(1500);
     let listed = |f: &FakeGleap| -> std::collections::HashMap<String, String> {
         get(f, "/sessions?limit=1000")
             .json()
@@ -1729,53 +1733,91 @@ fn a_lagging_index_lists_updates_late_and_out_of_order() {
             })
             .collect()
     };
-    let early = listed(&f);
-    let shown: Vec<&String> = updated
-        .iter()
-        .filter(|id| early[*id] == truth[*id])
-        .collect();
-    assert!(shown.len() < updated.len(), "every update showed at once");
-    // Out of order: some update shown while an earlier-stamped one is not.
-    std::thread::sleep(Duration::from_millis(700));
-    let mid = listed(&f);
-    let mut stamps: Vec<(&String, bool)> = updated
-        .iter()
-        .map(|id| (&truth[id], mid[id] == truth[id]))
-        .collect();
-    stamps.sort();
-    let first_hidden = stamps.iter().position(|(_, shown)| !shown);
-    let last_shown = stamps.iter().rposition(|(_, shown)| *shown);
-    assert!(
-        matches!((first_hidden, last_shown), (Some(h), Some(s)) if h < s),
-        "updates showed in the order written: {stamps:?}"
-    );
-    std::thread::sleep(Duration::from_millis(1000));
-    let late = listed(&f);
-    assert!(
-        updated.iter().all(|id| late[id] == truth[id]),
-        "every update shows after the bound"
-    );
+    // The lists are read over and over from the updates on, until every
+    // update shows: seeing some late, and some out of order, needs a
+    // listing while updates are still pending, which a machine that held
+    // this thread up for the whole bound never takes; it gets another go
+    // (a fresh fake).
+    for attempt in 1.. {
+        let f = start(FakeConfig {
+            index_lag: lag,
+            ..FakeConfig::default()
+        });
+        let updated = f.update(Stream::Sessions, 40);
+        let written = std::time::Instant::now();
+        let truth: std::collections::HashMap<String, String> = f
+            .snapshot(Stream::Sessions)
+            .into_iter()
+            .map(|r| (r.id, r.updated_at))
+            .collect();
+        let (mut late, mut out_of_order) = (false, false);
+        loop {
+            let asked = written.elapsed();
+            let now = listed(&f);
+            let mut stamps: Vec<(&String, bool)> = updated
+                .iter()
+                .map(|id| (&truth[id], now[id] == truth[id]))
+                .collect();
+            if stamps.iter().all(|(_, shown)| *shown) {
+                break;
+            }
+            // Asked after the bound, every update shows (the fake counts
+            // whole milliseconds: a few more of margin).
+            assert!(
+                asked < lag + Duration::from_millis(10),
+                "an update still hidden {asked:?} after it"
+            );
+            late = true;
+            // Out of order: some update shown while an earlier-stamped one
+            // is not.
+            stamps.sort();
+            let first_hidden = stamps.iter().position(|(_, shown)| !shown);
+            let last_shown = stamps.iter().rposition(|(_, shown)| *shown);
+            out_of_order |= matches!((first_hidden, last_shown), (Some(h), Some(s)) if h < s);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if late && out_of_order {
+            break;
+        }
+        assert!(
+            attempt < 10,
+            "updates never showed late and out of order (late: {late})"
+        );
+    }
 }
 
 /// A list cache answers an identical request with the same body until it
 /// expires; a request that differs (another limit) is answered afresh.
 #[test]
 fn a_list_cache_answers_identical_requests_with_the_same_body() {
-    let f = start(FakeConfig {
-        list_cache: Duration::from_millis(800),
-        ..FakeConfig::default()
-    });
-    let first = get(&f, "/sessions?sort=-updatedAt&limit=1").json();
-    let updated = f.update(Stream::Sessions, 1);
-    let cached = get(&f, "/sessions?sort=-updatedAt&limit=1").json();
-    assert_eq!(cached, first, "the same request, from the cache");
-    let fresh = get(&f, "/sessions?sort=-updatedAt&limit=2").json();
-    assert_eq!(
-        fresh[0]["id"],
-        json!(updated[0]),
-        "another request is fresh"
-    );
-    std::thread::sleep(Duration::from_millis(900));
-    let expired = get(&f, "/sessions?sort=-updatedAt&limit=1").json();
-    assert_eq!(expired[0]["id"], json!(updated[0]), "the cache expired");
+    let cache = Duration::from_millis(800);
+    // The second request is answered from the cache only if it comes
+    // within the cache's life of the first: a machine that held this
+    // thread up longer than that gets another go (a fresh fake); a wait of
+    // more than its life only expires it more surely.
+    for attempt in 1.. {
+        let f = start(FakeConfig {
+            list_cache: cache,
+            ..FakeConfig::default()
+        });
+        let t0 = std::time::Instant::now();
+        let first = get(&f, "/sessions?sort=-updatedAt&limit=1").json();
+        let updated = f.update(Stream::Sessions, 1);
+        let cached = get(&f, "/sessions?sort=-updatedAt&limit=1").json();
+        if t0.elapsed() >= cache {
+            assert!(attempt < 10, "two requests never fit in {cache:?}");
+            continue;
+        }
+        assert_eq!(cached, first, "the same request, from the cache");
+        let fresh = get(&f, "/sessions?sort=-updatedAt&limit=2").json();
+        assert_eq!(
+            fresh[0]["id"],
+            json!(updated[0]),
+            "another request is fresh"
+        );
+        std::thread::sleep(cache + Duration::from_millis(100));
+        let expired = get(&f, "/sessions?sort=-updatedAt&limit=1").json();
+        assert_eq!(expired[0]["id"], json!(updated[0]), "the cache expired");
+        break;
+    }
 }
