@@ -252,14 +252,38 @@ fn test_flag_reads_one_record_per_stream_and_says_what_failed() {
         path_str(&s.config(&server, json!({"project_id": "other"}))),
         "--test",
     ]);
+    // Refused credentials explain every stream: one line, nothing on
+    // stdout (tests/failures.rs holds every failure class to that).
     assert_eq!(bad.code, AUTH_ERROR, "{}", bad.stderr);
+    assert!(bad.error_line().contains("project_id"), "{}", bad.stderr);
+    assert_eq!(bad.stdout, "", "nothing on stdout");
+    // A stream that fails alone is named, beside those that passed.
+    let server = start(fake_gleap::FakeConfig {
+        broken_features: vec!["news".into()],
+        ..fake_config()
+    });
+    let partly = tap(&[
+        "--config",
+        path_str(&s.config(
+            &server,
+            json!({"retry_budget_seconds": 1, "request_timeout_seconds": 60}),
+        )),
+        "--test",
+    ]);
+    assert_eq!(partly.code, 7, "{}", partly.stderr);
+    // (A machine too slow to answer others within the check's 15 s would
+    // name them too: only news is sure to be there.)
+    let line = partly.error_line();
     assert!(
-        bad.stderr
-            .contains("connection test failed for: tickets, sessions"),
-        "{}",
-        bad.stderr
+        line.contains("connection test failed for ") && line.contains("news"),
+        "{line}"
     );
-    assert!(bad.error_line().contains("project_id"));
+    assert!(partly.records("news").is_empty());
+    assert!(!partly
+        .messages
+        .iter()
+        .any(|m| matches!(m, Message::Schema { stream, .. } if stream == "news")));
+    assert_records_match_schemas(&partly);
 }
 
 #[test]
