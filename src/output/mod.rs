@@ -358,7 +358,13 @@ impl Out {
             self.last_state.followed_by_other_lines |= !lines.is_empty();
             return Ok(());
         };
-        for line in lines.split_inclusive(|&b| b == b'\n') {
+        let mut rest = lines;
+        while !rest.is_empty() {
+            // memchr, not `split_inclusive`: a closure's byte-by-byte scan
+            // of every page measured a sixth of the tap's CPU.
+            let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+            let line = &rest[..end];
+            rest = &rest[end..];
             let stream = if record_line::is_record(line) {
                 let r = record_line::cut(line).ok_or_else(|| {
                     Stop::Failed(Error::Internal(format!(
