@@ -53,7 +53,7 @@
 # end-to-end time of a first sync of PG_SIZE (200000) tickets (--select
 # tickets) piped into target-postgres, RECORD lines against BATCH files,
 # each run into a schema of its own; the rows loaded are counted. Medians
-# of RUNS.
+# of RUNS. PG_SIZE=0 skips these; PG_OUTPUTS=BATCH runs only the BATCH row.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,6 +67,7 @@ SHAPE_SIZE=${SHAPE_SIZE:-100000}
 BATCH=${BATCH:-0}
 BATCH_SIZES=${BATCH_SIZES:-1000000}
 PG_SIZE=${PG_SIZE:-200000}
+PG_OUTPUTS=${PG_OUTPUTS:-"RECORD BATCH"}
 LATENCY_MS=${LATENCY_MS:-300}
 JITTER_MS=${JITTER_MS:-100}
 MAP=${MAP:-'{"stream_maps": {"tickets": {"title": "md5(title) if title else None"}, "sessions": {"email": "md5(email) if email else None"}}}'}
@@ -359,8 +360,14 @@ if [ "$BATCH" = 1 ]; then
   echo "  output: RECORD lines into a file, or gzip batch files (level 1, 10000 records each) named by BATCH lines"
   echo "  records: RECORD lines, or lines of the batch files; out_MB: stdout's bytes, or the batch files' (compressed)"
 
+fi
+
+if [ "$BATCH" = 1 ] && [ "$PG_SIZE" != 0 ]; then
   echo >&2
   echo "==> BATCH: a first sync of $PG_SIZE tickets into MeltanoLabs target-postgres (a PostgreSQL server started here)" >&2
+  batch_json() { # args: folder
+    printf '{"batch_config": {"encoding": {"format": "jsonl", "compression": "gzip"}, "storage": {"root": "file://%s"}, "batch_size": 10000}}\n' "$1"
+  }
   pg_venv=.venv-bench/target-postgres
   if [ ! -x "$pg_venv/bin/target-postgres" ] || ! cmp -s meltano/requirements/target-postgres.txt "$pg_venv/.requirements.txt"; then
     rm -rf "$pg_venv"
@@ -388,7 +395,7 @@ if [ "$BATCH" = 1 ]; then
   batch_json "$work/batches" >"$work/batch.json"
   printf "\n%-9s %-7s %9s %8s %10s %9s\n" tickets output rows wall_s rows/s cpu_s
   run_no=0
-  for mode in RECORD BATCH; do
+  for mode in $PG_OUTPUTS; do
     walls=() cpus=() rows=()
     for _ in $(seq 1 "$RUNS"); do
       run_no=$((run_no + 1))
