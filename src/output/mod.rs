@@ -328,8 +328,13 @@ impl Out {
             return Ok(());
         };
         let (done, error) = files.close_older(age);
+        let mut stdout = Stdout {
+            out: &mut self.out,
+            last_state: &mut self.last_state,
+            held: &mut self.held,
+        };
         for a in done {
-            announce(&mut self.out, &mut self.last_state, &mut self.held, a)?;
+            stdout.announce(Some(a))?;
         }
         self.apply_released(state)?;
         error.map_or(Ok(()), |e| Err(file_failed(e)))
@@ -353,61 +358,87 @@ impl Out {
                 &self.mapped
             }
         };
-        let Some(files) = &mut self.files else {
-            self.out.write_all(lines)?;
-            self.last_state.followed_by_other_lines |= !lines.is_empty();
-            return Ok(());
-        };
-        let mut rest = lines;
-        while !rest.is_empty() {
-            // memchr, not `split_inclusive`: a closure's byte-by-byte scan
-            // of every page measured a sixth of the tap's CPU.
-            let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
-            let line = &rest[..end];
-            rest = &rest[end..];
-            let stream = if record_line::is_record(line) {
-                let r = record_line::cut(line).ok_or_else(|| {
-                    Stop::Failed(Error::Internal(format!(
-                        "a RECORD line of stream {source} the writer cannot take apart"
-                    )))
-                })?;
-                if r.version.is_none() {
-                    if let Some(a) = files
-                        .append(&r.stream, source, r.record)
-                        .map_err(file_failed)?
-                    {
-                        announce(&mut self.out, &mut self.last_state, &mut self.held, a)?;
-                    }
-                    continue;
-                }
-                Some(r.stream)
-            } else {
-                stream_of(line).map(std::borrow::Cow::Owned)
-            };
-            // Any other line of a stream comes after the records before
-            // it: an ACTIVATE_VERSION after every file of its version.
-            if let Some(stream) = stream {
-                if let Some(a) = files.close(&stream).map_err(file_failed)? {
-                    announce(&mut self.out, &mut self.last_state, &mut self.held, a)?;
-                }
+        match &mut self.files {
+            None => {
+                self.out.write_all(lines)?;
+                self.last_state.followed_by_other_lines |= !lines.is_empty();
+                Ok(())
             }
-            self.out.write_all(line)?;
-            self.last_state.followed_by_other_lines = true;
+            Some(files) => {
+                let mut stdout = Stdout {
+                    out: &mut self.out,
+                    last_state: &mut self.last_state,
+                    held: &mut self.held,
+                };
+                to_files(files, &mut stdout, source, lines)
+            }
+        }
+    }
+}
+
+/// What a line or a BATCH goes out through, with batch files.
+struct Stdout<'a> {
+    out: &'a mut io::BufWriter<Box<dyn Write + Send>>,
+    last_state: &'a mut LastState,
+    held: &'a mut Held,
+}
+
+impl Stdout<'_> {
+    fn line(&mut self, line: &[u8]) -> io::Result<()> {
+        self.out.write_all(line)?;
+        self.last_state.followed_by_other_lines = true;
+        Ok(())
+    }
+
+    /// Writes a complete file's BATCH line, and lets go of what it held.
+    fn announce(&mut self, file: Option<Announced>) -> io::Result<()> {
+        if let Some(file) = file {
+            self.line(&file.line)?;
+            self.held.announced(file.serial);
         }
         Ok(())
     }
 }
 
-/// Writes a complete file's BATCH line, and lets go of what it held.
-fn announce(
-    out: &mut impl Write,
-    last: &mut LastState,
-    held: &mut Held,
-    file: Announced,
-) -> io::Result<()> {
-    out.write_all(&file.line)?;
-    last.followed_by_other_lines = true;
-    held.announced(file.serial);
+/// Records without a table version to their stream's file; every other
+/// line to stdout, after the file holding its stream's records before it
+/// (an ACTIVATE_VERSION after every file of its version, a new field's
+/// SCHEMA before the file of the records that carry it).
+fn to_files(
+    files: &mut BatchFiles,
+    stdout: &mut Stdout<'_>,
+    source: &'static str,
+    lines: &[u8],
+) -> Result<(), Stop> {
+    let mut rest = lines;
+    while !rest.is_empty() {
+        // memchr, not `split_inclusive`: a closure's byte-by-byte scan of
+        // every page measured an eighth of the tap's CPU.
+        let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+        let line = &rest[..end];
+        rest = &rest[end..];
+        let stream = if record_line::is_record(line) {
+            let r = record_line::cut(line).ok_or_else(|| {
+                Stop::Failed(Error::Internal(format!(
+                    "a RECORD line of stream {source} the writer cannot take apart"
+                )))
+            })?;
+            if r.version.is_none() {
+                let full = files
+                    .append(&r.stream, source, r.record)
+                    .map_err(file_failed)?;
+                stdout.announce(full)?;
+                continue;
+            }
+            Some(r.stream)
+        } else {
+            stream_of(line).map(std::borrow::Cow::Owned)
+        };
+        if let Some(stream) = stream {
+            stdout.announce(files.close(&stream).map_err(file_failed)?)?;
+        }
+        stdout.line(line)?;
+    }
     Ok(())
 }
 
