@@ -1236,6 +1236,159 @@ class E2E:
                 check(f"run 4 {t}: Meltano's state records each incremental stream's reconciliation",
                       not without, f"no reconciled_at for {without}")
 
+    # ---- BATCH messages into target-postgres (issue 30)
+    def test_batch(self):
+        """batch_config: the tap writes gzip files named by BATCH messages; MeltanoLabs
+        target-postgres (installed by Meltano above) loads them. A first sync (full-table
+        streams with ACTIVATE_VERSION as RECORD lines, the rest in files), an incremental run
+        from the target's last STATE, and a run killed with SIGKILL then resumed from the
+        target's last STATE: each time the rows are the fake's ids, none marked deleted, and
+        every file a manifest names is whole and in place. Self-contained: its own folder,
+        its own PostgreSQL schemas, the shell recipe's pipeline."""
+        import gzip
+        import psycopg
+
+        d = WORK / "batch"
+        d.mkdir(exist_ok=True)
+        target = self.project / ".meltano" / "loaders" / "target-postgres" / "venv" / "bin" / "target-postgres"
+        streams = list(STREAMS)
+
+        def configs(name: str, rpm: int, batch_size: int) -> tuple[Path, Path]:
+            tap_cfg = d / f"{name}-tap.json"
+            tap_cfg.write_text(json.dumps({
+                "api_key": API_KEY, "project_id": PROJECT, "api_url": self.fake.api_url, "page_size": 100,
+                "requests_per_minute": rpm, "emit_activate_version_messages": True,
+                "batch_config": {"encoding": {"format": "jsonl", "compression": "gzip"},
+                                 "storage": {"root": f"file://{d / name}", "prefix": "e2e-"},
+                                 "batch_size": batch_size}}))
+            target_cfg = d / f"{name}-target.json"
+            target_cfg.write_text(json.dumps({
+                "host": "127.0.0.1", "port": self.pg.port, "user": "postgres", "password": "unused-trust-auth",
+                "database": "gleap", "default_target_schema": f"gleap_{name}", "add_record_metadata": True}))
+            return tap_cfg, target_cfg
+
+        def manifests(singer: str) -> dict[str, list[str]]:
+            out: dict[str, list[str]] = {}
+            for line in singer.splitlines():
+                m = json.loads(line)
+                if m["type"] == "BATCH":
+                    out.setdefault(m["stream"], []).extend(m["manifest"])
+            return out
+
+        def whole(urls: list[str]) -> list[str]:
+            """The named files that are not whole, gzip to the end, in place."""
+            bad = []
+            for url in urls:
+                path = Path(url.removeprefix("file://"))
+                try:
+                    ok = not url.endswith(".tmp") and gzip.decompress(path.read_bytes()).endswith(b"\n")
+                except Exception:  # noqa: BLE001
+                    ok = False
+                if not ok:
+                    bad.append(url)
+            return bad
+
+        def check_rows(name: str, what: str) -> None:
+            with psycopg.connect(self.pg.dsn()) as c:
+                for s in streams:
+                    want = set(self.fake.snapshot(s))
+                    try:
+                        rows = c.execute(f'SELECT id, _sdc_deleted_at FROM gleap_{name}."{s}"').fetchall()
+                    except Exception as e:  # noqa: BLE001
+                        c.rollback()
+                        check(f"batch {what}: {s}: table gleap_{name}.{s} readable", not want, f"{e}")
+                        continue
+                    ids = [r[0] for r in rows]
+                    marked = [r[0] for r in rows if r[1] is not None]
+                    check(f"batch {what}: {s}: the rows are the fake's {len(want)} ids, once each, none marked deleted",
+                          len(ids) == len(set(ids)) and set(ids) == want and not marked,
+                          f"{len(rows)} rows; missing {sorted(want - set(ids))[:3]}; extra {sorted(set(ids) - want)[:3]}; "
+                          f"marked {marked[:3]}")
+
+        def last_state(path: Path) -> Path | None:
+            lines = [x for x in path.read_text().splitlines() if x.strip()]
+            if not lines:
+                return None
+            state = d / f"{path.stem}.state.json"
+            state.write_text(lines[-1])
+            return state
+
+        def pipeline(name: str, n: int, tap_cfg: Path, target_cfg: Path, state: Path | None) -> subprocess.CompletedProcess:
+            state_arg = f"--state {state}" if state else ""
+            return run(f"set -o pipefail; {TAP_BIN} --config {tap_cfg} {state_arg} 2>{d / f'{name}-{n}-tap.log'} "
+                       f"| tee {d / f'{name}-{n}.singer'} | {target} --config {target_cfg} > {d / f'{name}-{n}-target.jsonl'} "
+                       f"2>{d / f'{name}-{n}-target.log'}", shell=True, check_rc=False)
+
+        with step("batch_config: a first sync into target-postgres through gzip batch files"):
+            tap_cfg, target_cfg = configs("batch", 6000, 500)
+            p = pipeline("batch", 1, tap_cfg, target_cfg, None)
+            if not check("batch run 1: tap-gleap | target-postgres succeeds", p.returncode == 0,
+                         (d / "batch-1-target.log").read_text()[-1500:]):
+                return
+            files = manifests((d / "batch-1.singer").read_text())
+            check("batch run 1: the incremental streams come as BATCH files, several for tickets",
+                  all(s in files for s in INCREMENTAL) and len(files["tickets"]) > 1, f"{ {s: len(f) for s, f in files.items()} }")
+            bad = whole([u for us in files.values() for u in us])
+            check("batch run 1: every file a manifest names is whole and in place", not bad, f"{bad[:3]}")
+            check_rows("batch", "run 1")
+        with step("batch_config: an incremental run from the target's last STATE"):
+            changed = {s: self.fake.mutate(s, update=counts[0], create=counts[1])
+                       for s, counts in {"tickets": (20, 10), "sessions": (5, 3), "messages": (8, 6)}.items()}
+            p = pipeline("batch", 2, tap_cfg, target_cfg, last_state(d / "batch-1-target.jsonl"))
+            if not check("batch run 2: the incremental run succeeds", p.returncode == 0,
+                         (d / "batch-2-target.log").read_text()[-1500:]):
+                return
+            files2 = manifests((d / "batch-2.singer").read_text())
+            records2 = sum(len(gzip.decompress(Path(u.removeprefix("file://")).read_bytes()).splitlines())
+                           for u in files2.get("tickets", []))
+            check("batch run 2: the tickets' files hold what changed, not the whole stream",
+                  len(changed["tickets"]["updated"]) + len(changed["tickets"]["created"]) <= records2
+                  < len(self.fake.snapshot("tickets")), f"{records2} records in run 2's tickets files")
+            check_rows("batch", "run 2")
+            with psycopg.connect(self.pg.dsn()) as c:
+                cur = c.execute("SELECT * FROM gleap_batch.tickets")
+                names = [col.name.lower() for col in cur.description]
+                loaded = {r["id"]: r["updatedat"] for r in (dict(zip(names, row)) for row in cur.fetchall())}
+            snap = self.fake.snapshot("tickets")
+            stale = [i for i in changed["tickets"]["updated"] if as_naive_utc(loaded.get(i)) != parse_ts(snap[i])]
+            check("batch run 2: the updated tickets carry their new updatedAt", not stale, f"{stale[:3]}")
+        with step("batch_config: a run killed with SIGKILL, then resumed from the target's last STATE"):
+            tap_cfg, target_cfg = configs("killed", 1200, 150)
+            tap_log = open(d / "killed-1-tap.log", "w")
+            target_out = open(d / "killed-1-target.jsonl", "w")
+            tap = subprocess.Popen([str(TAP_BIN), "--config", str(tap_cfg)], stdout=subprocess.PIPE, stderr=tap_log)
+            tgt = subprocess.Popen([str(target), "--config", str(target_cfg)], stdin=subprocess.PIPE,
+                                   stdout=target_out, stderr=open(d / "killed-1-target.log", "w"))
+            named, batches, killed = [], 0, False
+            for line in tap.stdout:
+                if not line.endswith(b"\n"):
+                    break  # a torn last line: a target drops it
+                m = json.loads(line)
+                if m["type"] == "BATCH":
+                    named.extend(m["manifest"])
+                    batches += 1
+                tgt.stdin.write(line)
+                if batches == 6 and not killed:
+                    os.kill(tap.pid, signal.SIGKILL)
+                    killed = True
+            tgt.stdin.close()
+            tap.wait()
+            tgt.wait()
+            tap_log.close()
+            target_out.close()
+            check("batch kill: the tap was killed mid-run (SIGKILL)", tap.returncode == -signal.SIGKILL,
+                  f"exit {tap.returncode} after {batches} BATCH lines")
+            check("batch kill: the target took what was sent", tgt.returncode == 0,
+                  (d / "killed-1-target.log").read_text()[-1500:])
+            bad = whole(named)
+            check("batch kill: every file named before the kill is whole, never a .tmp", not bad, f"{bad[:3]}")
+            left = sorted(p.name for p in (d / "killed").glob("*.tmp"))
+            print(f"    killed after {batches} BATCH lines; left half-written (named by nothing): {left[:3]}")
+            p = pipeline("killed", 2, tap_cfg, target_cfg, last_state(d / "killed-1-target.jsonl"))
+            if check("batch kill: the resumed run succeeds", p.returncode == 0,
+                     (d / "killed-2-target.log").read_text()[-1500:]):
+                check_rows("killed", "kill then resume")
+
     # ---- 5. the README's cron recipe
     def cron(self, n: int):
         """The README's shell recipe, verbatim in spirit: tap | target, keep the target's last STATE."""
@@ -1295,6 +1448,7 @@ export PATH={self.wheel_tap.parent}:{target.parent}:$PATH
                 self.cron(2)
             self.round2()
             self.round3()
+            self.test_batch()
         except Abort as e:
             check("the end-to-end test ran to the end", False, str(e))
         except Exception:  # noqa: BLE001

@@ -11,6 +11,7 @@
 #   SHAPES=0 scripts/bench.sh             # skip the data-shape rows
 #   FAKE_ARGS=--no-undocumented-fields scripts/bench.sh   # records hold only fields the schemas name
 #   TAP=/path/to/tap-gleap scripts/bench.sh   # time another build of the tap (e.g. an older commit's)
+#   BATCH=1 SIZES=0 RATE_SECONDS=0 LATENCY_SIZES=0 SHAPES=0 scripts/bench.sh   # the BATCH rows alone
 #
 # Each size: the fake starts with N tickets, N/10 sessions, N/10 messages and
 # 10 surveys of N/1000 responses each; one untimed run (into a counter)
@@ -42,6 +43,17 @@
 # after the first asks again for the records at its cursor, so ties at
 # page ends cost pages), peak RSS and 429s; medians of RUNS. Then an
 # incremental run with nothing new.
+#
+# BATCH rows (BATCH=1; off by default: they install MeltanoLabs
+# target-postgres from PyPI into .venv-bench/ and start a PostgreSQL
+# server): the same first sync (BATCH_SIZES, default 1000000 tickets, the
+# data of the first rows, unpaced) as RECORD lines into a file and as gzip
+# batch files (batch_config, batch_size 10000) into a scratch folder: wall,
+# CPU per record, records per second, peak RSS, bytes written. Then the
+# end-to-end time of a first sync of PG_SIZE (200000) tickets (--select
+# tickets) piped into target-postgres, RECORD lines against BATCH files,
+# each run into a schema of its own; the rows loaded are counted. Medians
+# of RUNS. PG_SIZE=0 skips these; PG_OUTPUTS=BATCH runs only the BATCH row.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +64,10 @@ RATE_SECONDS=${RATE_SECONDS:-120}
 LATENCY_SIZES=${LATENCY_SIZES:-100000}
 SHAPES=${SHAPES:-"uniform burst growth bulk bursts"}
 SHAPE_SIZE=${SHAPE_SIZE:-100000}
+BATCH=${BATCH:-0}
+BATCH_SIZES=${BATCH_SIZES:-1000000}
+PG_SIZE=${PG_SIZE:-200000}
+PG_OUTPUTS=${PG_OUTPUTS:-"RECORD BATCH"}
 LATENCY_MS=${LATENCY_MS:-300}
 JITTER_MS=${JITTER_MS:-100}
 MAP=${MAP:-'{"stream_maps": {"tickets": {"title": "md5(title) if title else None"}, "sessions": {"email": "md5(email) if email else None"}}}'}
@@ -139,7 +155,8 @@ PY
 gzip_flag=--no-gzip
 [ "$GZIP" = 1 ] && gzip_flag=
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); fake gzip: $([ "$GZIP" = 1 ] && echo on || echo off); $RUNS runs per figure, medians" >&2
-printf "\n%-9s %9s %7s %7s %8s %10s %7s %8s | %9s %6s %8s | %9s %9s | %9s %10s\n" \
+[ "$SIZES" = 0 ] && SIZES=
+[ -z "$SIZES" ] || printf "\n%-9s %9s %7s %7s %8s %10s %7s %8s | %9s %6s %8s | %9s %9s | %9s %10s\n" \
   tickets records wall_s cpu_s us/rec records/s MB/s rss_MB ceiling_s x_ceil ceil_MB fake_cpu_s fake_MB/s map_cpu_s map_us/rec
 for n in $SIZES; do
   # shellcheck disable=SC2086 # FAKE_ARGS: several options
@@ -172,7 +189,7 @@ EOF
       n, r, w, c, c * 1e6 / r, r / w, b / 1e6 / w, m / 1024, cw, w / cw, b / 1e6 / cw, f, b / 1e6 / f, mc, mc * 1e6 / r }'
   stop_fake
 done
-cat <<'EOF'
+[ -z "$SIZES" ] || cat <<'EOF'
 
   wall_s, cpu_s: the tap's wall and CPU (user + system) seconds for the whole sync into /dev/null
   us/rec: CPU microseconds per record; MB/s: Singer output per wall second; rss_MB: the tap's peak RSS
@@ -301,4 +318,104 @@ if [ "$SHAPES" != 0 ]; then
   x_plain: requests / plain; x_budget: wall_s / budget_s, budget_s = requests x 60 / 900
   incr_requests: an incremental run right after, with nothing new (the settle window read again)
 EOF
+fi
+
+if [ "$BATCH" = 1 ]; then
+  echo >&2
+  echo "==> BATCH: records as gzip batch files (batch_config) beside RECORD lines, unpaced; then into target-postgres" >&2
+  printf "\n%-9s %-7s %9s %7s %7s %8s %10s %7s %8s %6s\n" tickets output records wall_s cpu_s us/rec records/s rss_MB out_MB files
+  batch_json() { # args: folder
+    printf '{"batch_config": {"encoding": {"format": "jsonl", "compression": "gzip"}, "storage": {"root": "file://%s"}, "batch_size": 10000}}\n' "$1"
+  }
+  for n in $BATCH_SIZES; do
+    # shellcheck disable=SC2086 # FAKE_ARGS: several options
+    start_fake $gzip_flag ${FAKE_ARGS:-} --tickets "$n" --sessions $((n / 10)) --messages $((n / 10)) \
+      --surveys 10 --responses-per-survey $(((n / 1000) > 1 ? n / 1000 : 1))
+    printf '{"api_key": "fake-api-key", "project_id": "fake-project", "api_url": "%s", "requests_per_minute": 100000}\n' \
+      "$url" >"$work/config.json"
+    batch_json "$work/batches" >"$work/batch.json"
+    for mode in RECORD BATCH; do
+      walls=() cpus=() rsss=() sizes=() files=() records=0
+      for _ in $(seq 1 "$RUNS"); do
+        rm -rf "$work/batches" "$work/out.jsonl"
+        if [ "$mode" = RECORD ]; then
+          read -r w c m _ < <(timed "$work/out.jsonl" "$tap" --config "$work/config.json" 2>"$work/tap.log")
+          records=$(grep -c '"type":"RECORD"' "$work/out.jsonl")
+          sizes+=("$(stat -c %s "$work/out.jsonl")") files+=(0)
+        else
+          read -r w c m _ < <(timed "$work/out.jsonl" "$tap" --config "$work/config.json" --config "$work/batch.json" 2>"$work/tap.log")
+          records=$(find "$work/batches" -name '*.json.gz' -exec zcat {} + | wc -l)
+          sizes+=("$(du -cb "$work/batches"/*.json.gz | tail -n 1 | cut -f1)")
+          files+=("$(grep -c '"type":"BATCH"' "$work/out.jsonl")")
+        fi
+        walls+=("$w") cpus+=("$c") rsss+=("$m")
+      done
+      awk -v n="$n" -v o="$mode" -v r="$records" -v w="$(median_of "${walls[@]}")" -v c="$(median_of "${cpus[@]}")" \
+        -v m="$(median_of "${rsss[@]}")" -v b="$(median_of "${sizes[@]}")" -v f="$(median_of "${files[@]}")" 'BEGIN {
+        printf "%-9d %-7s %9d %7.2f %7.2f %8.2f %10.0f %7.1f %8.0f %6d\n", n, o, r, w, c, c * 1e6 / r, r / w, m / 1024, b / 1e6, f }'
+    done
+    stop_fake
+  done
+  echo
+  echo "  output: RECORD lines into a file, or gzip batch files (level 1, 10000 records each) named by BATCH lines"
+  echo "  records: RECORD lines, or lines of the batch files; out_MB: stdout's bytes, or the batch files' (compressed)"
+
+fi
+
+if [ "$BATCH" = 1 ] && [ "$PG_SIZE" != 0 ]; then
+  echo >&2
+  echo "==> BATCH: a first sync of $PG_SIZE tickets into MeltanoLabs target-postgres (a PostgreSQL server started here)" >&2
+  batch_json() { # args: folder
+    printf '{"batch_config": {"encoding": {"format": "jsonl", "compression": "gzip"}, "storage": {"root": "file://%s"}, "batch_size": 10000}}\n' "$1"
+  }
+  pg_venv=.venv-bench/target-postgres
+  if [ ! -x "$pg_venv/bin/target-postgres" ] || ! cmp -s meltano/requirements/target-postgres.txt "$pg_venv/.requirements.txt"; then
+    rm -rf "$pg_venv"
+    python3 -m venv "$pg_venv"
+    "$pg_venv/bin/pip" install --quiet --disable-pip-version-check meltanolabs-target-postgres==0.8.1 \
+      -c meltano/requirements/target-postgres.txt >&2
+    cp meltano/requirements/target-postgres.txt "$pg_venv/.requirements.txt"
+  fi
+  initdb=$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -n 1)
+  pg_bin=$(dirname "$(readlink -f "$initdb")")
+  as_pg=()
+  mkdir -p "$work/pg"
+  # PostgreSQL refuses to run as root.
+  if [ "$(id -u)" = 0 ]; then chown postgres "$work/pg"; chmod 755 "$work"; as_pg=(runuser -u postgres --); fi
+  pg_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "${as_pg[@]}" "$pg_bin/initdb" -D "$work/pg" -A trust -U postgres --no-sync >/dev/null
+  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg/server.log" -w -o \
+    "-p $pg_port -k $work/pg -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    start >/dev/null
+  stop_pg() { "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -m fast -w stop >/dev/null 2>&1 || true; }
+  trap 'stop_pg; cleanup' EXIT
+  start_fake $gzip_flag --tickets "$PG_SIZE" --sessions 10 --messages 10 --surveys 1 --responses-per-survey 1
+  printf '{"api_key": "fake-api-key", "project_id": "fake-project", "api_url": "%s", "requests_per_minute": 100000}\n' \
+    "$url" >"$work/config.json"
+  batch_json "$work/batches" >"$work/batch.json"
+  printf "\n%-9s %-7s %9s %8s %10s %9s\n" tickets output rows wall_s rows/s cpu_s
+  run_no=0
+  for mode in $PG_OUTPUTS; do
+    walls=() cpus=() rows=()
+    for _ in $(seq 1 "$RUNS"); do
+      run_no=$((run_no + 1))
+      rm -rf "$work/batches"
+      schema="bench_${mode,,}_$run_no"
+      printf '{"host": "127.0.0.1", "port": %s, "user": "postgres", "password": "x", "database": "postgres", "default_target_schema": "%s", "add_record_metadata": true}\n' \
+        "$pg_port" "$schema" >"$work/target.json"
+      extra=
+      [ "$mode" = BATCH ] && extra="--config $work/batch.json"
+      read -r w c _ _ < <(timed "$work/target-state.jsonl" bash -c \
+        "set -o pipefail; $tap --config $work/config.json $extra --select tickets 2>$work/tap.log | $pg_venv/bin/target-postgres --config $work/target.json 2>$work/target.log")
+      walls+=("$w") cpus+=("$c")
+      rows+=("$(psql -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -Atc "select count(*) from $schema.tickets")")
+    done
+    awk -v n="$PG_SIZE" -v o="$mode" -v r="$(median_of "${rows[@]}")" -v w="$(median_of "${walls[@]}")" -v c="$(median_of "${cpus[@]}")" 'BEGIN {
+      printf "%-9d %-7s %9d %8.2f %10.0f %9.2f\n", n, o, r, w, r / w, c }'
+  done
+  stop_fake
+  stop_pg
+  echo
+  echo "  wall_s: tap-gleap --select tickets | target-postgres, from start to the target's exit (every row committed)"
+  echo "  rows: rows in the table after the run (the fake's tickets); cpu_s: the tap's and the target's CPU together"
 fi

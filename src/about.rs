@@ -22,6 +22,7 @@ pub const CAPABILITIES: &[&str] = &[
     "activate-version",
     "stream-maps",
     "schema-flattening",
+    "batch",
 ];
 
 fn setting_schema(kind: Kind) -> Value {
@@ -35,6 +36,7 @@ fn setting_schema(kind: Kind) -> Value {
         }
         Kind::Url => json!({"type": "string", "format": "uri"}),
         Kind::Object => json!({"type": "object"}),
+        Kind::BatchConfig => crate::output::batch_config::json_schema(),
         Kind::Duration => json!({"type": "string", "pattern": "^(\\d+ ?[wdhms]|off|never)?$"}),
     }
 }
@@ -110,7 +112,7 @@ pub fn about_markdown() -> String {
             Kind::Boolean => "boolean",
             Kind::DateTime => "date or date-time",
             Kind::Url => "URL",
-            Kind::Object => "object",
+            Kind::Object | Kind::BatchConfig => "object",
             Kind::Duration => "duration",
         };
         md.push_str(&format!(

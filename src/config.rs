@@ -29,6 +29,8 @@ pub enum Kind {
     Object,
     /// A period such as `7d`, `24h`, `90m` (`timefmt::parse_period`).
     Duration,
+    /// The Meltano SDK's `batch_config` object (`output::batch_config`).
+    BatchConfig,
 }
 
 pub struct Setting {
@@ -189,10 +191,18 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         description: "How many levels of nested objects flattening opens; required when flattening_enabled is true.",
     },
+    Setting {
+        name: "batch_config",
+        kind: Kind::BatchConfig,
+        default: None,
+        required: false,
+        secret: false,
+        description: "Write records to files and send BATCH messages (the Meltano SDK's) instead of RECORD lines, e.g. {\"encoding\": {\"format\": \"jsonl\", \"compression\": \"gzip\"}, \"storage\": {\"root\": \"file:///var/lib/gleap/batches\", \"prefix\": \"gleap-\"}, \"batch_size\": 10000}. Local folders only (file://). A STATE follows the files that hold what it covers. See docs/batch.md.",
+    },
 ];
 
 /// Keys Meltano or the Meltano SDK may pass to any tap; accepted silently.
-const TOLERATED_KEYS: &[&str] = &["batch_config", "faker_config"];
+const TOLERATED_KEYS: &[&str] = &["faker_config"];
 
 /// The API key: held apart so that no `{:?}` or log line can show it.
 #[derive(Clone)]
@@ -233,6 +243,8 @@ pub struct Config {
     /// `stream_maps`, `stream_map_config`, `flattening_*`: checked in full
     /// against the catalog by `maps::Mapper::new`.
     pub maps: crate::maps::MapSettings,
+    /// `batch_config`: records go to files announced by BATCH messages.
+    pub batch: Option<crate::output::batch_config::BatchConfig>,
 }
 
 /// A raw value and where it came from, so errors can name the file or variable.
@@ -467,6 +479,15 @@ fn validate(merged: Vec<(String, Raw)>, require_credentials: bool) -> Result<Con
                 _ => None,
             },
         },
+        batch: match object("batch_config") {
+            Some(o) => Some(crate::output::batch_config::parse(&o).map_err(|e| {
+                Error::Config(format!(
+                    "{}: {e}",
+                    get("batch_config").map_or("config", |r| r.source.as_str())
+                ))
+            })?),
+            None => None,
+        },
     };
     check_url_security(
         &config,
@@ -550,7 +571,7 @@ fn parse_value(s: &Setting, v: &Value, coerce: bool) -> std::result::Result<Pars
                 .ok_or_else(|| "an RFC 3339 date or date-time such as \"2024-01-31\" or \"2024-01-31T00:00:00Z\"".into()),
             _ => Err("an RFC 3339 date or date-time string such as \"2024-01-31\"".into()),
         },
-        Kind::Object => match v {
+        Kind::Object | Kind::BatchConfig => match v {
             Value::Object(o) => Ok(Parsed::Object(o.clone())),
             Value::String(t) => match serde_json::from_str::<Value>(t) {
                 Ok(Value::Object(o)) => Ok(Parsed::Object(o)),

@@ -37,6 +37,12 @@ pub async fn sync(
     stdout: Box<dyn Write + Send>,
     mapper: Option<crate::maps::Mapper>,
 ) -> Result<(), Error> {
+    // A batch folder that cannot be written is a config error now, before
+    // any request.
+    let files = match &config.batch {
+        Some(b) => Some(output::batch_files::BatchFiles::start(b)?),
+        None => None,
+    };
     let signpost = Utc::now();
     let (cancel_tx, cancel) = Cancel::new();
     let cancel_tx = Arc::new(cancel_tx);
@@ -67,6 +73,7 @@ pub async fn sync(
                 )
             })
             .collect(),
+        files,
     };
     let writer = tokio::task::spawn_blocking(move || writer.run(rx));
     let signal = Arc::new(AtomicI32::new(0));

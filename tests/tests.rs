@@ -6,6 +6,7 @@
 mod util;
 
 mod backfill;
+mod batch;
 mod cli;
 mod connect;
 mod docs;
