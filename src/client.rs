@@ -164,6 +164,13 @@ pub struct Client {
     host: String,
 }
 
+/// Why a request did not get its turn.
+enum Turn {
+    Cancelled,
+    /// Every request is paused this much longer, past the request's budget.
+    Past(Duration),
+}
+
 /// Past this many, requests in flight are no longer counted against a limit.
 const UNLIMITED_FROM: usize = 64;
 
@@ -394,7 +401,21 @@ impl Client {
         let mut attempt: u32 = 0;
         loop {
             let mut slot = Some(self.slot().await?);
-            self.wait_turn().await?;
+            // A pause every request shares (the API's 429s) counts against
+            // this request's budget too: with `Retry-After: 60` and a budget
+            // of 10 s, each stream would otherwise wait a minute for a turn
+            // that can only fail.
+            match self.wait_turn(Some(first_try + self.retry_budget)).await {
+                Ok(()) => {}
+                Err(Turn::Cancelled) => return Err(FetchError::Cancelled),
+                Err(Turn::Past(pause)) => {
+                    return Err(FetchError::Fatal(Error::Api(format!(
+                        "GET {path} not sent: the API's rate limit pauses every request for {:.1}s more (HTTP 429), past the retry budget of {}s (\"retry_budget_seconds\"). The bookmarks in the last STATE are safe to resume from",
+                        pause.as_secs_f64(),
+                        self.retry_budget.as_secs()
+                    ))))
+                }
+            }
             stats.requests.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
             tracing::debug!(stream = stats.stream, "GET {path}?{query}");
@@ -598,7 +619,7 @@ impl Client {
     /// clock, best effort. `None` when it failed or carried none.
     pub async fn server_date_now(&self, stats: &StreamStats, path: &str) -> Option<i64> {
         let _slot = self.slot().await.ok()?;
-        self.wait_turn().await.ok()?;
+        self.wait_turn(None).await.ok()?;
         stats.requests.fetch_add(1, Ordering::Relaxed);
         let url = format!("{}{path}?limit=1", self.base);
         let resp = self.http.get(&url).send().await.ok()?;
@@ -662,21 +683,29 @@ impl Client {
         }
     }
 
-    /// Waits for any global pause, then for the rate limiter.
-    async fn wait_turn(&self) -> Result<(), FetchError> {
+    /// Waits for any global pause, then for the rate limiter. A pause
+    /// (429s, a low `X-RateLimit-Remaining`) that would end after
+    /// `deadline` is not waited out: `Err(Turn::Past(pause))`.
+    async fn wait_turn(&self, deadline: Option<Instant>) -> Result<(), Turn> {
         loop {
             let hold = self.hold_until_ms.load(Ordering::Relaxed);
             let now = self.epoch.elapsed().as_millis() as u64;
             if hold <= now {
                 break;
             }
-            if !self.cancel.sleep(Duration::from_millis(hold - now)).await {
-                return Err(FetchError::Cancelled);
+            let pause = Duration::from_millis(hold - now);
+            if deadline.is_some_and(|d| Instant::now() + pause > d) {
+                return Err(Turn::Past(pause));
+            }
+            if !self.cancel.sleep(pause).await {
+                return Err(Turn::Cancelled);
             }
         }
+        // Cancellation first: a turn that comes with SIGTERM is not taken.
         tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Err(Turn::Cancelled),
             _ = self.limiter.until_ready() => Ok(()),
-            _ = self.cancel.cancelled() => Err(FetchError::Cancelled),
         }
     }
 

@@ -143,15 +143,21 @@ const ROUNDS_MID_SYNC: usize = 5;
 /// had served the tap a request, and with requests of the tap after them.
 /// How many rounds a run's length holds is a matter of scheduling (a
 /// loaded machine may starve this thread, or speed the tap's end), so the
-/// callers try again with slower pages rather than count on it.
+/// callers try again with slower pages rather than count on it. At most
+/// `most` rounds: a whole pass is activated only once its catch-up settles
+/// after the changes stop (`pager::catch_up_moves`).
 fn rounds_mid_sync(
     server: &FakeGleap,
     running: &mut Running,
     pause: Duration,
+    most: usize,
     mut change: impl FnMut(),
 ) -> usize {
     let mut served_after: Vec<u64> = Vec::new();
     while_running(running, pause, || {
+        if served_after.len() >= most {
+            return;
+        }
         let before = server.stats().requests;
         change();
         if before > 0 {
@@ -193,14 +199,20 @@ fn changes_during_a_sync_lose_nothing(latency: Duration) -> usize {
     let s = Scratch::new();
     let cfg = s.config(&server, json!({"page_size": 20}));
     let mut running = spawn_tap(&["--config", path_str(&cfg)]);
-    let rounds = rounds_mid_sync(&server, &mut running, Duration::from_millis(40), || {
-        for name in INCREMENTAL {
-            server.update(stream(name), 2);
-            server.create(stream(name), 1);
-            server.delete(stream(name), 1);
-        }
-        server.bulk_update(stream("tickets"), 30);
-    });
+    let rounds = rounds_mid_sync(
+        &server,
+        &mut running,
+        Duration::from_millis(40),
+        usize::MAX,
+        || {
+            for name in INCREMENTAL {
+                server.update(stream(name), 2);
+                server.create(stream(name), 1);
+                server.delete(stream(name), 1);
+            }
+            server.bulk_update(stream("tickets"), 30);
+        },
+    );
     let first = running.finish();
     first.assert_ok();
     // The bookmark never passes the moment the sync started, so the next run
@@ -434,7 +446,7 @@ fn full_table_pass_under_updates(latency: Duration) -> usize {
     let cat = s.write_json("catalog.json", &cat);
     let before = fake_ids(&server, "tickets");
     let mut running = spawn_tap(&["--config", path_str(&cfg), "--catalog", path_str(&cat)]);
-    let rounds = rounds_mid_sync(&server, &mut running, Duration::from_millis(30), || {
+    let rounds = rounds_mid_sync(&server, &mut running, Duration::from_millis(30), 12, || {
         server.update(stream("tickets"), 3);
     });
     let run = running.finish();
@@ -445,7 +457,12 @@ fn full_table_pass_under_updates(latency: Duration) -> usize {
     });
     assert!(
         version.is_some(),
-        "the pass completed with ACTIVATE_VERSION"
+        "the pass completed with ACTIVATE_VERSION: {}",
+        run.stderr
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("catch"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let got = run.ids("tickets");
     let after = fake_ids(&server, "tickets");

@@ -78,8 +78,12 @@ use crate::timefmt;
 
 pub use budget::Budget;
 
-/// Rounds of a whole pass that re-read the records changed during it.
-const MAX_CATCH_UP_ROUNDS: usize = 3;
+/// Rounds of a whole pass that re-read the records changed during it, and
+/// the least time from one round's start to the next: a burst of changes
+/// (a bulk edit, an import) passes, and rounds that must settle get the
+/// chance to, instead of all falling within it.
+const MAX_CATCH_UP_ROUNDS: usize = 8;
+const CATCH_UP_SPACING: std::time::Duration = std::time::Duration::from_secs(1);
 /// Margin under a server `Date` (whole seconds, sent after the request began).
 pub(crate) const CLOCK_MARGIN_MS: i64 = 2_000;
 
@@ -352,9 +356,10 @@ impl StreamRun {
 /// was read. Read another way (newest first, or every record by offset:
 /// the API ignores the range filters), an update moves a record to where
 /// the round has been; across partitions, into one the round has read: so
-/// rounds go on until one finds nothing the round before had not. A project busy enough that no round settles within a
-/// few leaves the pass unproven: no ACTIVATE_VERSION, and the next run
-/// reads the stream whole again.
+/// rounds go on, a second apart at least, until one finds nothing the
+/// round before had not. A project busy enough that no round settles
+/// within eight leaves the pass unproven: no ACTIVATE_VERSION, and the
+/// next run reads the stream whole again.
 async fn catch_up_moves(w: &mut Walker, partitions: &[Context]) -> Result<(), FetchError> {
     // The pass's start on both clocks, the earlier: `updatedAt` is stamped by
     // the API, whose clock may lag this machine's. The API's first `Date`
@@ -365,7 +370,15 @@ async fn catch_up_moves(w: &mut Walker, partitions: &[Context]) -> Result<(), Fe
         .map_or(i64::MAX, |d| d - CLOCK_MARGIN_MS);
     let mut since = w.sh.signpost.get().await.min(first);
     let mut before: Option<HashSet<(String, Option<i64>)>> = None;
+    let mut last_round: Option<std::time::Instant> = None;
     for _ in 0..MAX_CATCH_UP_ROUNDS {
+        if let Some(at) = last_round {
+            let wait = CATCH_UP_SPACING.saturating_sub(at.elapsed());
+            if !w.sh.cancel.sleep(wait).await {
+                return Err(FetchError::Cancelled);
+            }
+        }
+        last_round = Some(std::time::Instant::now());
         let now = chrono::Utc::now().timestamp_millis();
         let round_start = client.server_date_ms().map_or(now, |d| d.min(now)) - CLOCK_MARGIN_MS;
         let seen: Seen = Arc::default();
